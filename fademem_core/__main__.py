@@ -1,0 +1,7 @@
+"""``python -m fademem_core ...``: see :mod:`fademem_core.cli`."""
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

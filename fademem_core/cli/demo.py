@@ -1,0 +1,157 @@
+"""``fademem demo``: the built-in tiny model makes a short video on the CPU, end to end.
+
+It rolls the same seed out twice, under FadeMem and under the full cache, and prints per-chunk
+time and the KV memory each holds, then where it wrote the videos and the memory-layout picture.
+With the trained tiny-world weights shipped in ``fademem_core/weights/`` the video shows the toy
+world; without them the model's weights are random and the video is noise (said plainly).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from .common import Progress, format_bytes, int_at_least, writable_dir
+from .options import add_policy_options, build_policy
+from .plan import FPS, memory_lines, save_layout_picture
+
+WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "tiny_world.safetensors"
+DEMO_SIZE = 64  # pixels; the tiny world is 8x8 latents
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "demo", help="generate a short video with the built-in tiny model (CPU, no downloads)",
+        description="Generate a short video with the built-in tiny model, under FadeMem and "
+                    "under the full cache, and print per-chunk time and KV memory of both.")
+    p.add_argument("--out-dir", default="fademem_out",
+                   help="folder for the videos and the layout picture (default ./fademem_out)")
+    p.add_argument("--frames", type=int_at_least(3), default=240,
+                   help="latent frames to generate (default 240 = 80 chunks, the paper's 60 s)")
+    p.add_argument("--seed", type=int_at_least(0), default=0, help="random seed (default 0)")
+    p.add_argument("--weights", default=None,
+                   help="tiny-model weights (default: the shipped tiny_world.safetensors if "
+                        "present, else random weights)")
+    p.add_argument("--no-compare", dest="compare", action="store_false",
+                   help="skip the full-cache rollout")
+    add_policy_options(p)
+    p.set_defaults(func=run)
+
+
+@dataclass(frozen=True)
+class TinySetup:
+    model: Any
+    text: torch.Tensor
+    frames_of: Callable[[torch.Tensor], torch.Tensor]
+    about: str
+
+
+def load_tiny(weights: Path | None) -> TinySetup:
+    """The demo model, its prompt and its latent -> RGB map, with a sentence about where it's from."""
+    from ..loading import load_model, tiny_model
+
+    if weights is None:
+        model = tiny_model(seed=0)
+        g = torch.Generator().manual_seed(0)
+        text = torch.randn(1, 8, model.text_dim, generator=g)
+        from ..video import LatentPreviewDecoder
+
+        preview = LatentPreviewDecoder(channels=model.in_channels)
+        about = ("tiny model with RANDOM weights (tiny_model(seed=0)): the video is noise; it "
+                 "shows the pipeline, memory and speed, not picture quality")
+        return TinySetup(model, text, lambda x0: preview.decode(x0)[0], about)
+
+    from ..tinyworld import world
+
+    model = load_model(weights)
+    text = world.prompt_embedding(family=0, classes=(1, 4), text_dim=model.text_dim)
+    info = _read_info(weights.with_suffix(".json"))
+    what = info.get("description") or info.get("what") or "the tiny world"
+    train = info.get("training", {})
+    detail = ""
+    if train.get("steps") and train.get("clip_frames"):
+        detail = (f" ({train['steps']} steps on {train['clip_frames']}-latent-frame clips; "
+                  f"this demo runs far past that length)")
+    about = f"{weights.name}: {what}{detail}"
+    return TinySetup(model, text,
+                     lambda x0: torch.from_numpy(world.to_rgb(x0[:1])), about)
+
+
+def _read_info(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..policies import FullCache
+    from .common import existing_file
+    from .render import rollout_to_video
+
+    out_dir = writable_dir(args.out_dir)
+    policy = build_policy(args)
+    if args.weights is not None:
+        weights: Path | None = existing_file(args.weights, "--weights")
+    else:
+        weights = WEIGHTS if WEIGHTS.is_file() else None
+    setup = load_tiny(weights)
+    print(f"model: {setup.about}")
+    print(f"video: {args.frames} latent frames at {DEMO_SIZE}x{DEMO_SIZE}, one frame per latent "
+          f"frame ({args.frames / 4:.0f} s at {FPS / 4:g} fps), seed {args.seed}")
+
+    runs = [(_policy_label(policy), policy, out_dir / "demo_fademem.mp4"
+             if args.policy == "fademem" else out_dir / f"demo_{args.policy}.mp4")]
+    if args.compare and args.policy != "full":
+        runs.append(("full cache", FullCache(), out_dir / "demo_full.mp4"))
+    results = []
+    for label, pol, path in runs:
+        progress = Progress(-(-args.frames // 3), label=f"{label:>12}")
+        res = rollout_to_video(setup.model, setup.text, pol, args.frames, DEMO_SIZE, DEMO_SIZE,
+                               setup.frames_of, path, FPS / 4, progress=progress, seed=args.seed)
+        results.append((label, res))
+
+    print()
+    print("per chunk: sampling time, and KV memory the chunk attends to (memory entries + "
+          "the chunk itself)")
+    for line in chunk_table(results):
+        print(line)
+    for label, res in results:
+        total = sum(r.seconds for r in res.records)
+        peak = max(r.held_bytes for r in res.records)
+        print(f"{label}: {total:.2f} s sampling, KV held at most {format_bytes(peak)} "
+              f"(allocated {format_bytes(res.records[-1].kv_bytes)}), "
+              f"{res.frames_written} frames -> {res.video}")
+    if args.policy == "fademem":
+        picture = save_layout_picture(out_dir / "fademem_layout.png", args.frames, args.budget,
+                                      args.beta, args.anchor)
+        print(f"memory layout picture: {picture}")
+    if args.policy == "fademem":
+        print()
+        print("the same layout on the real model:")
+        for line in memory_lines(args.frames, args.budget, 3, 480, 832, args.anchor):
+            print(line)
+    return 0
+
+
+def _policy_label(policy: Any) -> str:
+    return type(policy).__name__ if type(policy).__name__ != "FadeMem" else "FadeMem"
+
+
+def chunk_table(results: list[tuple[str, Any]], max_rows: int = 12) -> list[str]:
+    """Per-chunk time (ms) and KV held, side by side; about ``max_rows`` evenly spaced rows."""
+    n = len(results[0][1].records)
+    every = max(1, -(-n // max_rows))
+    rows = sorted(set(range(0, n, every)) | {n - 1})
+    head = f"{'chunk':>5}" + "".join(f"  {label + ' ms':>15}  {label + ' KV':>15}"
+                                     for label, _ in results)
+    lines = [head]
+    for k in rows:
+        cells = "".join(f"  {res.records[k].seconds * 1e3:>15.1f}  "
+                        f"{format_bytes(res.records[k].held_bytes):>15}" for _, res in results)
+        lines.append(f"{k:>5}{cells}")
+    return lines

@@ -1,0 +1,238 @@
+"""``fademem generate``: the standalone text-to-video path (no ComfyUI).
+
+Causal Wan checkpoint (+ LoRA) for the DiT; umT5 text encoder, tokenizer and Wan VAE from a
+local diffusers-format Wan2.1-T2V-1.3B folder (``--wan-dir``).  Prompts are encoded first and
+the text encoder is freed before the DiT is loaded; every finished chunk is decoded by the
+streaming VAE and written to the mp4 at once, so memory stays flat however long the video.
+With ``--prompt-file`` each line becomes its own video, named by its index, and the prompts are
+sharded over the processes of a ``torchrun`` launch.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+from .common import (CliError, Progress, existing_dir, existing_file, int_at_least,
+                     multiple_of_16, positive_float, writable_dir, writable_file)
+from .options import add_policy_options, add_sampling_options, build_policy, parse_steps
+
+FPS = 16.0
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "generate", help="text-to-video with a causal Wan checkpoint, decoded while it samples",
+        description="Generate videos with a causal Wan2.1 checkpoint under a KV cache policy. "
+                    "Decodes streaming: each chunk goes through the Wan VAE and into the mp4 "
+                    "as soon as it is sampled.")
+    m = p.add_argument_group("model")
+    m.add_argument("--checkpoint", required=True,
+                   help="causal Wan DiT: .safetensors or a training .pt (Self-Forcing, LongLive)")
+    m.add_argument("--lora", default=None, help="LoRA file (LongLive lora.pt, FadeMem-FT)")
+    m.add_argument("--lora-strength", type=float, default=1.0, help="LoRA strength (default 1)")
+    m.add_argument("--wan-dir", required=True,
+                   help="diffusers-format Wan2.1-T2V-1.3B folder (text_encoder/, tokenizer/, vae/)")
+    m.add_argument("--dtype", choices=("bf16", "fp16", "fp32"), default=None,
+                   help="weights dtype (default bf16 on CUDA, fp32 on CPU)")
+    m.add_argument("--device", default=None,
+                   help="cuda, cuda:1, cpu... (default: this rank's GPU if any, else cpu)")
+    t = p.add_argument_group("prompts (one of)")
+    src = t.add_mutually_exclusive_group(required=True)
+    src.add_argument("--prompt", help="one prompt -> one video (--out)")
+    src.add_argument("--prompt-file", help="one prompt per line -> one video each (--out-dir)")
+    src.add_argument("--schedule", help="START_SECONDS|prompt lines -> one video with prompt "
+                                        "switches (--out)")
+    t.add_argument("--switch", choices=("recache", "keep"), default="recache",
+                   help="memory at a prompt switch: re-run held frames under the new prompt "
+                        "(recache, default) or keep it")
+    v = p.add_argument_group("video")
+    length = v.add_mutually_exclusive_group()
+    length.add_argument("--seconds", type=positive_float, default=None,
+                        help="length in seconds at 16 fps, rounded up to whole chunks (default 5: "
+                             "21 latent frames = 81 video frames)")
+    length.add_argument("--frames", type=int_at_least(1), default=None,
+                        help="length in latent frames (1 latent frame = 4 video frames)")
+    v.add_argument("--height", type=multiple_of_16, default=480, help="default 480")
+    v.add_argument("--width", type=multiple_of_16, default=832, help="default 832")
+    v.add_argument("--out", default=None, help="output video (.mp4) for --prompt / --schedule "
+                                               "(default fademem_out/video.mp4)")
+    v.add_argument("--out-dir", default=None,
+                   help="output folder for --prompt-file (default fademem_out); videos are "
+                        "named 0000.mp4, 0001.mp4, ... by prompt index")
+    v.add_argument("--overwrite", action="store_true",
+                   help="replace existing outputs (default: skip prompts whose video exists)")
+    add_policy_options(p)
+    add_sampling_options(p)
+    p.set_defaults(func=run)
+
+
+def latent_frames(args: argparse.Namespace) -> int:
+    """Latent frames to sample: --frames as given, --seconds rounded up to whole chunks."""
+    if args.frames is not None:
+        if args.frames < args.chunk:
+            raise CliError(f"--frames ({args.frames}) must be at least one chunk ({args.chunk})")
+        return args.frames
+    from .plan import latent_frames_for_seconds
+
+    latents = latent_frames_for_seconds(5.0 if args.seconds is None else args.seconds)
+    return max(args.chunk, math.ceil(latents / args.chunk) * args.chunk)
+
+
+def _jobs(args: argparse.Namespace, num_frames: int) -> tuple[list[Any], list[Path]]:
+    """Prompt items (a string, or a schedule list) and their output paths, validated."""
+    from ..batch import output_name
+    from ..textenc import read_prompt_file, read_schedule_file, schedule_to_latent_frames
+
+    if args.prompt_file is not None:
+        if args.out is not None:
+            raise CliError("--out names one video; with --prompt-file use --out-dir")
+        prompts = read_prompt_file(existing_file(args.prompt_file, "--prompt-file"))
+        out_dir = writable_dir(args.out_dir or "fademem_out", "--out-dir")
+        return prompts, [out_dir / output_name(i, len(prompts)) for i in range(len(prompts))]
+    if args.out_dir is not None:
+        raise CliError("--out-dir is for --prompt-file; name the video with --out")
+    out = writable_file(args.out or "fademem_out/video.mp4", ".mp4", "--out")
+    if args.prompt is not None:
+        if not args.prompt.strip():
+            raise CliError("--prompt is empty")
+        return [args.prompt], [out]
+    sched = read_schedule_file(existing_file(args.schedule, "--schedule"))
+    return [schedule_to_latent_frames(sched, FPS, args.chunk, num_frames)], [out]
+
+
+def _check_wan_dir(path: str) -> Path:
+    root = existing_dir(path, "--wan-dir")
+    for sub in ("text_encoder", "tokenizer", "vae"):
+        if not (root / sub).is_dir():
+            raise CliError(f"--wan-dir {root} has no {sub}/ folder (expected a diffusers-format "
+                           f"Wan2.1-T2V-1.3B folder with text_encoder/, tokenizer/, vae/)")
+    return root
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..batch import dist_info, run_sharded, shard
+
+    # everything a user can get wrong is checked here, before any weights are read
+    checkpoint = existing_file(args.checkpoint, "--checkpoint")
+    lora = existing_file(args.lora, "--lora") if args.lora else None
+    wan_dir = _check_wan_dir(args.wan_dir)
+    steps = parse_steps(args.steps)
+    policy = build_policy(args)
+    policy.visible_frames(args.chunk)  # windows smaller than a chunk fail here
+    num_frames = latent_frames(args)
+    items, outputs = _jobs(args, num_frames)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32,
+             None: None}[args.dtype]
+
+    info = dist_info()
+    device = torch.device(args.device) if args.device else info.device()
+    say = print if info.rank == 0 else (lambda *a, **k: None)
+    mine = shard(len(items), info.rank, info.world_size)
+    # a batch resumes where it stopped; a single named video is simply replaced
+    resume = args.prompt_file is not None and not args.overwrite
+    todo = [i for i in mine if not (resume and outputs[i].exists())]
+    if len(todo) < len(mine):
+        print(f"skipping {len(mine) - len(todo)} prompt(s) whose video exists "
+              f"(pass --overwrite to redo them)")
+
+    model = vae = None
+    texts: dict[int, Any] = {}
+    if todo:
+        _quiet_libraries()
+        texts = _encode(items, todo, wan_dir, device)  # the encoder is gone after this
+        from ..loading import load_model
+        from ..video import load_wan_vae
+
+        model = load_model(checkpoint, lora=lora, lora_strength=args.lora_strength, dtype=dtype,
+                           device=device)
+        vae = load_wan_vae(wan_dir, device=device,
+                           dtype=torch.float32 if device.type == "cpu" else torch.bfloat16)
+        say(f"model {checkpoint.name}{' + ' + lora.name if lora else ''} on {device}; "
+            f"policy {policy}; {num_frames} latent frames = {1 + 4 * (num_frames - 1)} video "
+            f"frames at {args.width}x{args.height}")
+
+    def work(index: int, item: Any) -> str:
+        if index not in texts:
+            return f"kept {outputs[index]} (exists)"
+        path = _render_one(model, vae, texts[index], policy, num_frames, args, steps,
+                           outputs[index], f"[{index}]" if len(items) > 1 else "")
+        return f"wrote {path}"
+
+    results = run_sharded(items, work, info=info)
+    failed = [r for r in results if not r.ok]
+    if failed and len(items) == 1:
+        raise CliError(failed[0].error or "generation failed", code=1)
+    for r in results:
+        if r.ok:
+            say(r.value)
+        else:
+            say(f"prompt {r.index} failed: {r.error}", file=sys.stderr)
+    if failed:
+        say(f"{len(failed)} of {len(items)} prompt(s) failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _quiet_libraries() -> None:
+    """Keep the terminal for our progress bar: no loading bars or advice from the libraries."""
+    try:
+        from diffusers.utils import logging as dlog
+        from transformers.utils import logging as tlog
+
+        dlog.set_verbosity_error()
+        tlog.set_verbosity_error()
+        tlog.disable_progress_bar()
+    except ImportError:  # transformers missing: TextEncoder reports it
+        pass
+
+
+def _encode(items: list[Any], todo: list[int], wan_dir: Path, device: Any) -> dict[int, Any]:
+    """Embeddings per item index (a tensor, or a schedule of tensors), encoder freed after."""
+    from ..textenc import TextEncoder
+
+    if not todo:
+        return {}
+    enc = TextEncoder.from_wan_dir(wan_dir, device=device)
+    try:
+        out: dict[int, Any] = {}
+        for i in todo:
+            item = items[i]
+            if isinstance(item, str):
+                out[i] = enc.encode([item])
+            else:
+                embs = enc.encode([prompt for _, prompt in item])
+                out[i] = [(start, embs[j:j + 1]) for j, (start, _) in enumerate(item)]
+        return out
+    finally:
+        enc.close()
+
+
+def _render_one(model: Any, vae: Any, text: Any, policy: Any, num_frames: int,
+                args: argparse.Namespace, steps: tuple[float, ...], out: Path,
+                label: str) -> Path:
+    """Sample one video, decoding each chunk through the streaming VAE into ``out``."""
+    from ..sampler import to_raw
+    from ..video import StreamingVAEDecoder
+    from .render import rollout_to_video
+
+    decoder = StreamingVAEDecoder(vae)
+    progress = Progress(-(-num_frames // args.chunk), label=label)
+    try:
+        res = rollout_to_video(
+            model, _to_device(text, model.device), policy, num_frames, args.height, args.width,
+            lambda x0: decoder.decode(to_raw(x0[:1]))[0], out, FPS, progress=progress,
+            seed=args.seed, steps=steps, shift=args.shift, chunk=args.chunk,
+            context_noise=args.context_noise, switch=args.switch)
+    finally:
+        decoder.close()
+    return res.video
+
+
+def _to_device(text: Any, device: Any) -> Any:
+    if isinstance(text, list):
+        return [(s, e.to(device)) for s, e in text]
+    return text.to(device)

@@ -1,0 +1,78 @@
+"""Cache-policy and sampling options shared by ``demo`` and ``generate``."""
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from .common import CliError, beta_value, int_at_least, nonneg_float, positive_float
+
+POLICY_CHOICES = ("fademem", "sink_window", "sliding_window", "full")
+
+
+def add_policy_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("cache policy")
+    g.add_argument("--policy", default="fademem", choices=POLICY_CHOICES,
+                   help="KV memory policy (default fademem)")
+    g.add_argument("--budget", type=int_at_least(2), default=12,
+                   help="fademem: memory entries, the anchor included (default 12)")
+    g.add_argument("--beta", type=beta_value, default=0.3,
+                   help="fademem: distance warp in (0, 1] (default 0.3)")
+    g.add_argument("--no-anchor", dest="anchor", action="store_false",
+                   help="fademem: let the first frame be merged")
+    g.add_argument("--operator", default="weighted_average",
+                   choices=("weighted_average", "average", "select_nearest", "max_pool"),
+                   help="fademem: how a merged pair's K/V combine (default weighted_average)")
+    g.add_argument("--positions", default="absolute", choices=("absolute", "packed"),
+                   help="RoPE positions of memory entries (default absolute)")
+    g.add_argument("--window", type=int_at_least(1), default=None,
+                   help="sliding_window: frames seen (default 12); sink_window: most recent "
+                        "frames seen besides the sink (default 9); both count the current chunk")
+    g.add_argument("--sink", type=int_at_least(0), default=3,
+                   help="sink_window: first frames kept forever (default 3)")
+
+
+def add_sampling_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("sampling")
+    g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    g.add_argument("--chunk", type=int_at_least(1), default=3,
+                   help="latent frames generated per chunk (default 3)")
+    g.add_argument("--steps", default="1000,750,500,250",
+                   help="comma-separated denoising timesteps before the shift "
+                        "(default 1000,750,500,250)")
+    g.add_argument("--shift", type=positive_float, default=5.0,
+                   help="flow-matching timestep shift (default 5.0)")
+    g.add_argument("--context-noise", type=nonneg_float, default=0.0,
+                   help="timestep of the clean pass that writes a chunk into memory (default 0)")
+
+
+def parse_steps(text: str) -> tuple[float, ...]:
+    """``"1000,750,500,250"`` -> (1000.0, 750.0, 500.0, 250.0), each in (0, 1000]."""
+    try:
+        steps = tuple(float(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise CliError(f"--steps must be comma-separated numbers, got {text!r}") from None
+    if not steps or any(not 0 < s <= 1000 for s in steps):
+        raise CliError(f"--steps must be numbers in (0, 1000], got {text!r}")
+    if list(steps) != sorted(steps, reverse=True) or len(set(steps)) != len(steps):
+        raise CliError(f"--steps must strictly decrease, got {text!r}")
+    return steps
+
+
+def build_policy(args: argparse.Namespace) -> Any:
+    """The cache policy the options describe (validated by the policy classes)."""
+    from ..policies import policy_from_name
+
+    name = args.policy
+    if name == "fademem":
+        if args.anchor and args.budget < 3:
+            raise CliError(f"--budget must be >= 3 with the anchor (or pass --no-anchor), "
+                           f"got {args.budget}")
+        return policy_from_name(name, budget=args.budget, beta=args.beta, anchor=args.anchor,
+                                operator=args.operator, positions=args.positions)
+    if name == "full":
+        return policy_from_name(name, positions=args.positions)
+    if name == "sink_window":
+        window = 9 if args.window is None else args.window
+        return policy_from_name(name, sink=args.sink, window=window, positions=args.positions)
+    window = 12 if args.window is None else args.window
+    return policy_from_name(name, window=window, positions=args.positions)

@@ -1,0 +1,368 @@
+"""Block-causal, KV-cached forward of a Wan2.1 DiT (diffusers' ``WanTransformer3DModel``).
+
+The weights and sub-modules are diffusers'; the forward is ours: diffusers' own ``forward``
+cannot see a KV memory (nothing but the rotary tensors reaches the attention), so the blocks
+are driven here one sub-module at a time.
+
+One chunk of latent frames is a query; its self-attention keys/values are whatever the cache's
+``LayerKV.attend`` returns (memory entries + the chunk itself).  The text's cross-attention K/V
+are computed once per prompt (:meth:`CausalWan.encode_text`).
+
+Numerics follow the original Wan code: the residual stream, every norm, the modulation and the
+timestep embedding run in float32; only the linear layers, the patch convolution and the
+attention run in the weight dtype.  RoPE angles come from :mod:`fademem_core.rope` (float64
+angles at float positions).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .rope import apply_rotary, axis_dims, grid_cos_sin
+
+if TYPE_CHECKING:  # pragma: no cover
+    from diffusers import WanTransformer3DModel
+
+    from .policies.base import KVCache, KVGeometry
+
+# Sub-modules kept in float32 whatever the weight dtype: tiny and precision-critical (timestep
+# embedding, modulation, the affine cross-attention norm, the q/k RMSNorm gains).
+FP32_MODULE_SUFFIXES = (
+    "condition_embedder.time_embedder",
+    "condition_embedder.time_proj",
+    "norm2",
+    "norm_q",
+    "norm_k",
+)
+FP32_PARAM_NAMES = ("scale_shift_table",)
+
+# Wan's VAE compresses space 8x; the DiT then patches the latent (1x2x2 in every Wan).
+VAE_SPATIAL = 8
+
+# self-attention hook: (layer, q, k, v, k_temporal_raw) -> attention output [B, S, H, D]
+SelfAttention = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class TextKV:
+    """Cross-attention keys/values of one prompt, one ``[B, H, L, D]`` pair per layer."""
+
+    keys: list[torch.Tensor]
+    values: list[torch.Tensor]
+
+    @property
+    def batch(self) -> int:
+        return self.keys[0].shape[0]
+
+    def nbytes(self) -> int:
+        """Bytes held by the text K/V (all layers)."""
+        return sum(t.numel() * t.element_size() for t in self.keys + self.values)
+
+
+def cast_transformer_(transformer: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
+    """In place: weights to ``dtype``, the precision-critical parameters kept in float32."""
+    for name, module in transformer.named_modules():
+        dotted = f".{name}."
+        keep = any(f".{s}." in dotted for s in FP32_MODULE_SUFFIXES)  # the module or inside it
+        for pname, p in module.named_parameters(recurse=False):
+            want = torch.float32 if (keep or pname in FP32_PARAM_NAMES) else dtype
+            if p.dtype != want:
+                p.data = p.data.to(want)
+    return transformer
+
+
+def _rms_norm(x: torch.Tensor, norm: torch.nn.Module) -> torch.Tensor:
+    """RMSNorm over the last dim in float32 (``norm`` is a ``torch.nn.RMSNorm``)."""
+    w = None if norm.weight is None else norm.weight.float()
+    eps = norm.eps if norm.eps is not None else torch.finfo(torch.float32).eps
+    return F.rms_norm(x.float(), (x.shape[-1],), w, eps)
+
+
+def _layer_norm(x: torch.Tensor, norm: torch.nn.Module) -> torch.Tensor:
+    """LayerNorm over the last dim in float32 (diffusers' ``FP32LayerNorm``)."""
+    w = None if norm.weight is None else norm.weight.float()
+    b = None if norm.bias is None else norm.bias.float()
+    return F.layer_norm(x.float(), (x.shape[-1],), w, b, norm.eps)
+
+
+def _modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """``x * (1 + scale) + shift`` with per-frame (or per-sample) modulation.
+
+    ``x`` is ``[B, S, C]``; ``shift``/``scale`` are ``[B, G, C]`` with ``G`` groups of equal,
+    consecutive tokens (``G = 1`` one timestep per sample, ``G = F`` one per frame).
+    """
+    b, s, c = x.shape
+    g = shift.shape[1]
+    xv = x.reshape(b, g, s // g, c)
+    return (xv * (1 + scale[:, :, None]) + shift[:, :, None]).reshape(b, s, c)
+
+
+def _gate(x: torch.Tensor, y: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+    """Residual update ``x + y * gate`` in float32 (``gate`` as in :func:`_modulate`)."""
+    b, s, c = x.shape
+    g = gate.shape[1]
+    out = x.reshape(b, g, s // g, c) + y.float().reshape(b, g, s // g, c) * gate[:, :, None]
+    return out.reshape(b, s, c)
+
+
+class CausalWan:
+    """A Wan2.1 text-to-video DiT run chunk by chunk against a KV cache.
+
+    ``transformer`` is a diffusers ``WanTransformer3DModel``; use :func:`fademem_core.load_model`
+    or :func:`fademem_core.tiny_model` to build one.  The object owns no rollout state: the
+    memory lives in the cache, the schedule in the sampler.
+    """
+
+    def __init__(self, transformer: "WanTransformer3DModel") -> None:
+        cfg = transformer.config
+        if cfg.get("image_dim") is not None or cfg.get("added_kv_proj_dim") is not None:
+            raise ValueError("image-to-video Wan transformers are not supported (found image_dim/added_kv_proj_dim)")
+        self.transformer = transformer
+        self.config = cfg
+        self.num_layers = int(cfg["num_layers"])
+        self.heads = int(cfg["num_attention_heads"])
+        self.head_dim = int(cfg["attention_head_dim"])
+        self.dim = self.heads * self.head_dim
+        self.text_dim = int(cfg["text_dim"])
+        self.in_channels = int(cfg["in_channels"])
+        self.out_channels = int(cfg["out_channels"] or cfg["in_channels"])
+        self.patch_size = tuple(int(p) for p in cfg["patch_size"])
+        axis_dims(self.head_dim)  # validates head_dim for RoPE early
+        transformer.eval()
+        transformer.requires_grad_(False)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def dtype(self) -> torch.dtype:
+        """Weight dtype of the linear layers (the compute dtype)."""
+        return self.transformer.patch_embedding.weight.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.transformer.patch_embedding.weight.device
+
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> "CausalWan":
+        """Move/cast in place (float32 kept where it matters); returns ``self``."""
+        if device is not None:
+            self.transformer.to(device)
+        if dtype is not None:
+            cast_transformer_(self.transformer, dtype)
+        return self
+
+    def __repr__(self) -> str:
+        return (
+            f"CausalWan(layers={self.num_layers}, dim={self.dim}, heads={self.heads}x{self.head_dim}, "
+            f"text_dim={self.text_dim}, dtype={self.dtype}, device={self.device})"
+        )
+
+    # ------------------------------------------------------------------ geometry
+    def latent_grid(self, height: int, width: int) -> tuple[int, int]:
+        """Token grid ``(rows, cols)`` of one latent frame for a ``height x width`` video."""
+        step_h = VAE_SPATIAL * self.patch_size[1]
+        step_w = VAE_SPATIAL * self.patch_size[2]
+        if height <= 0 or width <= 0 or height % step_h or width % step_w:
+            raise ValueError(
+                f"height and width must be positive multiples of {step_h}x{step_w} pixels, got {height}x{width}"
+            )
+        return height // step_h, width // step_w
+
+    def tokens_per_frame(self, height: int, width: int) -> int:
+        rows, cols = self.latent_grid(height, width)
+        return rows * cols
+
+    def geometry(self, batch: int, height: int, width: int) -> "KVGeometry":
+        """KV geometry of a rollout at ``height x width`` pixels (the cache's allocation unit)."""
+        from .policies.base import KVGeometry
+
+        return KVGeometry(
+            num_layers=self.num_layers,
+            batch=batch,
+            tokens_per_frame=self.tokens_per_frame(height, width),
+            num_heads=self.heads,
+            head_dim=self.head_dim,
+            dtype=self.dtype,
+            device=self.device,
+        )
+
+    # ------------------------------------------------------------------ text
+    def encode_text(self, text: torch.Tensor) -> TextKV:
+        """Per-layer cross-attention K/V of ``text [B, L, text_dim]`` (computed once per prompt)."""
+        if text.ndim != 3 or text.shape[-1] != self.text_dim:
+            raise ValueError(f"text must be [B, L, {self.text_dim}], got {tuple(text.shape)}")
+        tr = self.transformer
+        with torch.no_grad():
+            emb = tr.condition_embedder.text_embedder(text.to(self.device, self.dtype))
+            keys, values = [], []
+            for block in tr.blocks:
+                attn = block.attn2
+                k = _rms_norm(attn.to_k(emb), attn.norm_k).to(self.dtype)
+                v = attn.to_v(emb)
+                keys.append(k.unflatten(-1, (self.heads, self.head_dim)).transpose(1, 2).contiguous())
+                values.append(v.unflatten(-1, (self.heads, self.head_dim)).transpose(1, 2).contiguous())
+        return TextKV(keys, values)
+
+    # ------------------------------------------------------------------ forward
+    def forward_chunk(
+        self,
+        x: torch.Tensor,
+        timestep: float | torch.Tensor,
+        text: TextKV,
+        cache: "KVCache",
+        positions: Sequence[float],
+        write: bool,
+    ) -> torch.Tensor:
+        """Velocity for the chunk ``x [B, C, F, h, w]`` attending to ``cache`` (float32, same shape).
+
+        ``timestep``: a float, ``[B]`` or per frame ``[B, F]``.  ``positions``: the chunk's
+        temporal RoPE positions (what ``cache.begin_chunk`` / ``begin_recache`` returned).
+        ``write=True`` lets the cache remember this pass's K/V (the clean pass).
+        """
+        layers = cache.layers
+        if len(layers) != self.num_layers:
+            raise ValueError(f"cache has {len(layers)} layers, the model has {self.num_layers}")
+
+        def attend(i: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_raw: torch.Tensor) -> torch.Tensor:
+            k_ctx, v_ctx = layers[i].attend(k, v, k_raw, write)
+            return _sdpa(q, k_ctx, v_ctx)
+
+        return self._forward(x, timestep, text, positions, attend)
+
+    def forward_masked(
+        self,
+        x: torch.Tensor,
+        timestep: float | torch.Tensor,
+        text: TextKV,
+        positions: Sequence[float],
+        frame_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Full-sequence forward with a frame-level attention mask (training / analysis).
+
+        ``frame_mask [F, F]`` (bool, True = query frame may attend key frame) is expanded to
+        tokens; ``None`` attends everywhere.  No cache is involved.
+        """
+        f = x.shape[2]
+        mask = None
+        if frame_mask is not None:
+            if frame_mask.shape != (f, f):
+                raise ValueError(f"frame_mask must be [{f}, {f}], got {tuple(frame_mask.shape)}")
+            n = (x.shape[3] // self.patch_size[1]) * (x.shape[4] // self.patch_size[2])
+            mask = frame_mask.to(device=x.device, dtype=torch.bool)
+            mask = mask.repeat_interleave(n, 0).repeat_interleave(n, 1)
+
+        def attend(i: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_raw: torch.Tensor) -> torch.Tensor:
+            return _sdpa(q, k, v, mask)
+
+        return self._forward(x, timestep, text, positions, attend)
+
+    def _timestep_embedding(self, timestep: float | torch.Tensor, batch: int, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``temb [B, G, dim]`` and modulation ``[B, G, 6, dim]`` (float32), ``G`` in {1, F}."""
+        t = torch.as_tensor(timestep, dtype=torch.float32, device=self.device)
+        if t.ndim == 0:
+            t = t.expand(batch)
+        if t.ndim == 1:
+            if t.shape[0] not in (1, batch):
+                raise ValueError(f"timestep must be a float, [B] or [B, F]; got shape {tuple(t.shape)}")
+            t = t.expand(batch)[:, None]
+        elif t.ndim != 2 or t.shape[0] != batch or t.shape[1] != frames:
+            raise ValueError(f"timestep must be a float, [{batch}] or [{batch}, {frames}]; got {tuple(t.shape)}")
+        g = t.shape[1]
+        emb = self.transformer.condition_embedder
+        sinus = emb.timesteps_proj(t.reshape(-1)).float()
+        temb = emb.time_embedder(sinus)
+        mod = emb.time_proj(F.silu(temb))
+        return temb.reshape(batch, g, -1), mod.reshape(batch, g, 6, -1)
+
+    def _forward(
+        self,
+        x: torch.Tensor,
+        timestep: float | torch.Tensor,
+        text: TextKV,
+        positions: Sequence[float],
+        self_attention: SelfAttention,
+    ) -> torch.Tensor:
+        if x.ndim != 5 or x.shape[1] != self.in_channels:
+            raise ValueError(f"x must be [B, {self.in_channels}, F, h, w], got {tuple(x.shape)}")
+        b, _, f, h, w = x.shape
+        pt, ph, pw = self.patch_size
+        if f % pt or h % ph or w % pw:
+            raise ValueError(f"latent shape {tuple(x.shape)} is not divisible by the patch {self.patch_size}")
+        if len(positions) != f // pt:
+            raise ValueError(f"got {len(positions)} positions for {f // pt} latent frames")
+        if text.batch not in (1, b):
+            raise ValueError(f"text batch {text.batch} does not match latent batch {b}")
+        tr = self.transformer
+        dt = self.dtype
+        fp, hp, wp = f // pt, h // ph, w // pw
+
+        temb, mod = self._timestep_embedding(timestep, b, fp)
+        cos, sin = grid_cos_sin(positions, hp, wp, self.head_dim, device=x.device)
+        tc = axis_dims(self.head_dim)[0]
+
+        hs = tr.patch_embedding(x.to(device=self.device, dtype=dt))
+        hs = hs.flatten(2).transpose(1, 2).float()  # residual stream in float32: [B, S, dim]
+
+        for i, block in enumerate(tr.blocks):
+            shift, scale, gate, c_shift, c_scale, c_gate = (block.scale_shift_table.float() + mod).unbind(2)
+
+            # self-attention through the caller's hook (cache or mask)
+            n = _modulate(_layer_norm(hs, block.norm1), shift, scale).to(dt)
+            a = block.attn1
+            q = _rms_norm(a.to_q(n), a.norm_q).to(dt).unflatten(-1, (self.heads, self.head_dim))
+            k = _rms_norm(a.to_k(n), a.norm_k).to(dt).unflatten(-1, (self.heads, self.head_dim))
+            v = a.to_v(n).unflatten(-1, (self.heads, self.head_dim))
+            k_raw = k[..., :tc]
+            q = apply_rotary(q, cos, sin)
+            k = apply_rotary(k, cos, sin)
+            o = self_attention(i, q, k, v, k_raw)
+            hs = _gate(hs, a.to_out[0](o.flatten(2).to(dt)), gate)
+
+            # cross-attention to the prompt (norm2 is the affine cross-attention norm)
+            n = _layer_norm(hs, block.norm2).to(dt) if hasattr(block.norm2, "weight") else hs.to(dt)
+            c = block.attn2
+            q = _rms_norm(c.to_q(n), c.norm_q).to(dt).unflatten(-1, (self.heads, self.head_dim))
+            o = _sdpa(q, text.keys[i], text.values[i], heads_first=True)
+            hs = hs + c.to_out[0](o.flatten(2).to(dt)).float()
+
+            # feed-forward
+            n = _modulate(_layer_norm(hs, block.norm3), c_shift, c_scale).to(dt)
+            hs = _gate(hs, block.ffn(n), c_gate)
+
+        shift, scale = (tr.scale_shift_table.float() + temb[:, :, None]).unbind(2)
+        out = _modulate(_layer_norm(hs, tr.norm_out), shift, scale).to(dt)
+        out = tr.proj_out(out).float()
+        # unpatchify: [B, (F h w), (pt ph pw C)] -> [B, C, F*pt, h*ph, w*pw]
+        out = out.reshape(b, fp, hp, wp, pt, ph, pw, -1).permute(0, 7, 1, 4, 2, 5, 3, 6)
+        return out.reshape(b, -1, f, h, w)
+
+
+def _sdpa(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    heads_first: bool = False,
+) -> torch.Tensor:
+    """Attention of ``q [B, S, H, D]`` over ``k, v`` (``[B, Sk, H, D]``, or ``[B, H, Sk, D]`` when
+    ``heads_first``); returns ``[B, S, H, D]``.  A batch-1 ``k, v`` broadcasts over ``q``'s batch."""
+    qh = q.transpose(1, 2)
+    kh = k if heads_first else k.transpose(1, 2)
+    vh = v if heads_first else v.transpose(1, 2)
+    if kh.shape[0] != qh.shape[0]:
+        kh = kh.expand(qh.shape[0], -1, -1, -1)
+        vh = vh.expand(qh.shape[0], -1, -1, -1)
+    kh = kh.to(qh.dtype)
+    vh = vh.to(qh.dtype)
+    out = F.scaled_dot_product_attention(qh, kh, vh, attn_mask=mask)
+    return out.transpose(1, 2)
+
+
+def count_parameters(model: CausalWan) -> int:
+    """Number of parameters of the underlying transformer."""
+    return sum(p.numel() for p in model.transformer.parameters())
+
+
+__all__ = ["CausalWan", "TextKV", "cast_transformer_", "count_parameters"]
+

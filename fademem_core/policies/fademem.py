@@ -1,0 +1,63 @@
+"""FadeMem: a bounded memory whose resolution fades with temporal distance (paper Sec. 3.3)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..schedule import Layout, check_beta, check_budget
+from .base import CachePolicy, KVCache, KVGeometry, check_int, check_positions
+
+
+def _follow_layout(layout: Layout):
+    """Admit rule: mirror the planner; merge exactly the pair it merged, with its (mu, span)."""
+
+    def admit(cache) -> None:
+        pair = layout.insert()
+        if pair is not None:
+            mu, span = layout.entries[pair]
+            cache.merge(pair, mu=mu, span=span)
+
+    return admit
+
+
+@dataclass(frozen=True)
+class FadeMem(CachePolicy):
+    """Distance-aware KV consolidation.
+
+    ``budget`` counts history entries (the anchor included); a chunk sees ``budget + chunk``
+    frames.  When an inserted frame overflows the budget, the adjacent pair closest in warped
+    time ``(t - mu) ** beta`` is merged with ``operator`` (``weighted_average``, ``average``,
+    ``select_nearest`` or ``max_pool``).  ``anchor`` protects the first frame.
+    """
+
+    budget: int = 12
+    beta: float = 0.3
+    anchor: bool = True
+    operator: str = "weighted_average"
+    positions: str = "absolute"
+
+    def __post_init__(self) -> None:
+        from ..memory import check_operator  # memory imports this package's base module
+
+        check_budget(self.budget, self.anchor)
+        check_beta(self.beta)
+        check_operator(self.operator)
+        check_positions(self.positions)
+
+    def history_frames(self, chunk: int = 3) -> int | None:
+        return self.budget
+
+    def visible_frames(self, chunk: int) -> int | None:
+        return self.budget + check_int("chunk", chunk, 1)
+
+    def memory_bytes(self, geometry: KVGeometry, chunk: int) -> int | None:
+        check_int("chunk", chunk, 1)
+        return super().memory_bytes(geometry, chunk)
+
+    def make_cache(
+        self, geometry: KVGeometry, chunk: int, max_frames: int | None = None
+    ) -> KVCache:
+        from ..memory import SlotCache
+
+        layout = Layout(self.budget, self.beta, self.anchor)
+        return SlotCache(geometry, chunk, self.budget, self.positions, operator=self.operator,
+                         admit=_follow_layout(layout))

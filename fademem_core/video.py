@@ -1,0 +1,278 @@
+"""Streaming Wan VAE decode and mp4 writing.
+
+A long autoregressive rollout produces latents chunk by chunk.  Decoding them all at the end
+holds every frame in memory at once (the usual out-of-memory after hours of sampling); here each
+latent chunk goes through the Wan VAE decoder as soon as it exists and its frames go straight
+into the video file, so memory stays flat however long the video.
+
+The Wan VAE decoder is causal in time: diffusers' ``AutoencoderKLWan.decode`` feeds it one latent
+frame at a time and carries a per-convolution cache of the last input frames between calls.
+``decode`` clears that cache at its start and end, so there is no public way to continue a
+decode.  :class:`StreamingVAEDecoder` drives ``vae.decoder`` itself with its own cache list that
+lives as long as the stream, which reproduces one full ``decode`` exactly (tested).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = [
+    "StreamingVAEDecoder",
+    "Mp4Writer",
+    "LatentPreviewDecoder",
+    "load_wan_vae",
+    "video_frames_for_latents",
+    "read_video_info",
+    "set_default_permissions",
+]
+
+
+def video_frames_for_latents(latent_frames: int, temporal_factor: int = 4) -> int:
+    """Number of video frames the Wan VAE makes from ``latent_frames`` latent frames (1 + 4(n-1))."""
+    if latent_frames <= 0:
+        return 0
+    return 1 + temporal_factor * (latent_frames - 1)
+
+
+def load_wan_vae(wan_dir: str | os.PathLike, dtype: torch.dtype = torch.float32,
+                 device: str | torch.device = "cpu") -> Any:
+    """Load ``AutoencoderKLWan`` from the ``vae/`` subfolder of a diffusers-format Wan folder."""
+    from diffusers import AutoencoderKLWan
+
+    vae_dir = Path(wan_dir) / "vae"
+    if not (vae_dir / "config.json").is_file():
+        raise FileNotFoundError(
+            f"no Wan VAE at {vae_dir} (expected a diffusers-format folder with vae/config.json)")
+    vae = AutoencoderKLWan.from_pretrained(str(vae_dir), torch_dtype=dtype, local_files_only=True)
+    return vae.to(device).eval()
+
+
+class StreamingVAEDecoder:
+    """Decode raw Wan latents chunk by chunk, keeping the VAE's causal cache between chunks.
+
+    ``decode(chunk)`` takes raw latents ``[B, 16, F, h, w]`` (use ``to_raw`` on model-space
+    latents) and returns the video frames they complete, ``[B, 3, T, H, W]`` in [-1, 1]: the very
+    first latent frame gives one video frame, every later one gives four.  Concatenating the
+    outputs of successive calls equals ``vae.decode`` of the concatenated latents.
+    """
+
+    def __init__(self, vae: Any, clamp: bool = True) -> None:
+        from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d
+
+        if getattr(vae, "decoder", None) is None or getattr(vae, "post_quant_conv", None) is None:
+            raise TypeError(f"expected a diffusers AutoencoderKLWan, got {type(vae).__name__}")
+        self.vae = vae
+        self.clamp = clamp
+        # one slot per causal conv in the decoder, exactly what the decoder indexes into
+        self._num_convs = sum(isinstance(m, WanCausalConv3d) for m in vae.decoder.modules())
+        self._cache: list[Any] = [None] * self._num_convs
+        self._frames_seen = 0
+
+    @property
+    def latent_frames_seen(self) -> int:
+        """Latent frames decoded since the stream started (or was reset)."""
+        return self._frames_seen
+
+    def reset(self) -> None:
+        """Forget the causal cache: the next chunk starts a new video."""
+        self._cache = [None] * self._num_convs
+        self._frames_seen = 0
+
+    @torch.no_grad()
+    def decode(self, latents_raw: torch.Tensor) -> torch.Tensor:
+        """Decode the next chunk of raw latents ``[B, 16, F, h, w]`` to frames ``[B, 3, T, H, W]``."""
+        z_dim = self.vae.config.z_dim
+        if latents_raw.ndim != 5 or latents_raw.shape[1] != z_dim:
+            raise ValueError(
+                f"latents must be [B, {z_dim}, F, h, w], got shape {tuple(latents_raw.shape)}")
+        param = next(self.vae.decoder.parameters())
+        x = self.vae.post_quant_conv(latents_raw.to(device=param.device, dtype=param.dtype))
+        outs = []
+        for i in range(x.shape[2]):
+            # the decoder advances this index through its convs; it restarts every frame
+            idx = [0]
+            outs.append(self.vae.decoder(x[:, :, i:i + 1], feat_cache=self._cache, feat_idx=idx,
+                                         first_chunk=self._frames_seen == 0))
+            self._frames_seen += 1
+        if not outs:
+            return x.new_zeros(x.shape[0], 3, 0, x.shape[3] * 8, x.shape[4] * 8)
+        out = torch.cat(outs, dim=2)
+        patch = self.vae.config.get("patch_size", None)
+        if patch is not None:
+            from diffusers.models.autoencoders.autoencoder_kl_wan import unpatchify
+            out = unpatchify(out, patch_size=patch)
+        return out.clamp(-1.0, 1.0) if self.clamp else out
+
+    def close(self) -> None:
+        """Free the cache (idempotent)."""
+        self._cache = [None] * self._num_convs
+
+
+class LatentPreviewDecoder:
+    """Map latents to RGB with a fixed projection when no VAE is available (tiny models).
+
+    Each latent frame becomes one video frame, upsampled ``scale`` times (nearest).  The
+    projection is a fixed seeded 16->3 matrix scaled so typical unit-variance latents fill the
+    range; it only shows structure, not what a real VAE would draw.
+    """
+
+    def __init__(self, channels: int = 16, scale: int = 8) -> None:
+        g = torch.Generator().manual_seed(1234)
+        self.proj = torch.randn(3, channels, generator=g) / (channels ** 0.5)
+        self.scale = scale
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """``[B, C, F, h, w]`` -> ``[B, 3, F, h*scale, w*scale]`` in [-1, 1]."""
+        if latents.ndim != 5 or latents.shape[1] != self.proj.shape[1]:
+            raise ValueError(f"latents must be [B, {self.proj.shape[1]}, F, h, w], "
+                             f"got shape {tuple(latents.shape)}")
+        rgb = torch.einsum("oc,bcfhw->bofhw", self.proj, latents.float().cpu())
+        rgb = torch.tanh(rgb)
+        if self.scale > 1:
+            rgb = rgb.repeat_interleave(self.scale, dim=3).repeat_interleave(self.scale, dim=4)
+        return rgb
+
+    def reset(self) -> None:  # stateless; same interface as StreamingVAEDecoder
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _to_uint8_frames(frames: torch.Tensor) -> torch.Tensor:
+    """``[3, T, H, W]`` float in [-1, 1] or ``[T, H, W, 3]`` uint8 -> ``[T, H, W, 3]`` uint8."""
+    if frames.dtype == torch.uint8:
+        if frames.ndim != 4 or frames.shape[-1] != 3:
+            raise ValueError(f"uint8 frames must be [T, H, W, 3], got {tuple(frames.shape)}")
+        return frames.cpu()
+    if frames.ndim != 4 or frames.shape[0] != 3:
+        raise ValueError(f"float frames must be [3, T, H, W] in [-1, 1], got {tuple(frames.shape)}")
+    x = ((frames.float().clamp(-1, 1) + 1.0) * 127.5).round().to(torch.uint8)
+    return x.permute(1, 2, 3, 0).contiguous().cpu()
+
+
+class Mp4Writer:
+    """Write frames to an mp4 as they come; the file appears only when the video is complete.
+
+    Frames go to a hidden temporary file next to ``path``; :meth:`close` renames it into place,
+    :meth:`abort` (or leaving the ``with`` block by an exception) deletes it, so a failed run never
+    leaves a half-written video behind.  Width and height must be even (yuv420p).
+    """
+
+    def __init__(self, path: str | os.PathLike, fps: float = 16.0, crf: int = 18,
+                 codec: str = "libx264") -> None:
+        import av
+
+        self.path = Path(path)
+        if self.path.suffix.lower() != ".mp4":
+            raise ValueError(f"video path must end in .mp4, got {str(self.path)!r}")
+        if not fps > 0:
+            raise ValueError(f"fps must be > 0, got {fps!r}")
+        parent = self.path.parent
+        if not parent.is_dir():
+            raise FileNotFoundError(f"output folder does not exist: {parent}")
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=".partial.mp4",
+                                   dir=str(parent))
+        os.close(fd)
+        self._tmp = Path(tmp)
+        self._fps = fps
+        self._crf = crf
+        self._codec = codec
+        self._container = av.open(str(self._tmp), mode="w", format="mp4")
+        self._stream = None
+        self.frames_written = 0
+        self._done = False
+
+    def _open_stream(self, height: int, width: int) -> None:
+        from fractions import Fraction
+
+        if height % 2 or width % 2:
+            raise ValueError(f"video height and width must be even, got {height}x{width}")
+        rate = Fraction(self._fps).limit_denominator(1000)
+        self._stream = self._container.add_stream(self._codec, rate=rate)
+        self._stream.width = width
+        self._stream.height = height
+        self._stream.pix_fmt = "yuv420p"
+        if self._codec == "libx264":
+            self._stream.options = {"crf": str(self._crf)}
+
+    def write(self, frames: torch.Tensor) -> None:
+        """Append frames: ``[3, T, H, W]`` float in [-1, 1] or ``[T, H, W, 3]`` uint8."""
+        import av
+
+        if self._done:
+            raise RuntimeError("writer is closed")
+        arr = _to_uint8_frames(frames).numpy()
+        if arr.shape[0] == 0:
+            return
+        if self._stream is None:
+            self._open_stream(arr.shape[1], arr.shape[2])
+        elif (arr.shape[1], arr.shape[2]) != (self._stream.height, self._stream.width):
+            raise ValueError(f"frame size changed from {self._stream.height}x{self._stream.width} "
+                             f"to {arr.shape[1]}x{arr.shape[2]}")
+        for frame in arr:
+            for packet in self._stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                self._container.mux(packet)
+            self.frames_written += 1
+
+    def close(self) -> Path:
+        """Finish the file and move it to ``path``.  Returns the final path."""
+        if self._done:
+            return self.path
+        try:
+            if self.frames_written == 0:
+                raise ValueError(f"no frames were written to {self.path}")
+            for packet in self._stream.encode():
+                self._container.mux(packet)
+            self._container.close()
+            set_default_permissions(self._tmp)
+            os.replace(self._tmp, self.path)
+        except BaseException:
+            self.abort()
+            raise
+        self._done = True
+        return self.path
+
+    def abort(self) -> None:
+        """Drop the partial file (idempotent)."""
+        if self._done:
+            return
+        self._done = True
+        try:
+            self._container.close()
+        except Exception:  # the container may be broken already; the file goes anyway
+            pass
+        self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> "Mp4Writer":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def set_default_permissions(path: Path) -> None:
+    """mkstemp makes 0600 files; give the finished file the permissions open() would."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
+def read_video_info(path: str | os.PathLike) -> tuple[int, int, int]:
+    """(frames, height, width) of a video file, counting decoded frames."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        n = 0
+        for _ in container.decode(stream):
+            n += 1
+        return n, stream.codec_context.height, stream.codec_context.width

@@ -1,0 +1,59 @@
+"""FadeMemMemoryLayout: the memory hierarchy of a FadeMem cache over a rollout, as an IMAGE."""
+from __future__ import annotations
+
+from .cache import CACHE_TYPE
+from .sampler import MAX_LENGTH, latent_frames
+
+
+def pil_to_image(picture):
+    """PIL RGB picture -> ComfyUI IMAGE ``[1, H, W, 3]`` float32 in 0..1."""
+    import numpy as np
+    import torch
+
+    array = np.asarray(picture.convert("RGB"), dtype=np.float32) / 255.0
+    return torch.from_numpy(array).unsqueeze(0)
+
+
+class FadeMemMemoryLayout:
+    """Draws which frames each memory entry summarises at every step of a rollout."""
+
+    CATEGORY = "FadeMem"
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("image",)
+    OUTPUT_TOOLTIPS = ("The layout picture: frames left to right, rollout steps top to bottom.",)
+    FUNCTION = "draw"
+    DESCRIPTION = (
+        "Pictures the FadeMem memory over a rollout of `length` video frames: row t is the memory "
+        "after t latent frames, each entry a bar over the frames it summarises (pale = exact frame, "
+        "dark = long consolidated span, orange = first-frame anchor), with a tick at its centre. "
+        "Needs no model; use it to choose beta and M."
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "cache": (CACHE_TYPE, {"tooltip": "A FadeMem Cache (baseline caches have no layout to draw)."}),
+                "length": ("INT", {"default": 957, "min": 1, "max": MAX_LENGTH, "step": 4,
+                                   "tooltip": "Video frames of the rollout to picture, 1 + 4k "
+                                              "(957 = 240 latent frames = 60 s)."}),
+                "width": ("INT", {"default": 768, "min": 160, "max": 4096, "step": 8,
+                                  "tooltip": "Picture width in pixels."}),
+                "height": ("INT", {"default": 512, "min": 120, "max": 4096, "step": 8,
+                                   "tooltip": "Picture height in pixels."}),
+            }
+        }
+
+    def draw(self, cache, length, width, height):
+        from fademem_core.layout_picture import draw_layout
+        from fademem_core.policies import FadeMem
+
+        if not isinstance(cache, FadeMem):
+            raise ValueError(f"FadeMem Memory Layout draws FadeMem caches, got {type(cache).__name__}")
+        picture = draw_layout(latent_frames(length), cache.budget, cache.beta, anchor=cache.anchor,
+                              width=int(width), height=int(height))
+        return (pil_to_image(picture),)
+
+
+NODE_CLASS_MAPPINGS = {"FadeMemMemoryLayout": FadeMemMemoryLayout}
+NODE_DISPLAY_NAME_MAPPINGS = {"FadeMemMemoryLayout": "FadeMem Memory Layout"}

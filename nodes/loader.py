@@ -1,0 +1,71 @@
+"""FadeMemModelLoader: a causal Wan2.1 checkpoint (+ optional LoRA) as a FADEMEM_MODEL."""
+from __future__ import annotations
+
+from . import comfy
+
+MODEL_TYPE = "FADEMEM_MODEL"
+NO_LORA = "None"
+DTYPES = ("default", "bf16", "fp16", "fp32")
+
+
+def _dtype(name: str) -> str | None:
+    """Widget value -> load_model's dtype (None: bf16 on a GPU, fp32 on the CPU)."""
+    if name not in DTYPES:
+        raise ValueError(f"weight_dtype must be one of {DTYPES}, got {name!r}")
+    return None if name == "default" else name
+
+
+class FadeMemModelLoader:
+    """Loads Self-Forcing / LongLive / FadeMem-FT weights for the FadeMem sampler."""
+
+    CATEGORY = "FadeMem"
+    RETURN_TYPES = (MODEL_TYPE,)
+    RETURN_NAMES = ("model",)
+    OUTPUT_TOOLTIPS = ("The causal Wan2.1 model, for FadeMem Sampler only (not a core MODEL).",)
+    FUNCTION = "load"
+    DESCRIPTION = (
+        "Loads a causal (autoregressive) Wan2.1-T2V-1.3B checkpoint from models/diffusion_models: "
+        "LongLive `longlive_base.pt` or Self-Forcing `self_forcing_dmd.pt` (.pt pickles are read "
+        "with weights_only=True), optionally merging a LoRA from models/loras (LongLive `lora.pt`, "
+        "or the FadeMem-FT LoRA). Other models are unloaded from VRAM first."
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model_name": (comfy.list_models("diffusion_models"), {
+                    "tooltip": "Causal Wan checkpoint in models/diffusion_models (or models/unet): "
+                               "longlive_base.pt, self_forcing_dmd.pt, or a safetensors copy.",
+                }),
+                "lora_name": ([NO_LORA] + comfy.list_models("loras"), {
+                    "default": NO_LORA,
+                    "tooltip": "Optional LoRA merged into the weights: LongLive's lora.pt (needed for "
+                               "LongLive), or the FadeMem-FT LoRA. None: no LoRA.",
+                }),
+                "lora_strength": ("FLOAT", {
+                    "default": 1.0, "min": -4.0, "max": 4.0, "step": 0.05,
+                    "tooltip": "Scale of the LoRA update (1.0 = as trained). Ignored without a LoRA.",
+                }),
+                "weight_dtype": (list(DTYPES), {
+                    "default": "default",
+                    "tooltip": "Weight dtype. default: bf16 on a GPU, fp32 on CPU. fp16 saves nothing "
+                               "over bf16 and may overflow.",
+                }),
+            }
+        }
+
+    def load(self, model_name, lora_name, lora_strength, weight_dtype):
+        from fademem_core.loading import load_model
+
+        dtype = _dtype(weight_dtype)
+        path = comfy.model_path("diffusion_models", model_name)
+        lora = None if lora_name in (NO_LORA, "", None) else comfy.model_path("loras", lora_name)
+        comfy.free_vram_for_new_model()
+        model = load_model(path, lora=lora, lora_strength=float(lora_strength), dtype=dtype,
+                           device=comfy.torch_device())
+        return (model,)
+
+
+NODE_CLASS_MAPPINGS = {"FadeMemModelLoader": FadeMemModelLoader}
+NODE_DISPLAY_NAME_MAPPINGS = {"FadeMemModelLoader": "FadeMem Model Loader"}

@@ -1,0 +1,225 @@
+"""FadeMemSampler (the rollout as a node) and FadeMemPromptSchedule (several prompts over time).
+
+Translation only: CONDITIONING -> umT5 embeddings or a prompt schedule, video frames -> latent
+frames, the core callback -> ComfyUI progress, preview, interruption and node text.  The
+rollout itself is ``fademem_core.sampler.generate``.
+"""
+from __future__ import annotations
+
+from . import comfy
+from .cache import CACHE_TYPE
+from .loader import MODEL_TYPE
+
+CATEGORY = "FadeMem"
+START_KEY = "fademem_start_frame"  # latent frame where a scheduled prompt starts (CONDITIONING dict)
+MAX_SEED = 0xFFFFFFFFFFFFFFFF
+MAX_LENGTH = 16385  # 4097 latent frames, about 17 minutes at 16 fps
+SCHEDULE_SLOTS = 4
+
+
+def latent_frames(length: int) -> int:
+    """Latent frames of a ``length``-frame video (Wan VAE: 1 + 4 * (latent - 1) frames)."""
+    if isinstance(length, bool) or not isinstance(length, int) or length < 1 or (length - 1) % 4:
+        raise ValueError(f"length must be 1 + 4*k video frames (1, 5, ..., 957), got {length!r}")
+    return (length - 1) // 4 + 1
+
+
+def timesteps(steps: int) -> list[float]:
+    """``steps`` evenly spaced timesteps from 1000 down (4 -> [1000, 750, 500, 250])."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+    return [1000.0 * (steps - i) / steps for i in range(steps)]
+
+
+def conditioning_to_text(positive, text_dim: int):
+    """CONDITIONING -> ``[B, L, D]`` embeddings, or ``[(start, emb), ...]`` for a schedule."""
+    if not isinstance(positive, (list, tuple)) or not positive:
+        raise ValueError("positive must be a CONDITIONING (connect CLIP Text Encode or FadeMem Prompt Schedule)")
+    for cond in positive:
+        width = cond[0].shape[-1]
+        if width != text_dim:
+            raise ValueError(
+                f"positive conditioning is {width} wide but the model expects {text_dim}: encode the prompt "
+                f"with Load CLIP (type 'wan', umt5_xxl_fp8_e4m3fn_scaled.safetensors) + CLIP Text Encode"
+            )
+    starts = [cond[1].get(START_KEY) for cond in positive]
+    if len(positive) == 1 and starts[0] in (None, 0):
+        return positive[0][0]
+    if any(s is None for s in starts):
+        raise ValueError(
+            f"positive holds {len(positive)} conditionings without start frames; "
+            "to change prompts over time combine them with FadeMem Prompt Schedule"
+        )
+    return [(int(s), cond[0]) for s, cond in zip(starts, positive)]
+
+
+def preview_image(x0_frame):
+    """A small RGB picture of one model-space latent frame ``[16, h, w]``."""
+    import torch
+    from PIL import Image
+
+    frame = x0_frame.detach().float().cpu()
+    factors = comfy.latent_rgb_factors()
+    if factors is not None:
+        weight = torch.tensor(factors[0], dtype=torch.float32)  # [16, 3]
+        bias = torch.tensor(factors[1], dtype=torch.float32)
+        rgb = torch.einsum("chw,cr->hwr", frame, weight) + bias
+        rgb = (rgb.clamp(-1, 1) + 1) / 2
+    else:  # no ComfyUI: a fixed, colour-blind projection is enough for a progress picture
+        rgb = torch.stack([frame[k::3].mean(0) for k in range(3)], dim=-1)
+        rgb = (torch.tanh(rgb) + 1) / 2
+    pixels = (rgb * 255).round().to(torch.uint8).numpy()
+    image = Image.fromarray(pixels, "RGB")
+    return image.resize((image.width * 8, image.height * 8), Image.NEAREST)
+
+
+def _mib(nbytes: int | None) -> str:
+    return "unbounded" if nbytes is None else f"{nbytes / 2**20:.1f} MiB"
+
+
+class _Reporter:
+    """The core callback: progress bar, preview of the newest chunk, interruption, KV text."""
+
+    def __init__(self, total: int, node_id, bound: int | None):
+        self.bar = comfy.progress_bar(total)
+        self.node_id = node_id
+        self.bound = bound
+        self.peak = 0
+        self.total = total
+
+    def __call__(self, info) -> None:
+        comfy.check_interrupted()
+        self.peak = max(self.peak, info.kv_bytes)
+        done = info.chunk * info.num_steps + info.step + 1
+        preview = comfy.preview_tuple(preview_image(info.x0[0, :, -1]))
+        self.bar.update_absolute(done, self.total, preview)
+        if info.step == 0:
+            comfy.send_text(
+                f"chunk {info.chunk + 1}/{info.num_chunks}: KV memory {_mib(info.kv_bytes)} "
+                f"({info.memory_entries} entries), bound {_mib(self.bound)}",
+                self.node_id,
+            )
+
+
+class FadeMemSampler:
+    """Autoregressive chunk-by-chunk text-to-video with a bounded KV memory."""
+
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("LATENT",)
+    RETURN_NAMES = ("latent",)
+    OUTPUT_TOOLTIPS = ("Raw Wan 2.1 video latents; decode with VAE Decode (wan_2.1_vae).",)
+    FUNCTION = "sample"
+    DESCRIPTION = (
+        "Generates a long video chunk by chunk with a causal Wan2.1 model (LongLive / Self-Forcing). "
+        "Each chunk attends to the cache's bounded memory plus itself; the memory never holds more "
+        "than the cache's bound. Progress covers chunks x steps with a preview of the newest chunk; "
+        "the node shows its KV memory while it runs."
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": (MODEL_TYPE, {"tooltip": "From FadeMem Model Loader."}),
+                "positive": ("CONDITIONING", {
+                    "tooltip": "The prompt (CLIP Text Encode with Load CLIP type 'wan'), or a "
+                               "FadeMem Prompt Schedule for several prompts over time.",
+                }),
+                "cache": (CACHE_TYPE, {"tooltip": "The memory: FadeMem Cache or FadeMem Baseline Cache."}),
+                "width": ("INT", {"default": 832, "min": 16, "max": 4096, "step": 16,
+                                  "tooltip": "Video width in pixels (multiple of 16; the models were trained at 832)."}),
+                "height": ("INT", {"default": 480, "min": 16, "max": 4096, "step": 16,
+                                   "tooltip": "Video height in pixels (multiple of 16; trained at 480)."}),
+                "length": ("INT", {"default": 957, "min": 1, "max": MAX_LENGTH, "step": 4,
+                                   "tooltip": "Video frames, 1 + 4k (957 = 240 latent frames = 80 chunks, "
+                                              "about 60 s at 16 fps). A last partial chunk is shorter."}),
+                "chunk": ("INT", {"default": 3, "min": 1, "max": 16, "step": 1,
+                                  "tooltip": "Latent frames generated together (the models were trained with 3)."}),
+                "steps": ("INT", {"default": 4, "min": 1, "max": 50, "step": 1,
+                                  "tooltip": "Denoising steps per chunk, evenly spaced from t=1000 "
+                                             "(4 = 1000, 750, 500, 250 as trained)."}),
+                "shift": ("FLOAT", {"default": 5.0, "min": 0.1, "max": 20.0, "step": 0.1, "round": 0.01,
+                                    "tooltip": "Flow-matching timestep shift (5.0 as trained)."}),
+                "seed": ("INT", {"default": 0, "min": 0, "max": MAX_SEED, "control_after_generate": True,
+                                 "tooltip": "Random seed: same seed, same video, on any device."}),
+                "context_noise": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 999.0, "step": 1.0,
+                                            "tooltip": "Timestep of the clean pass that writes a chunk into "
+                                                       "the memory (0 = clean, as LongLive/Self-Forcing)."}),
+            },
+            "hidden": {"unique_id": "UNIQUE_ID"},
+        }
+
+    def sample(self, model, positive, cache, width, height, length, chunk, steps, shift, seed,
+               context_noise, unique_id=None):
+        from fademem_core.sampler import generate, to_raw
+
+        frames = latent_frames(length)
+        times = timesteps(steps)
+        text = conditioning_to_text(positive, model.text_dim)
+        geometry = model.geometry(1, height, width)  # validates width/height before any work
+        bound = cache.memory_bytes(geometry, chunk)
+        comfy.free_memory(bound)
+        num_chunks = -(-frames // chunk)
+        reporter = _Reporter(num_chunks * len(times), unique_id, bound)
+        latents = generate(model, text, cache, frames, height, width, seed=int(seed), steps=times,
+                           shift=float(shift), chunk=int(chunk), context_noise=float(context_noise),
+                           callback=reporter)
+        comfy.send_text(f"done: {frames} latent frames, peak KV memory {_mib(reporter.peak)} "
+                        f"(bound {_mib(bound)})", unique_id)
+        comfy.soft_empty_cache()
+        return ({"samples": to_raw(latents).to(comfy.output_device())},)
+
+
+class FadeMemPromptSchedule:
+    """Several prompts over time: prompt k takes over at its start frame."""
+
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("CONDITIONING",)
+    RETURN_NAMES = ("schedule",)
+    OUTPUT_TOOLTIPS = ("A prompt schedule for FadeMem Sampler's positive input (FadeMem Sampler only).",)
+    FUNCTION = "build"
+    DESCRIPTION = (
+        "Combines up to 4 prompts into a schedule: prompt 1 from the first frame, prompt k from "
+        "video frame start_k. Switches happen at the first chunk starting at or after that frame; "
+        "the frames the memory still holds exactly are then re-encoded under the new prompt "
+        "(LongLive style). Unconnected prompts are skipped."
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        optional = {}
+        for k in range(2, SCHEDULE_SLOTS + 1):
+            optional[f"conditioning_{k}"] = ("CONDITIONING", {"tooltip": f"Prompt {k} (optional)."})
+            optional[f"start_{k}"] = ("INT", {
+                "default": 320 * (k - 1), "min": 1, "max": MAX_LENGTH, "step": 4,
+                "tooltip": f"Video frame where prompt {k} starts (16 fps: 320 = 20 s). Must be after "
+                           "the previous connected prompt's start.",
+            })
+        return {
+            "required": {"conditioning_1": ("CONDITIONING", {"tooltip": "Prompt 1, from the first frame."})},
+            "optional": optional,
+        }
+
+    def build(self, conditioning_1, **kw):
+        parts = [(0, conditioning_1)]
+        for k in range(2, SCHEDULE_SLOTS + 1):
+            cond = kw.get(f"conditioning_{k}")
+            if cond is None:
+                continue
+            start = kw.get(f"start_{k}", 320 * (k - 1))
+            latent = (int(start) + 3) // 4  # first latent frame covering video frame `start`
+            if latent <= parts[-1][0]:
+                raise ValueError(f"start_{k} ({start}) must come after the previous prompt's start "
+                                 f"(latent frame {parts[-1][0]}); starts must increase")
+            parts.append((latent, cond))
+        schedule = []
+        for latent, cond in parts:
+            if len(cond) != 1:
+                raise ValueError(f"each scheduled prompt must be one conditioning, got {len(cond)} entries")
+            emb, meta = cond[0]
+            schedule.append([emb, {**meta, START_KEY: latent}])
+        return (schedule,)
+
+
+NODE_CLASS_MAPPINGS = {"FadeMemSampler": FadeMemSampler, "FadeMemPromptSchedule": FadeMemPromptSchedule}
+NODE_DISPLAY_NAME_MAPPINGS = {"FadeMemSampler": "FadeMem Sampler", "FadeMemPromptSchedule": "FadeMem Prompt Schedule"}

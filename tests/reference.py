@@ -1,0 +1,112 @@
+"""Independent reference for the rollout tests: full-sequence forwards with a frame mask.
+
+Uses nothing of fademem_core: diffusers' own ``WanTransformer3DModel.forward`` (its own RoPE at
+integer frame indices, its own per-token timestep path) with its own attention processor,
+handed a boolean mask through a small wrapper.  At chunk ``c``, step ``j`` the whole video so
+far is one sequence: the earlier frames as clean latents at ``context_noise``, the chunk at the
+step's timestep; query frame ``i`` sees key frame ``f`` iff ``visible(i, f)``.  Earlier frames
+never see later ones, so their keys equal the ones a KV cache would have stored.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+
+class _MaskedProcessor:
+    """Calls diffusers' Wan processor with an attention mask the block never passes."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.mask: torch.Tensor | None = None
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, rotary_emb=None):
+        return self.inner(attn, hidden_states, encoder_hidden_states, self.mask, rotary_emb)
+
+
+def full_visible(chunk: int) -> Callable[[int, int], bool]:
+    """Block-causal: a frame sees every frame up to the end of its chunk."""
+    return lambda i, f: f < (i // chunk + 1) * chunk
+
+
+def window_visible(chunk: int, window: int, sink: int = 0) -> Callable[[int, int], bool]:
+    """A chunk sees its own frames, the ``window - chunk`` frames before it, and the first ``sink``."""
+
+    def visible(i: int, f: int) -> bool:
+        start = (i // chunk) * chunk
+        if f >= start + chunk:
+            return False
+        return f >= start - (window - chunk) or f < sink
+
+    return visible
+
+
+def warped(steps, shift: float) -> list[float]:
+    out = []
+    for t in steps:
+        s = t / 1000.0
+        out.append(1000.0 * shift * s / (1.0 + (shift - 1.0) * s))
+    return out
+
+
+@torch.no_grad()
+def reference_rollout(
+    transformer,
+    text: torch.Tensor,
+    num_frames: int,
+    h: int,
+    w: int,
+    seed: int,
+    visible: Callable[[int, int], bool],
+    steps=(1000, 750, 500, 250),
+    shift: float = 5.0,
+    chunk: int = 3,
+    context_noise: float = 0.0,
+) -> torch.Tensor:
+    """Latents ``[B, 16, num_frames, h, w]`` of the rollout, computed without any KV cache."""
+    from diffusers.models.transformers.transformer_wan import WanAttnProcessor
+
+    procs = []
+    for block in transformer.blocks:
+        p = _MaskedProcessor(WanAttnProcessor())
+        block.attn1.processor = p
+        procs.append(p)
+    try:
+        b = text.shape[0]
+        ph, pw = transformer.config.patch_size[1:]
+        n_tok = (h // ph) * (w // pw)
+        times = warped(steps, shift)
+        sigmas = [t / 1000.0 for t in times]
+        gen = torch.Generator().manual_seed(seed)
+        out = torch.zeros(b, 16, num_frames, h, w)
+        ctx = torch.zeros(b, 16, num_frames, h, w)  # what the clean pass saw
+        for start in range(0, num_frames, chunk):
+            end = min(start + chunk, num_frames)
+            n = end - start
+            fmask = torch.tensor([[visible(i, f) for f in range(end)] for i in range(end)])
+            mask = fmask.repeat_interleave(n_tok, 0).repeat_interleave(n_tok, 1)
+            for p in procs:
+                p.mask = mask
+            x = torch.randn(b, 16, n, h, w, generator=gen)
+            x0 = x
+            for j, t in enumerate(times):
+                seq = torch.cat([ctx[:, :, :start], x], dim=2)
+                per_frame = torch.tensor([context_noise] * start + [t] * n, dtype=torch.float32)
+                tt = per_frame.repeat_interleave(n_tok)[None].expand(b, -1)
+                v = transformer(seq, tt, text, return_dict=False)[0][:, :, start:end]
+                x0 = x - sigmas[j] * v
+                if j + 1 < len(times):
+                    x = (1 - sigmas[j + 1]) * x0 + sigmas[j + 1] * torch.randn(b, 16, n, h, w, generator=gen)
+            out[:, :, start:end] = x0
+            if context_noise > 0:
+                sc = context_noise / 1000.0
+                ctx[:, :, start:end] = (1 - sc) * x0 + sc * torch.randn(b, 16, n, h, w, generator=gen)
+            else:
+                ctx[:, :, start:end] = x0
+        return out
+    finally:
+        from diffusers.models.transformers.transformer_wan import WanAttnProcessor as P
+
+        for block in transformer.blocks:
+            block.attn1.processor = P()

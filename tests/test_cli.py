@@ -1,0 +1,271 @@
+"""The command line: plan, demo, generate end to end on tiny components, and bad input."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from fademem_core.cli import main
+from fademem_core.cli.common import Progress
+from fademem_core.schedule import plan_layout
+from fademem_core.video import read_video_info
+from fixtures_cli import tiny_wan_dir  # noqa: F401  (fixture)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    from fademem_core.loading import save_model, tiny_model
+
+    return save_model(tiny_model(seed=0), tmp_path_factory.mktemp("ckpt") / "tiny.safetensors")
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def gen_args(ckpt: Path, wan: Path, *extra: str) -> list[str]:
+    return ["generate", "--checkpoint", ckpt, "--wan-dir", wan, "--height", "32", "--width", "48",
+            *extra]
+
+
+def no_partial_files(folder: Path) -> bool:
+    return not any(p.name.endswith(".partial.mp4") for p in folder.rglob("*"))
+
+
+# ----------------------------------------------------------------------------- plan
+def test_plan_prints_the_planner_layout(capsys, tmp_path):
+    pic = tmp_path / "layout.png"
+    code, out, _ = run_cli(capsys, "plan", "--frames", 240, "--budget", 12, "--beta", 0.3,
+                           "--picture", pic)
+    assert code == 0
+    lines = out.splitlines()
+    head = lines.index(next(line for line in lines if line.lstrip().startswith("entry")))
+    rows = [line.split() for line in lines[head + 1: head + 13]]
+    expected = plan_layout(240, 12, 0.3)
+    assert [(float(r[1]), int(r[2])) for r in rows] == [(round(m, 2), s) for m, s in expected]
+    assert rows[-1][3] == "239"  # the newest frame is exact
+    assert "FadeMem (budget 12 + chunk 3)" in out and "16.0x" in out
+    from PIL import Image
+    with Image.open(pic) as im:
+        assert im.format == "PNG" and im.size[0] > 100
+
+
+def test_plan_seconds_matches_frames(capsys):
+    _, by_seconds, _ = run_cli(capsys, "plan", "--seconds", 60)
+    _, by_frames, _ = run_cli(capsys, "plan", "--frames", 240)
+    assert by_seconds == by_frames  # 60 s at 16 fps = 957 frames = 240 latent frames
+
+
+# ----------------------------------------------------------------------------- bad input
+def bad_cases(tmp: Path, ckpt: Path, wan: Path) -> list[list]:
+    blocker = tmp / "a_file"
+    blocker.write_text("x")
+    return [
+        ["plan", "--frames", "abc"],
+        ["plan", "--frames", "-3"],
+        ["plan", "--beta", "0"],
+        ["plan", "--beta", "nan"],
+        ["plan", "--budget", "2"],
+        ["plan", "--picture", blocker / "x.png"],
+        ["plan", "--picture", tmp / "x.jpg"],
+        ["demo", "--out-dir", blocker],
+        ["demo", "--frames", "two"],
+        ["demo", "--weights", tmp / "missing.safetensors"],
+        gen_args(tmp / "missing.safetensors", wan, "--prompt", "a fox"),
+        gen_args(ckpt, tmp / "no_wan", "--prompt", "a fox"),
+        gen_args(ckpt, tmp, "--prompt", "a fox"),  # a folder without text_encoder/ ...
+        gen_args(ckpt, wan, "--prompt", "a fox", "--frames", "0"),
+        gen_args(ckpt, wan, "--prompt", "a fox", "--frames", "2"),  # less than a chunk
+        gen_args(ckpt, wan, "--prompt", "a fox", "--seconds", "-1"),
+        gen_args(ckpt, wan, "--prompt", "a fox", "--height", "30"),
+        gen_args(ckpt, wan, "--prompt", "a fox", "--out", blocker / "v.mp4"),
+        gen_args(ckpt, wan, "--prompt", "a fox", "--out", tmp / "v.avi"),
+        gen_args(ckpt, wan, "--prompt", "a fox", "--steps", "250,500"),
+        gen_args(ckpt, wan, "--prompt", "a fox", "--policy", "sliding_window", "--window", "2"),
+        gen_args(ckpt, wan, "--prompt", "a fox", "--lora", tmp / "nope.pt"),
+        gen_args(ckpt, wan, "--prompt-file", tmp / "nope.txt"),
+        gen_args(ckpt, wan, "--prompt", "a", "--prompt-file", tmp / "nope.txt"),
+        gen_args(ckpt, wan),  # no prompt at all
+        gen_args(blocker, wan, "--prompt", "a fox"),  # not a checkpoint: fails while loading
+    ]
+
+
+def test_bad_input_is_one_line_and_nonzero(capsys, tmp_path, tiny_checkpoint, tiny_wan_dir):
+    for argv in bad_cases(tmp_path, tiny_checkpoint, tiny_wan_dir):
+        code, out, err = run_cli(capsys, *argv)
+        assert code != 0, argv
+        assert len(err.strip().splitlines()) == 1, (argv, err)
+        assert "Traceback" not in err and "error:" in err, (argv, err)
+    assert not list(tmp_path.rglob("*.mp4")) and no_partial_files(tmp_path)
+
+
+def test_module_entry_point_reports_one_line(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    ok = subprocess.run([sys.executable, "-m", "fademem_core", "plan", "--frames", "24"],
+                        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert ok.returncode == 0 and "entry" in ok.stdout
+    bad = subprocess.run([sys.executable, "-m", "fademem_core", "plan", "--beta", "1.5"],
+                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines() == [
+        "fademem plan: error: argument --beta: beta must be in (0, 1], got 1.5 "
+        "(see fademem plan --help)"]
+
+
+# ----------------------------------------------------------------------------- demo
+def test_demo_end_to_end(capsys, tmp_path, monkeypatch):
+    import fademem_core.cli.demo as demo
+
+    monkeypatch.setattr(demo, "WEIGHTS", tmp_path / "absent.safetensors")
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = run_cli(capsys, "demo", "--frames", 12)
+    assert code == 0
+    folder = tmp_path / "fademem_out"  # the default output folder
+    assert read_video_info(folder / "demo_fademem.mp4") == (12, 64, 64)
+    assert read_video_info(folder / "demo_full.mp4") == (12, 64, 64)
+    assert (folder / "fademem_layout.png").stat().st_size > 0
+    assert "RANDOM weights" in out
+    assert str(Path("fademem_out") / "demo_fademem.mp4") in out
+    assert "fademem_layout.png" in out
+    # the per-chunk table: 4 chunks, both policies, KV held per chunk
+    lines = out.splitlines()
+    head = next(i for i, line in enumerate(lines) if line.split()[:1] == ["chunk"])
+    assert "FadeMem KV" in lines[head] and "full cache KV" in lines[head]
+    assert [int(r.split()[0]) for r in lines[head + 1: head + 5]] == [0, 1, 2, 3]
+
+
+def test_demo_names_what_trained_weights_learned(capsys, tmp_path, monkeypatch):
+    from fademem_core.loading import save_model, tiny_model
+
+    weights = save_model(tiny_model(seed=3), tmp_path / "tw.safetensors")
+    (tmp_path / "tw.json").write_text(json.dumps(
+        {"what": "tiny causal Wan trained on a sprite world",
+         "training": {"steps": 1234, "clip_frames": 21}}))
+    code, out, _ = run_cli(capsys, "demo", "--frames", 6, "--weights", weights,
+                           "--out-dir", tmp_path / "o", "--no-compare")
+    assert code == 0
+    assert "trained on a sprite world" in out and "1234 steps" in out
+    assert "RANDOM" not in out
+    assert read_video_info(tmp_path / "o" / "demo_fademem.mp4")[0] == 6
+    assert not (tmp_path / "o" / "demo_full.mp4").exists()
+
+
+# ----------------------------------------------------------------------------- generate
+def test_generate_writes_the_streamed_video(capsys, tmp_path, tiny_checkpoint, tiny_wan_dir):
+    out = tmp_path / "videos" / "fox.mp4"
+    code, stdout, err = run_cli(capsys, *gen_args(tiny_checkpoint, tiny_wan_dir, "--prompt",
+                                                  "a red fox walks", "--frames", 6, "--out", out))
+    assert code == 0, err
+    # 6 latent frames -> 1 + 4 * 5 = 21 video frames, 8x the 4x6 latent grid
+    assert read_video_info(out) == (21, 32, 48)
+    assert f"wrote {out}" in stdout
+    assert "chunk 2/2" in err and "ETA" in err  # progress bar on stderr
+    assert os.listdir(out.parent) == ["fox.mp4"]
+
+
+def test_streamed_chunks_equal_full_decode(tiny_checkpoint, tiny_wan_dir):
+    """The frames written chunk by chunk are exactly the VAE decode of the whole rollout."""
+    from fademem_core.cli.render import rollout_to_video
+    from fademem_core.loading import load_model
+    from fademem_core.policies import FadeMem
+    from fademem_core.sampler import to_raw
+    from fademem_core.video import StreamingVAEDecoder, load_wan_vae
+
+    model = load_model(tiny_checkpoint)
+    vae = load_wan_vae(tiny_wan_dir)
+    stream = StreamingVAEDecoder(vae)
+    chunks = []
+
+    def frames_of(x0):
+        chunks.append(stream.decode(to_raw(x0))[0])
+        return chunks[-1]
+
+    text = torch.randn(1, 5, model.text_dim, generator=torch.Generator().manual_seed(0))
+    res = rollout_to_video(model, text, FadeMem(budget=3, beta=0.5), 9, 32, 32, frames_of,
+                           None, 16.0, seed=1)
+    assert len(res.records) == 3 and [r.chunk for r in res.records] == [0, 1, 2]
+    with torch.no_grad():
+        full = vae.decode(to_raw(res.latents)).sample[0]
+    assert torch.equal(torch.cat(chunks, dim=1), full)
+    # bounded memory: what the chunk attends to stops growing once the budget is full
+    assert res.records[1].held_bytes == res.records[2].held_bytes > res.records[0].held_bytes
+
+
+def test_generate_schedule_and_lora(capsys, tmp_path, tiny_checkpoint, tiny_wan_dir):
+    from fademem_core.testing import write_checkpoints
+
+    lora = write_checkpoints(tmp_path / "ck").loras["peft.pt"]
+    sched = tmp_path / "story.txt"
+    sched.write_text("# two prompts\n0|a red fox walks\n1|the cat sleeps on the sofa\n")
+    out = tmp_path / "story.mp4"
+    code, _, err = run_cli(capsys, *gen_args(tiny_checkpoint, tiny_wan_dir, "--schedule", sched,
+                                             "--seconds", 1.5, "--lora", lora, "--out", out,
+                                             "--policy", "sink_window", "--sink", 1,
+                                             "--window", 3))
+    assert code == 0, err
+    # 1.5 s at 16 fps = 6 latent frames (2 chunks) = 1 + 4 * 5 = 21 video frames
+    assert read_video_info(out) == (21, 32, 48)
+
+
+def test_generate_prompt_file_names_by_index_and_resumes(capsys, tmp_path, tiny_checkpoint,
+                                                         tiny_wan_dir):
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a red fox\n\nthe cat sleeps\nblue sky over city\n")
+    out_dir = tmp_path / "batch"
+    args = gen_args(tiny_checkpoint, tiny_wan_dir, "--prompt-file", prompts, "--frames", 3,
+                    "--out-dir", out_dir)
+    code, stdout, err = run_cli(capsys, *args)
+    assert code == 0, err
+    assert sorted(os.listdir(out_dir)) == ["0000.mp4", "0001.mp4", "0002.mp4"]
+    assert read_video_info(out_dir / "0002.mp4") == (9, 32, 48)
+    # a second run resumes: existing videos are kept, only the missing one is made
+    (out_dir / "0001.mp4").unlink()
+    before = (out_dir / "0000.mp4").stat().st_mtime_ns
+    code, stdout, _ = run_cli(capsys, *args)
+    assert code == 0 and "skipping 2 prompt(s)" in stdout
+    assert (out_dir / "0001.mp4").exists() and (out_dir / "0000.mp4").stat().st_mtime_ns == before
+
+
+def test_failure_mid_video_leaves_nothing(capsys, tmp_path, monkeypatch, tiny_checkpoint,
+                                         tiny_wan_dir):
+    from fademem_core.video import StreamingVAEDecoder
+
+    real = StreamingVAEDecoder.decode
+    calls = []
+
+    def flaky(self, z):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("VAE out of memory")
+        return real(self, z)
+
+    monkeypatch.setattr(StreamingVAEDecoder, "decode", flaky)
+    out = tmp_path / "v.mp4"
+    old = out.with_name("keep.mp4")
+    code, _, err = run_cli(capsys, *gen_args(tiny_checkpoint, tiny_wan_dir, "--prompt",
+                                             "a fox", "--frames", 9, "--out", out))
+    assert code == 1 and "VAE out of memory" in err
+    assert err.strip().splitlines()[-1].startswith("fademem generate: error:")
+    assert os.listdir(tmp_path) == [] and not old.exists()
+
+
+# ----------------------------------------------------------------------------- progress
+def test_progress_line_has_chunk_elapsed_and_eta():
+    now = [100.0]
+    buf = io.StringIO()
+    p = Progress(10, stream=buf, clock=lambda: now[0])
+    now[0] = 130.0
+    p.update(3)  # 10 s per chunk so far -> 70 s to go
+    assert p.line(3).endswith("chunk 3/10  elapsed 0:30  ETA 1:10")
+    p.update(10)
+    assert buf.getvalue().strip().splitlines()[-1].endswith("chunk 10/10  elapsed 0:30  ETA 0:00")

@@ -1,0 +1,193 @@
+"""load_model: every checkpoint format, shape-inferred config, LoRA merge, clear refusals."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fademem_core import generate, load_model, tiny_model, FullCache
+from fademem_core.loading import infer_config, save_model, to_diffusers_names
+from fademem_core.testing import original_name, write_checkpoints
+
+
+@pytest.fixture(scope="module")
+def ck(tmp_path_factory):
+    return write_checkpoints(tmp_path_factory.mktemp("ckpt"), seed=0)
+
+
+def _weights(model):
+    return {k: v.detach().float() for k, v in model.transformer.state_dict().items()}
+
+
+FORMATS = [
+    "diffusers_meta.safetensors", "diffusers.safetensors", "original.safetensors", "comfy.safetensors",
+    "model_prefix.safetensors", "self_forcing.pt", "longlive.pth", "causvid.pt", "flat.pt",
+]
+
+
+@pytest.mark.parametrize("name", FORMATS)
+def test_every_format_loads_identical_weights(ck, name):
+    m = load_model(ck.formats[name], device="cpu")
+    ref = _weights(ck.model)
+    got = _weights(m)
+    assert set(got) == set(ref)
+    for k in ref:
+        assert torch.equal(got[k], ref[k]), k
+    assert (m.num_layers, m.heads, m.head_dim, m.text_dim) == (2, 2, 16, 32)
+    assert m.dtype == torch.float32 and m.device.type == "cpu"
+
+
+def test_bf16_file_loads_rounded_weights(ck):
+    m = load_model(ck.formats["original_bf16.safetensors"], device="cpu")
+    for k, v in _weights(ck.model).items():
+        assert torch.equal(_weights(m)[k], v.bfloat16().float()), k
+
+
+def test_training_checkpoint_prefers_ema_then_generator(ck):
+    ema = load_model(ck.formats["self_forcing.pt"], device="cpu")
+    gen_only = load_model(ck.other_generator, device="cpu")
+    w = _weights(ck.model)["proj_out.weight"]
+    assert torch.equal(_weights(ema)["proj_out.weight"], w)
+    assert torch.equal(_weights(gen_only)["proj_out.weight"], w + 1.0)
+
+
+def test_loaded_model_generates_like_the_original(ck):
+    text = torch.randn(1, 4, 32)
+    a = generate(ck.model, text, FullCache(), 3, 64, 64, seed=5)
+    b = generate(load_model(ck.formats["longlive.pth"], device="cpu"), text, FullCache(), 3, 64, 64, seed=5)
+    assert torch.equal(a, b)
+
+
+def test_dtype_option_keeps_fp32_parts(ck):
+    m = load_model(ck.formats["comfy.safetensors"], dtype="bf16", device="cpu")
+    tr = m.transformer
+    assert m.dtype == torch.bfloat16
+    assert tr.blocks[1].ffn.net[0].proj.weight.dtype == torch.bfloat16
+    assert tr.condition_embedder.time_embedder.linear_2.weight.dtype == torch.float32
+    assert tr.blocks[1].scale_shift_table.dtype == torch.float32
+    assert load_model(ck.formats["comfy.safetensors"], dtype=torch.float16, device="cpu").dtype == torch.float16
+    with pytest.raises(ValueError, match="dtype"):
+        load_model(ck.formats["comfy.safetensors"], dtype="int8", device="cpu")
+
+
+def test_config_is_inferred_from_real_shapes():
+    """Wan2.1-T2V-1.3B shapes (meta tensors, nothing allocated) under original names."""
+    dim, ffn, layers, text, freq = 1536, 8960, 30, 4096, 256
+
+    def t(*shape):
+        return torch.empty(*shape, device="meta")
+
+    sd = {"patch_embedding.weight": t(dim, 16, 1, 2, 2), "patch_embedding.bias": t(dim),
+          "text_embedding.0.weight": t(dim, text), "time_embedding.0.weight": t(dim, freq),
+          "head.head.weight": t(64, dim), "head.modulation": t(1, 2, dim)}
+    for i in range(layers):
+        sd[f"blocks.{i}.ffn.0.weight"] = t(ffn, dim)
+        sd[f"blocks.{i}.norm3.weight"] = t(dim)
+        sd[f"blocks.{i}.self_attn.q.weight"] = t(dim, dim)
+    cfg = infer_config(to_diffusers_names(sd))
+    assert cfg["num_attention_heads"] == 12 and cfg["attention_head_dim"] == 128
+    assert (cfg["num_layers"], cfg["ffn_dim"], cfg["text_dim"], cfg["freq_dim"]) == (layers, ffn, text, freq)
+    assert cfg["cross_attn_norm"] is True and cfg["patch_size"] == (1, 2, 2)
+    assert (cfg["in_channels"], cfg["out_channels"]) == (16, 16)
+
+
+def test_stored_config_carries_heads(tmp_path):
+    m = tiny_model(seed=2, heads=4, head_dim=8, layers=3)
+    p = save_model(m, tmp_path / "tiny.safetensors")
+    back = load_model(p, device="cpu")
+    assert (back.heads, back.head_dim, back.num_layers) == (4, 8, 3)
+    assert not list(tmp_path.glob(".*tmp"))  # the atomic write left nothing behind
+
+
+@pytest.mark.parametrize("name", ["peft.pt", "longlive_nested.pt", "kohya.safetensors"])
+@pytest.mark.parametrize("strength", [1.0, 0.5])
+def test_lora_merge_formula(ck, name, strength):
+    base = _weights(ck.model)
+    m = load_model(ck.formats["original.safetensors"], lora=ck.loras[name], lora_strength=strength, device="cpu")
+    got = _weights(m)
+    alpha = ck.lora.alpha if name.startswith("kohya") else ck.peft_alpha
+    scale = strength * alpha / ck.lora.rank
+    for mod in ck.lora.down:
+        want = base[f"{mod}.weight"] + scale * ck.lora.up[mod] @ ck.lora.down[mod]
+        assert (got[f"{mod}.weight"] - want).abs().max() <= 1e-6, mod
+    untouched = [k for k in base if k[: -len(".weight")] not in ck.lora.down]
+    assert untouched and all(torch.equal(got[k], base[k]) for k in untouched)
+
+
+def test_lora_strength_zero_is_identity(ck):
+    m = load_model(ck.formats["self_forcing.pt"], lora=ck.loras["peft.pt"], lora_strength=0.0, device="cpu")
+    for k, v in _weights(ck.model).items():
+        assert torch.equal(_weights(m)[k], v)
+
+
+def test_lora_original_names_map_to_diffusers():
+    assert original_name("blocks.3.attn2.to_out.0.weight") == "blocks.3.cross_attn.o.weight"
+    assert original_name("blocks.0.norm2.weight") == "blocks.0.norm3.weight"
+
+
+# ---------------------------------------------------------------------------- refusals
+def test_refuses_image_to_video(ck):
+    with pytest.raises(ValueError, match="image-to-video.*in_dim 36"):
+        load_model(ck.refused["i2v"], device="cpu")
+
+
+def test_refuses_non_wan(ck):
+    with pytest.raises(ValueError, match="not a Wan DiT.*encoder.layer.0.weight"):
+        load_model(ck.refused["not_wan"], device="cpu")
+
+
+@pytest.mark.parametrize("which", ["truncated", "truncated_pt"])
+def test_refuses_truncated(ck, which):
+    with pytest.raises(ValueError, match="truncated or corrupt"):
+        load_model(ck.refused[which], device="cpu")
+
+
+def test_refuses_pickle_that_needs_code(ck):
+    with pytest.raises(ValueError, match="needs code execution"):
+        load_model(ck.refused["needs_code"], device="cpu")
+    assert not ck.payload_marker.exists()  # the payload never ran
+
+
+def test_refuses_mismatched_lora_naming_the_modules(ck):
+    with pytest.raises(ValueError, match=r"LoRA targets do not match.*blocks\.0\.attn1\.to_q.*blocks\.99"):
+        load_model(ck.formats["original.safetensors"], lora=ck.refused["lora_mismatch"], device="cpu")
+
+
+def test_refuses_model_file_as_lora(ck):
+    with pytest.raises(ValueError, match="not a LoRA file"):
+        load_model(ck.formats["original.safetensors"], lora=ck.formats["comfy.safetensors"], device="cpu")
+
+
+def test_missing_and_unknown_files(tmp_path, ck):
+    with pytest.raises(FileNotFoundError, match="nope.safetensors"):
+        load_model(tmp_path / "nope.safetensors")
+    odd = tmp_path / "weights.onnx"
+    odd.write_bytes(b"x")
+    with pytest.raises(ValueError, match="unknown format '.onnx'"):
+        load_model(odd)
+    with pytest.raises(FileNotFoundError, match="LoRA not found"):
+        load_model(ck.formats["original.safetensors"], lora=tmp_path / "missing_lora.pt")
+
+
+# ---------------------------------------------------------------------------- tiny_model
+def test_tiny_model_deterministic_and_leaves_global_rng():
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    torch.manual_seed(123)
+    a = tiny_model(seed=7)
+    after = torch.rand(1)
+    assert torch.equal(before, after)
+    b = tiny_model(seed=7)
+    c = tiny_model(seed=8)
+    wa, wb, wc = _weights(a), _weights(b), _weights(c)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert not torch.equal(wa["proj_out.weight"], wc["proj_out.weight"])
+
+
+def test_tiny_model_overrides():
+    m = tiny_model(layers=3, text_dim=48, ffn_dim=96)
+    assert m.num_layers == 3 and m.text_dim == 48
+    assert m.transformer.blocks[0].ffn.net[0].proj.weight.shape[0] == 96
+    with pytest.raises(ValueError, match="unknown Wan config field"):
+        tiny_model(bogus=1)
+    with pytest.raises(ValueError, match="image-to-video"):
+        tiny_model(in_channels=36)

@@ -1,0 +1,194 @@
+"""The tensor memory: merge operators, slot views, agreement with the planner, exactness."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fademem_core.memory import OPERATORS, SlotStorage
+from fademem_core.policies import FadeMem, FullCache, KVGeometry
+from fademem_core.schedule import Layout, plan_layout
+from kv_reference import attention_ref, rope_ref
+
+B, H, D, HH, WW = 1, 2, 24, 2, 3
+N, TC = HH * WW, 8
+LAYERS = 2
+
+
+def geometry(batch: int = B) -> KVGeometry:
+    return KVGeometry(num_layers=LAYERS, batch=batch, tokens_per_frame=N, num_heads=H, head_dim=D)
+
+
+def frame_kv(frame: int, layer: int, batch: int = B) -> tuple[torch.Tensor, torch.Tensor]:
+    """Deterministic un-roped key and value ``[batch, N, H, D]`` of one frame in one layer."""
+    gen = torch.Generator().manual_seed(7919 * frame + 31 * layer + 1)
+    k = torch.randn(batch, N, H, D, generator=gen)
+    v = torch.randn(batch, N, H, D, generator=gen)
+    return k, v
+
+
+def chunk_kv(frames: range, layer: int, batch: int = B):
+    parts = [frame_kv(f, layer, batch) for f in frames]
+    return torch.cat([p[0] for p in parts], 1), torch.cat([p[1] for p in parts], 1)
+
+
+def run_chunk(cache, start: int, num: int, batch: int = B, query_seed: int = 0):
+    """One chunk through every layer (write pass); returns positions and per-layer outputs."""
+    positions = cache.begin_chunk(start, num)
+    outputs = []
+    for layer, lkv in enumerate(cache.layers):
+        k_raw, v = chunk_kv(range(start, start + num), layer, batch)
+        k = rope_ref(k_raw, positions, HH, WW)
+        k_ctx, v_ctx = lkv.attend(k, v, k_raw[..., :TC].clone(), write=True)
+        q = rope_ref(torch.randn(k.shape, generator=torch.Generator().manual_seed(query_seed)),
+                     positions, HH, WW)
+        outputs.append((q, k_ctx.clone(), v_ctx.clone(), attention_ref(q, k_ctx, v_ctx)))
+    cache.commit()
+    return positions, outputs
+
+
+def merge_ref(a, b, span_a, span_b, operator):
+    if operator == "weighted_average":
+        return (span_a * a + span_b * b) / (span_a + span_b)
+    if operator == "average":
+        return (a + b) / 2
+    if operator == "select_nearest":
+        return b.clone()
+    return torch.maximum(a, b)
+
+
+@pytest.mark.parametrize("operator", OPERATORS)
+def test_storage_merge_applies_the_operator(operator):
+    storage = SlotStorage(geometry(), 4)
+    for t in (storage.k, storage.v, storage.kt):
+        t.copy_(torch.randn(t.shape))
+    before = [t.clone() for t in (storage.k, storage.v, storage.kt)]
+    slot = storage.merge(1, 3, 2, 5, operator)
+    assert slot == (3 if operator == "select_nearest" else 1)
+    for old, new in zip(before, (storage.k, storage.v, storage.kt)):
+        want = merge_ref(old[:, :, 1], old[:, :, 3], 2, 5, operator)
+        torch.testing.assert_close(new[:, :, slot], want, rtol=0, atol=1e-6)
+        torch.testing.assert_close(new[:, :, 0], old[:, :, 0], rtol=0, atol=0)  # untouched
+
+
+def test_context_is_a_view_of_the_preallocated_buffer():
+    cache = FadeMem(budget=4).make_cache(geometry(), chunk=3)
+    ptrs = None
+    for start in range(0, 12, 3):
+        positions = cache.begin_chunk(start, 3)
+        k_raw, v = chunk_kv(range(start, start + 3), 0)
+        k = rope_ref(k_raw, positions, HH, WW)
+        k_ctx, v_ctx = cache.layers[0].attend(k, v, k_raw[..., :TC], write=True)
+        assert k_ctx.shape == (B, (min(start, 4) + 3) * N, H, D)
+        storage = cache._storage
+        assert k_ctx.data_ptr() == storage.k[0].data_ptr()
+        assert v_ctx.data_ptr() == storage.v[0].data_ptr()
+        current = (storage.k.data_ptr(), storage.v.data_ptr(), storage.kt.data_ptr())
+        assert ptrs in (None, current)  # never reallocated
+        ptrs = current
+        for other in cache.layers[1:]:
+            other.attend(k, v, k_raw[..., :TC], write=True)
+        cache.commit()
+
+
+def reference_memory(num_frames, budget, beta, operator, layer):
+    """Replay the planner on independent tensors: (mu, span, stored key, value) per entry."""
+    layout = Layout(budget, beta)
+    mem = []
+    for t in range(num_frames):
+        k_raw, v = frame_kv(t, layer)
+        stored = rope_ref(k_raw, [0.0], HH, WW, axes=("h", "w"))  # temporal left un-roped
+        mem.append([float(t), 1, stored, v])
+        pair = layout.insert()
+        if pair is not None:
+            (ma, sa, ka, va), (mb, sb, kb, vb) = mem[pair], mem[pair + 1]
+            mem[pair : pair + 2] = [[(sa * ma + sb * mb) / (sa + sb), sa + sb,
+                                     merge_ref(ka, kb, sa, sb, operator),
+                                     merge_ref(va, vb, sa, sb, operator)]]
+    return mem
+
+
+@pytest.mark.parametrize("positions", ["absolute", "packed"])
+@pytest.mark.parametrize("operator", OPERATORS)
+def test_memory_follows_planner_and_operator(operator, positions):
+    budget, beta, chunk, frames = 5, 0.3, 3, 20  # last chunk has 2 frames
+    cache = FadeMem(budget=budget, beta=beta, operator=operator,
+                    positions=positions).make_cache(geometry(), chunk)
+    for start in range(0, frames, chunk):
+        num = min(chunk, frames - start)
+        got_pos, outputs = run_chunk(cache, start, num, query_seed=start)
+        seen = start + num
+        assert cache.entries() == plan_layout(seen, budget, beta)
+        for layer, (q, k_ctx, v_ctx, out) in enumerate(outputs):
+            ref = reference_memory(start, budget, beta, operator, layer)
+            ks = [rope_ref(k, [m if positions == "absolute" else float(i)], HH, WW, axes=("t",))
+                  for i, (m, _, k, _) in enumerate(ref)]
+            k_raw, v = chunk_kv(range(start, start + num), layer)
+            want_pos = ([float(start + j) for j in range(num)] if positions == "absolute"
+                        else [float(len(ref) + j) for j in range(num)])
+            assert got_pos == want_pos
+            k_all = torch.cat(ks + [rope_ref(k_raw, want_pos, HH, WW)], 1)
+            v_all = torch.cat([e[3] for e in ref] + [v], 1)
+            assert k_ctx.shape == k_all.shape
+            want = attention_ref(q, k_all, v_all)
+            assert (out - want).abs().max() <= 1e-5
+        # entry contents after the commit, compared one by one
+        ref = reference_memory(seen, budget, beta, operator, 0)
+        for i, (mu, span, k_stored, v) in enumerate(ref):
+            k_e, v_e, kt_e = cache.entry_kv(0, i)
+            pos = mu if positions == "absolute" else float(i)
+            torch.testing.assert_close(k_e, rope_ref(k_stored, [pos], HH, WW, axes=("t",)),
+                                       rtol=0, atol=2e-5)
+            torch.testing.assert_close(v_e, v, rtol=0, atol=2e-6)
+            torch.testing.assert_close(kt_e, k_stored[..., :TC], rtol=0, atol=2e-6)
+        assert cache.positions() == [mu if positions == "absolute" else float(i)
+                                     for i, (mu, *_) in enumerate(ref)]
+
+
+@pytest.mark.parametrize("policy", [FadeMem(budget=15), FadeMem(budget=15, positions="packed"),
+                                    FullCache()], ids=repr)
+def test_attention_exact_when_budget_covers_the_video(policy):
+    """Budget >= frames: attention over the memory == attention over the full history."""
+    frames, chunk = 15, 3
+    cache = policy.make_cache(geometry(), chunk)
+    for start in range(0, frames, chunk):
+        _, outputs = run_chunk(cache, start, chunk, query_seed=start + 1)
+        for layer, (q, _, _, out) in enumerate(outputs):
+            k_raw, v = chunk_kv(range(0, start + chunk), layer)
+            k_full = rope_ref(k_raw, [float(t) for t in range(start + chunk)], HH, WW)
+            want = attention_ref(q, k_full, v)
+            assert (out - want).abs().max() <= 1e-6
+    assert cache.entries() == [(float(t), 1) for t in range(frames)]
+
+
+def test_bounded_memory_never_grows():
+    policy = FadeMem(budget=4)
+    cache = policy.make_cache(geometry(batch=2), chunk=3)
+    sizes = set()
+    for start in range(0, 60, 3):
+        run_chunk(cache, start, 3, batch=2)
+        sizes.add(cache.nbytes())
+        assert len(cache.entries()) == min(start + 3, 4)
+    assert sizes == {policy.memory_bytes(geometry(batch=2), 3)}
+    entries = cache.entries()
+    assert all(type(m) is float and type(s) is int for m, s in entries)
+    assert sum(s for _, s in entries) == 60
+
+
+def test_bfloat16_storage_roundtrip():
+    geo = KVGeometry(num_layers=1, batch=1, tokens_per_frame=N, num_heads=H, head_dim=D,
+                     dtype=torch.bfloat16)
+    cache = FadeMem(budget=3).make_cache(geo, chunk=2)
+    for start in range(0, 8, 2):
+        positions = cache.begin_chunk(start, 2)
+        k_raw, v = chunk_kv(range(start, start + 2), 0)
+        k = rope_ref(k_raw, positions, HH, WW)
+        k_ctx, v_ctx = cache.layers[0].attend(k.bfloat16(), v.bfloat16(),
+                                              k_raw[..., :TC].bfloat16(), write=True)
+        assert k_ctx.dtype == torch.bfloat16
+        cache.commit()
+    ref = reference_memory(8, 3, 0.3, "weighted_average", 0)
+    for i, (mu, _, k_stored, v) in enumerate(ref):
+        k_e, v_e, _ = cache.entry_kv(0, i)
+        want = rope_ref(k_stored, [mu], HH, WW, axes=("t",))
+        assert (k_e.float() - want).abs().max() < 0.1
+        assert (v_e.float() - v).abs().max() < 0.05

@@ -1,0 +1,459 @@
+"""The node pack in plain pytest (no ComfyUI): declarations, and every node run on the tiny model."""
+from __future__ import annotations
+
+import shutil
+import sys
+import types
+
+import numpy as np
+import pytest
+import torch
+
+from fademem_pack import load_pack, node_module
+
+PACK = load_pack()
+NODES = PACK.NODE_CLASS_MAPPINGS
+comfy = node_module("comfy")
+sampler_nodes = node_module("sampler")
+
+EXPECTED = {"FadeMemModelLoader", "FadeMemCache", "FadeMemBaselineCache", "FadeMemSampler",
+            "FadeMemPromptSchedule", "FadeMemMemoryLayout", "FadeMemSpectralDecay"}
+TEXT_DIM = 32  # tiny_model's text width
+
+
+# ----------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    from fademem_core.testing import write_checkpoints
+
+    return write_checkpoints(tmp_path_factory.mktemp("ckpts"))
+
+
+@pytest.fixture
+def models_dir(tmp_path, monkeypatch, checkpoints):
+    """A ComfyUI-like models folder with real file names, used through the folder fallback."""
+    (tmp_path / "diffusion_models").mkdir()
+    (tmp_path / "loras").mkdir()
+    shutil.copy(checkpoints.formats["self_forcing.pt"], tmp_path / "diffusion_models" / "self_forcing_dmd.pt")
+    shutil.copy(checkpoints.formats["longlive.pth"], tmp_path / "diffusion_models" / "longlive_base.pt")
+    shutil.copy(checkpoints.loras["longlive_nested.pt"], tmp_path / "loras" / "lora.pt")
+    monkeypatch.setenv("FADEMEM_MODELS_DIR", str(tmp_path))
+    return tmp_path
+
+
+@pytest.fixture(scope="module")
+def model():
+    from fademem_core.loading import tiny_model
+
+    return tiny_model(0)
+
+
+def cond(seed: int, length: int = 16):
+    g = torch.Generator().manual_seed(seed)
+    return [[torch.randn(1, length, TEXT_DIM, generator=g), {"pooled_output": None}]]
+
+
+def fademem(**kw):
+    args = {"budget": 4, "beta": 0.3, "anchor": True, "operator": "weighted_average", "positions": "absolute"}
+    args.update(kw)
+    return NODES["FadeMemCache"]().build(**args)[0]
+
+
+class Recorder:
+    """Progress bar stand-in that records every update."""
+
+    def __init__(self, total):
+        self.total = total
+        self.updates = []
+
+    def update_absolute(self, value, total=None, preview=None):
+        self.updates.append((value, total, preview))
+
+
+# ----------------------------------------------------------------------------- declarations
+def test_pack_exports_every_node_with_a_display_name():
+    assert set(NODES) == EXPECTED
+    assert set(PACK.NODE_DISPLAY_NAME_MAPPINGS) == EXPECTED
+    assert PACK.WEB_DIRECTORY == "./web"
+
+
+def _check_input(node: str, name: str, spec) -> None:
+    where = f"{node}.{name}"
+    kind = spec[0]
+    opts = spec[1] if len(spec) > 1 else {}
+    assert isinstance(opts.get("tooltip"), str) and len(opts["tooltip"]) > 10, f"{where}: no tooltip"
+    if isinstance(kind, list):
+        assert kind, f"{where}: empty combo"
+        if "default" in opts:
+            assert opts["default"] in kind, f"{where}: default not an option"
+        return
+    assert isinstance(kind, str) and kind.isupper(), f"{where}: bad type {kind!r}"
+    if kind in ("INT", "FLOAT"):
+        lo, hi, default = opts["min"], opts["max"], opts["default"]
+        assert lo <= default <= hi, f"{where}: default {default} outside [{lo}, {hi}]"
+        assert opts.get("step", 1) > 0, f"{where}: step"
+        if kind == "INT":
+            assert all(isinstance(opts[k], int) for k in ("min", "max", "default")), where
+            if opts.get("step", 1) > 1:  # the default must be reachable from min with the step
+                assert (default - lo) % opts["step"] == 0, f"{where}: default off the step grid"
+    if name == "seed":
+        assert opts.get("control_after_generate") is True, f"{where}: seed without control_after_generate"
+    if kind == "BOOLEAN":
+        assert isinstance(opts["default"], bool), where
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_input_types_are_valid(name, models_dir):
+    cls = NODES[name]
+    spec = cls.INPUT_TYPES()
+    assert set(spec) <= {"required", "optional", "hidden"}
+    assert spec["required"], name
+    for section in ("required", "optional"):
+        for input_name, input_spec in spec.get(section, {}).items():
+            _check_input(name, input_name, input_spec)
+    assert cls.CATEGORY == "FadeMem"
+    assert callable(getattr(cls, cls.FUNCTION))
+    assert len(cls.RETURN_TYPES) == len(cls.RETURN_NAMES) == len(cls.OUTPUT_TOOLTIPS)
+    assert isinstance(cls.DESCRIPTION, str) and cls.DESCRIPTION
+
+
+def test_combo_options_match_the_core():
+    from fademem_core.memory import OPERATORS
+    from fademem_core.policies import POSITION_STRATEGIES
+
+    cache = node_module("cache")
+    assert tuple(cache.OPERATORS) == tuple(OPERATORS)
+    assert tuple(cache.POSITIONS) == tuple(POSITION_STRATEGIES)
+
+
+def test_cache_defaults_are_the_papers():
+    req = NODES["FadeMemCache"].INPUT_TYPES()["required"]
+    assert (req["budget"][1]["default"], req["beta"][1]["default"], req["anchor"][1]["default"]) == (12, 0.3, True)
+    assert req["operator"][1]["default"] == "weighted_average"
+    assert req["beta"][1]["display"] == "slider"
+    length = NODES["FadeMemSampler"].INPUT_TYPES()["required"]["length"][1]
+    assert length["default"] == 957 and length["step"] == 4
+    assert sampler_nodes.latent_frames(957) == 240
+
+
+def test_loader_lists_diffusion_models_and_loras(models_dir):
+    req = NODES["FadeMemModelLoader"].INPUT_TYPES()["required"]
+    assert req["model_name"][0] == ["longlive_base.pt", "self_forcing_dmd.pt"]
+    assert req["lora_name"][0] == ["None", "lora.pt"]
+
+
+# ----------------------------------------------------------------------------- loader
+def test_loader_loads_checkpoint_and_merges_lora(models_dir, checkpoints):
+    loader = NODES["FadeMemModelLoader"]()
+    (plain,) = loader.load("self_forcing_dmd.pt", "None", 1.0, "fp32")
+    ref = checkpoints.model.transformer.state_dict()
+    got = plain.transformer.state_dict()
+    name = "blocks.0.attn1.to_q.weight"
+    torch.testing.assert_close(got[name], ref[name], rtol=0, atol=0)
+
+    strength = 0.5
+    (merged,) = loader.load("longlive_base.pt", "lora.pt", strength, "default")
+    lora = checkpoints.lora
+    module = "blocks.0.attn1.to_q"
+    expected = ref[name] + strength * checkpoints.peft_alpha / lora.rank * lora.up[module] @ lora.down[module]
+    torch.testing.assert_close(merged.transformer.state_dict()[name], expected, rtol=1e-5, atol=1e-6)
+    assert merged.dtype == torch.float32  # default on CPU
+
+
+def test_loader_frees_vram_first_and_uses_comfy_device(models_dir, monkeypatch):
+    calls = []
+    monkeypatch.setattr(comfy, "free_vram_for_new_model", lambda: calls.append("free"))
+    monkeypatch.setattr(comfy, "torch_device", lambda: calls.append("device") or torch.device("cpu"))
+    NODES["FadeMemModelLoader"]().load("self_forcing_dmd.pt", "None", 1.0, "bf16")
+    assert calls == ["free", "device"]
+
+
+def test_loader_errors(models_dir, monkeypatch):
+    loader = NODES["FadeMemModelLoader"]()
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        loader.load("missing.pt", "None", 1.0, "default")
+    with pytest.raises(FileNotFoundError, match="nolora.pt"):
+        loader.load("self_forcing_dmd.pt", "nolora.pt", 1.0, "default")
+    with pytest.raises(ValueError, match="weight_dtype"):
+        loader.load("self_forcing_dmd.pt", "None", 1.0, "int8")
+
+
+# ----------------------------------------------------------------------------- caches
+def test_cache_nodes_build_core_policies():
+    from fademem_core.policies import FadeMem, FullCache, SinkWindow, SlidingWindow
+
+    assert fademem(budget=12, beta=0.5, anchor=False, operator="average") == FadeMem(12, 0.5, False, "average")
+    base = NODES["FadeMemBaselineCache"]()
+    assert base.build("sink_window", 3, 9, "absolute")[0] == SinkWindow(3, 9)
+    assert base.build("sliding_window", 3, 12, "packed")[0] == SlidingWindow(12, positions="packed")
+    assert base.build("full", 3, 9, "absolute")[0] == FullCache()
+    with pytest.raises(ValueError, match="kind"):
+        base.build("ring", 3, 9, "absolute")
+    with pytest.raises(ValueError, match="budget"):
+        fademem(budget=2)
+
+
+# ----------------------------------------------------------------------------- sampler
+@pytest.fixture
+def spy_generate(monkeypatch):
+    """Record every StepInfo the core hands the node's callback (the real generate runs)."""
+    import fademem_core.sampler as core
+
+    real = core.generate
+    seen = {"infos": [], "calls": 0}
+
+    def wrapped(*args, **kwargs):
+        seen["calls"] += 1
+        node_callback = kwargs["callback"]
+
+        def callback(info):
+            seen["infos"].append(info)
+            node_callback(info)
+
+        kwargs["callback"] = callback
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(core, "generate", wrapped)
+    return seen
+
+
+def run_sampler(model, positive, cache, length=29, chunk=3, steps=2, seed=1, width=64, height=32, **kw):
+    return NODES["FadeMemSampler"]().sample(model, positive, cache, width, height, length, chunk, steps,
+                                            5.0, seed, 0.0, **kw)[0]
+
+
+def test_sampler_returns_raw_latents_of_the_core_rollout(model, spy_generate, monkeypatch):
+    from fademem_core.sampler import from_raw, generate
+
+    bars, texts = [], []
+    monkeypatch.setattr(comfy, "progress_bar", lambda total: bars.append(Recorder(total)) or bars[-1])
+    monkeypatch.setattr(comfy, "send_text", lambda text, node: texts.append((node, text)))
+    policy = fademem()
+    positive = cond(0)
+    out = run_sampler(model, positive, policy, length=29, chunk=3, steps=2, unique_id="12")
+    samples = out["samples"]
+    # 29 video frames = 8 latent frames = chunks of 3, 3, 2
+    assert samples.shape == (1, 16, 8, 32 // 8, 64 // 8)
+    direct = generate(model, positive[0][0], policy, 8, 32, 64, seed=1, steps=[1000.0, 500.0], shift=5.0,
+                      chunk=3, context_noise=0.0)
+    torch.testing.assert_close(from_raw(samples), direct, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(samples, direct)  # raw space differs from model space
+
+    (bar,) = bars
+    assert bar.total == 3 * 2
+    assert [u[0] for u in bar.updates] == list(range(1, 7))
+    previews = [u[2] for u in bar.updates]
+    assert all(p[0] == "JPEG" and p[1].size == (64, 32) for p in previews)
+    assert all(node == "12" for node, _ in texts)
+    assert any("KV memory" in t for _, t in texts) and "peak KV memory" in texts[-1][1]
+
+    infos = spy_generate["infos"]
+    assert [(i.chunk, i.step) for i in infos] == [(c, s) for c in range(3) for s in range(2)]
+
+
+def test_sampler_preview_shows_the_newest_chunk(model, spy_generate, monkeypatch):
+    previews = []
+    monkeypatch.setattr(sampler_nodes, "preview_image",
+                        lambda frame: previews.append(frame.clone()) or _tiny_picture())
+    run_sampler(model, cond(0), fademem(), length=29)
+    infos = spy_generate["infos"]
+    for frame, info in zip(previews, infos):
+        torch.testing.assert_close(frame, info.x0[0, :, -1])  # last frame of the current chunk
+
+
+def _tiny_picture():
+    from PIL import Image
+
+    return Image.new("RGB", (8, 8))
+
+
+@pytest.mark.parametrize("policy_args", [("fademem",), ("sink_window", 1, 4), ("sliding_window", 0, 5)])
+def test_sampler_never_exceeds_the_policy_bound(model, spy_generate, policy_args):
+    policy = fademem() if policy_args[0] == "fademem" else NODES["FadeMemBaselineCache"]().build(
+        policy_args[0], policy_args[1], policy_args[2], "absolute")[0]
+    run_sampler(model, cond(0), policy, length=45, chunk=3, steps=1)
+    bound = policy.memory_bytes(model.geometry(1, 32, 64), 3)
+    peak = max(i.kv_bytes for i in spy_generate["infos"])
+    assert 0 < peak <= bound
+
+
+def test_sampler_checks_interruption_at_every_step(model, monkeypatch):
+    class Stop(Exception):
+        pass
+
+    calls = []
+
+    def check():
+        calls.append(1)
+        if len(calls) == 5:
+            raise Stop("interrupted by the user")
+
+    monkeypatch.setattr(comfy, "check_interrupted", check)
+    with pytest.raises(Stop):
+        run_sampler(model, cond(0), fademem(), length=45, chunk=3, steps=2)
+    assert len(calls) == 5  # stopped at the 5th step, nothing after
+
+
+def test_sampler_validates_before_any_work(model, spy_generate):
+    with pytest.raises(ValueError, match="length"):
+        run_sampler(model, cond(0), fademem(), length=30)
+    with pytest.raises(ValueError, match="'wan'"):
+        run_sampler(model, [[torch.zeros(1, 8, 4096), {}]], fademem())
+    with pytest.raises(ValueError, match="Prompt Schedule"):
+        run_sampler(model, cond(0) + cond(1), fademem())
+    with pytest.raises(ValueError, match="multiples of 16"):
+        run_sampler(model, cond(0), fademem(), width=40)
+    assert spy_generate["calls"] == 0
+
+
+def test_prompt_schedule_drives_the_core_schedule(model):
+    from fademem_core.sampler import from_raw, generate
+
+    a, b, c = cond(1), cond(2), cond(3)
+    (schedule,) = NODES["FadeMemPromptSchedule"]().build(a, conditioning_2=b, start_2=12, conditioning_3=c,
+                                                         start_3=21)
+    assert [entry[1][sampler_nodes.START_KEY] for entry in schedule] == [0, 3, 6]
+    assert schedule[0][1]["pooled_output"] is None  # other conditioning keys are kept
+    out = run_sampler(model, schedule, fademem(), length=33, steps=1)
+    direct = generate(model, [(0, a[0][0]), (3, b[0][0]), (6, c[0][0])], fademem(), 9, 32, 64, seed=1,
+                      steps=[1000.0], shift=5.0, chunk=3)
+    torch.testing.assert_close(from_raw(out["samples"]), direct, rtol=1e-5, atol=1e-5)
+    single = run_sampler(model, a, fademem(), length=33, steps=1)
+    assert not torch.allclose(single["samples"], out["samples"])  # the switches changed the video
+
+
+def test_prompt_schedule_skips_unconnected_and_rejects_disorder():
+    node = NODES["FadeMemPromptSchedule"]()
+    (only_one,) = node.build(cond(1), start_2=320, conditioning_3=cond(3), start_3=8)
+    assert [e[1][sampler_nodes.START_KEY] for e in only_one] == [0, 2]
+    with pytest.raises(ValueError, match="start_3"):
+        node.build(cond(1), conditioning_2=cond(2), start_2=40, conditioning_3=cond(3), start_3=40)
+
+
+# ----------------------------------------------------------------------------- layout
+def test_memory_layout_image():
+    from fademem_core.layout_picture import draw_layout
+
+    (image,) = NODES["FadeMemMemoryLayout"]().draw(fademem(budget=12, beta=0.3), 957, 400, 300)
+    assert image.shape == (1, 300, 400, 3) and image.dtype == torch.float32
+    assert 0.0 <= float(image.min()) and float(image.max()) <= 1.0
+    ref = np.asarray(draw_layout(240, 12, 0.3, anchor=True, width=400, height=300), dtype=np.float32) / 255
+    np.testing.assert_array_equal(image[0].numpy(), ref)
+    (other,) = NODES["FadeMemMemoryLayout"]().draw(fademem(budget=12, beta=0.9), 957, 400, 300)
+    assert not torch.equal(image, other)  # beta changes the picture
+    with pytest.raises(ValueError, match="SinkWindow"):
+        NODES["FadeMemMemoryLayout"]().draw(NODES["FadeMemBaselineCache"]().build("sink_window", 3, 9, "absolute")[0],
+                                            957, 400, 300)
+
+
+def test_preview_image_projects_a_latent_frame():
+    frame = torch.zeros(16, 4, 6)
+    frame[0::3] = 3.0  # strong "red" group in the fallback projection
+    image = sampler_nodes.preview_image(frame)
+    assert image.size == (6 * 8, 4 * 8)
+    r, g, b = image.getpixel((0, 0))
+    assert r > 240 and g == b == 128
+
+
+# ----------------------------------------------------------------------------- comfy services
+def test_comfy_fallbacks_outside_comfyui(tmp_path, monkeypatch):
+    assert not comfy.in_comfyui()
+    monkeypatch.setenv("FADEMEM_MODELS_DIR", str(tmp_path))
+    (tmp_path / "unet" / "sub").mkdir(parents=True)
+    (tmp_path / "unet" / "sub" / "a.safetensors").write_bytes(b"x")
+    (tmp_path / "unet" / "notes.txt").write_text("not a model")
+    assert comfy.list_models("diffusion_models") == ["sub/a.safetensors"]
+    assert comfy.model_path("diffusion_models", "sub/a.safetensors") == str(tmp_path / "unet" / "sub" / "a.safetensors")
+    with pytest.raises(FileNotFoundError, match="b.safetensors"):
+        comfy.model_path("diffusion_models", "b.safetensors")
+    assert comfy.register_get_route("/x", lambda q: (200, {})) is False
+    comfy.check_interrupted()  # no-op
+    assert comfy.torch_device() == torch.device("cpu")
+
+
+@pytest.fixture
+def fake_comfyui(monkeypatch):
+    """Stand-ins for ComfyUI's modules, to check comfy.py calls the real services' APIs."""
+    log = []
+
+    class Interrupted(Exception):
+        pass
+
+    mm = types.ModuleType("comfy.model_management")
+    mm.get_torch_device = lambda: torch.device("cpu")
+    mm.intermediate_device = lambda: torch.device("cpu")
+    mm.unload_all_models = lambda: log.append(("unload_all",))
+    mm.free_memory = lambda n, dev: log.append(("free", n))
+    mm.soft_empty_cache = lambda: log.append(("empty",))
+    mm.interrupted = False
+
+    def throw():
+        if mm.interrupted:
+            raise Interrupted()
+
+    mm.throw_exception_if_processing_interrupted = throw
+    utils = types.ModuleType("comfy.utils")
+
+    class ProgressBar(Recorder):
+        pass
+
+    utils.ProgressBar = ProgressBar
+    folder_paths = types.ModuleType("folder_paths")
+    folder_paths.get_filename_list = lambda folder: [f"{folder}.safetensors"]
+    folder_paths.get_full_path = lambda folder, name: f"/m/{folder}/{name}" if name != "gone" else None
+    server = types.ModuleType("server")
+
+    class Routes:
+        def get(self, path):
+            def deco(fn):
+                log.append(("route", path, fn))
+                return fn
+            return deco
+
+    class Instance:
+        routes = Routes()
+
+        def send_progress_text(self, text, node_id):
+            log.append(("text", node_id, text))
+
+    server.PromptServer = types.SimpleNamespace(instance=Instance())
+    aiohttp = types.ModuleType("aiohttp")
+    aiohttp.web = types.SimpleNamespace(json_response=lambda body, status: (status, body))
+    root = types.ModuleType("comfy")
+    root.__path__ = []
+    for name, mod in {"comfy": root, "comfy.model_management": mm, "comfy.utils": utils,
+                      "folder_paths": folder_paths, "server": server, "aiohttp": aiohttp}.items():
+        monkeypatch.setitem(sys.modules, name, mod)
+    return types.SimpleNamespace(log=log, mm=mm, Interrupted=Interrupted, ProgressBar=ProgressBar)
+
+
+def test_comfy_uses_comfyui_services_when_present(fake_comfyui):
+    import asyncio
+
+    log = fake_comfyui.log
+    assert comfy.in_comfyui()
+    assert comfy.list_models("loras") == ["loras.safetensors"]
+    assert comfy.model_path("vae", "v.safetensors") == "/m/vae/v.safetensors"
+    with pytest.raises(FileNotFoundError, match="gone"):
+        comfy.model_path("vae", "gone")
+    assert isinstance(comfy.progress_bar(7), fake_comfyui.ProgressBar)
+    comfy.free_vram_for_new_model()
+    comfy.free_memory(1234)
+    comfy.free_memory(None)
+    assert log == [("unload_all",), ("empty",), ("free", 1234), ("empty",), ("unload_all",), ("empty",)]
+    comfy.send_text("KV 3 MiB", "5")
+    assert log[-1] == ("text", "5", "KV 3 MiB")
+    comfy.check_interrupted()
+    fake_comfyui.mm.interrupted = True
+    with pytest.raises(fake_comfyui.Interrupted):
+        comfy.check_interrupted()
+
+    routes = node_module("routes")
+    assert routes.register() is True
+    _, path, handler = log[-1]
+    assert path == "/fademem/plan"
+    request = types.SimpleNamespace(rel_url=types.SimpleNamespace(query={"frames": "9", "budget": "4"}))
+    status, body = asyncio.run(handler(request))
+    assert status == 200 and sum(s for _, s in body["entries"]) == 9
+    bad = types.SimpleNamespace(rel_url=types.SimpleNamespace(query={"beta": "2"}))
+    assert asyncio.run(handler(bad))[0] == 400

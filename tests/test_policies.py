@@ -1,0 +1,269 @@
+"""Every cache policy against the one contract (parametrized over ALL_POLICIES)."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+import fademem_core
+from fademem_core.policies import POLICIES, FadeMem, FullCache, KVGeometry, SinkWindow, \
+    SlidingWindow, policy_from_name
+from kv_reference import attention_ref, rope_ref
+
+# Every registered policy at its defaults and with packed positions, plus variants: a policy
+# added to POLICIES is tested here without touching this file.
+ALL_POLICIES = (
+    [cls() for cls in POLICIES.values()]
+    + [cls(positions="packed") for cls in POLICIES.values()]
+    + [SlidingWindow(window=4), SinkWindow(sink=1, window=5),
+       FadeMem(budget=3, beta=1.0, operator="average"),
+       FadeMem(budget=2, anchor=False, operator="select_nearest", positions="packed"),
+       FadeMem(budget=5, beta=0.1, operator="max_pool")]
+)
+IDS = [repr(p) for p in ALL_POLICIES]
+
+H, D, HH, WW = 2, 24, 2, 2
+N, TC, LAYERS, CHUNK = HH * WW, 8, 2, 3
+
+
+def geometry() -> KVGeometry:
+    return KVGeometry(num_layers=LAYERS, batch=1, tokens_per_frame=N, num_heads=H, head_dim=D)
+
+
+def frame_kv(frame: int, layer: int, salt: int = 0):
+    gen = torch.Generator().manual_seed(1009 * frame + 17 * layer + 100003 * salt)
+    return torch.randn(1, N, H, D, generator=gen), torch.randn(1, N, H, D, generator=gen)
+
+
+def chunk_kv(frames, layer, salt=0):
+    parts = [frame_kv(f, layer, salt) for f in frames]
+    return torch.cat([p[0] for p in parts], 1), torch.cat([p[1] for p in parts], 1)
+
+
+def write_pass(cache, frames, positions, salt=0):
+    """Attend every layer with write=True; return the per-layer contexts' token counts."""
+    sizes = []
+    for layer, lkv in enumerate(cache.layers):
+        k_raw, v = chunk_kv(frames, layer, salt)
+        k = rope_ref(k_raw, positions, HH, WW)
+        k_ctx, v_ctx = lkv.attend(k, v, k_raw[..., :TC], write=True)
+        assert k_ctx.shape == v_ctx.shape
+        sizes.append(k_ctx.shape[1])
+    return sizes
+
+
+def rollout(policy, frames, check=None):
+    cache = policy.make_cache(geometry(), CHUNK)
+    for start in range(0, frames, CHUNK):
+        num = min(CHUNK, frames - start)
+        positions = cache.begin_chunk(start, num)
+        if check:
+            check(cache, start, num, positions)
+        write_pass(cache, range(start, start + num), positions)
+        cache.commit()
+    return cache
+
+
+@pytest.mark.parametrize("policy", ALL_POLICIES, ids=IDS)
+def test_frozen_hashable_and_named(policy):
+    assert hash(policy) == hash(dataclasses.replace(policy))
+    assert policy == dataclasses.replace(policy)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        policy.positions = "packed"
+    assert policy.positions in ("absolute", "packed")
+    assert getattr(fademem_core, type(policy).__name__) is type(policy)
+
+
+@pytest.mark.parametrize("policy", ALL_POLICIES, ids=IDS)
+def test_rollout_respects_the_stated_bounds(policy):
+    visible = policy.visible_frames(CHUNK)
+    history = policy.history_frames(CHUNK)
+    bound = policy.memory_bytes(geometry(), CHUNK)
+    sizes = set()
+
+    def check(cache, start, num, positions):
+        held = len(cache.entries())
+        context = held + num
+        if visible is not None:
+            assert context <= visible
+            assert context == min(visible - (CHUNK - num), start + num)
+        else:
+            assert context == start + num
+        if policy.positions == "packed":
+            assert positions == [float(held + j) for j in range(num)]
+        else:
+            assert positions == [float(start + j) for j in range(num)]
+        sizes.add(cache.nbytes())
+        assert write_pass(cache, range(start, start + num), positions) == [context * N] * LAYERS
+
+    cache = rollout(policy, 25, check)
+    entries = cache.entries()
+    assert entries[-1] == (24.0, 1)
+    assert all(a[0] < b[0] for a, b in zip(entries, entries[1:]))
+    assert sum(s for _, s in entries) <= 25
+    if history is None:
+        assert bound is None and len(entries) == 25
+    else:
+        assert len(entries) == min(history, 25)
+        assert sizes == {bound} and cache.nbytes() == bound  # allocated once, never grows
+    want_pos = [m for m, _ in entries] if policy.positions == "absolute" else \
+        [float(i) for i in range(len(entries))]
+    assert cache.positions() == want_pos
+    cache.close()
+    cache.close()
+    assert cache.nbytes() == 0
+    with pytest.raises(RuntimeError):
+        cache.begin_chunk(25, 1)
+
+
+@pytest.mark.parametrize("policy", ALL_POLICIES, ids=IDS)
+def test_exact_entries_and_attention_match_reference(policy):
+    """Entries holding one frame carry that frame's K/V, keyed at the stated position."""
+    cache = rollout(policy, 17)
+    held = {e.frame: (i, p) for i, (e, p) in enumerate(zip(cache.held, cache.positions()))}
+    exact = cache.exact_frames()
+    assert exact and exact[-1] == 16
+    for f in exact:
+        i, pos = held[f]
+        k_e, v_e, _ = cache.entry_kv(1, i)
+        k_raw, v = frame_kv(f, 1)
+        assert torch.equal(v_e, v)
+        assert (k_e - rope_ref(k_raw, [pos], HH, WW)).abs().max() < 1e-5
+    positions = cache.begin_chunk(17, 2)
+    for layer, lkv in enumerate(cache.layers):
+        k_raw, v = chunk_kv(range(17, 19), layer)
+        k = rope_ref(k_raw, positions, HH, WW)
+        k_ctx, v_ctx = lkv.attend(k, v, k_raw[..., :TC], write=False)
+        # merged entries are checked against the operator in test_memory; here, exact ones
+        ref_k = [rope_ref(frame_kv(f, layer)[0], [held[f][1]], HH, WW) for f in exact]
+        ref_v = [frame_kv(f, layer)[1] for f in exact]
+        merged = [i for i, e in enumerate(cache.held) if e.span > 1]
+        ref_k += [cache.entry_kv(layer, i)[0] for i in merged]
+        ref_v += [cache.entry_kv(layer, i)[1] for i in merged]
+        q = torch.randn(k.shape, generator=torch.Generator().manual_seed(layer))
+        want = attention_ref(q, torch.cat(ref_k + [k], 1), torch.cat(ref_v + [v], 1))
+        assert (attention_ref(q, k_ctx, v_ctx) - want).abs().max() <= 1e-6
+
+
+@pytest.mark.parametrize("policy", ALL_POLICIES, ids=IDS)
+def test_recache_replaces_exact_frames_in_place(policy):
+    cache = rollout(policy, 12)
+    before = cache.entries()
+    exact = cache.exact_frames()
+    targets = exact[-2:]
+    positions = cache.begin_recache(targets)
+    index = {e.frame: i for i, e in enumerate(cache.held)}
+    assert positions == [cache.positions()[index[f]] for f in targets]
+    others = {i: cache.entry_kv(0, i)[1].clone() for i in range(len(before))
+              if cache.held[i].frame not in targets}
+    sizes = write_pass(cache, targets, positions, salt=1)
+    assert sizes == [len(before) * N] * LAYERS  # recached frames see the whole memory
+    cache.commit()
+    assert cache.entries() == before
+    for f in targets:
+        k_e, v_e, kt_e = cache.entry_kv(1, index[f])
+        k_raw, v = frame_kv(f, 1, salt=1)
+        assert torch.equal(v_e, v) and torch.equal(kt_e, k_raw[..., :TC])
+        assert (k_e - rope_ref(k_raw, [positions[targets.index(f)]], HH, WW)).abs().max() < 1e-5
+    for i, v_old in others.items():
+        assert torch.equal(cache.entry_kv(0, i)[1], v_old)
+    with pytest.raises(ValueError, match="exact_frames"):
+        cache.begin_recache([10**6])
+    # the rollout continues normally afterwards
+    positions = cache.begin_chunk(12, 3)
+    write_pass(cache, range(12, 15), positions)
+    cache.commit()
+    assert cache.entries()[-1] == (14.0, 1)
+
+
+@pytest.mark.parametrize("policy", ALL_POLICIES, ids=IDS)
+def test_contract_errors(policy):
+    cache = policy.make_cache(geometry(), CHUNK)
+    k = torch.zeros(1, CHUNK * N, H, D)
+    kt = torch.zeros(1, CHUNK * N, H, TC)
+    with pytest.raises(RuntimeError, match="begin_chunk"):
+        cache.layers[0].attend(k, k, kt, write=True)
+    with pytest.raises(RuntimeError, match="begin_chunk"):
+        cache.commit()
+    with pytest.raises(ValueError, match="start_frame"):
+        cache.begin_chunk(3, CHUNK)
+    with pytest.raises(ValueError, match="num_frames"):
+        cache.begin_chunk(0, CHUNK + 1)
+    with pytest.raises(ValueError, match="num_frames"):
+        cache.begin_chunk(0, 0)
+    cache.begin_chunk(0, CHUNK)
+    with pytest.raises(ValueError, match="k and v"):
+        cache.layers[0].attend(k[:, :N], k[:, :N], kt[:, :N], write=True)
+    with pytest.raises(ValueError, match="k_temporal_raw"):
+        cache.layers[0].attend(k, k, k, write=True)
+    cache.layers[0].attend(k, k, kt, write=False)
+    with pytest.raises(RuntimeError, match="write=True"):
+        cache.commit()  # no clean pass yet
+    for lkv in cache.layers:
+        lkv.attend(k, k, kt, write=True)
+    cache.commit()
+    assert len(cache.entries()) == min(CHUNK, policy.history_frames(CHUNK) or CHUNK)
+
+
+def test_window_contents():
+    sink = rollout(SinkWindow(sink=3, window=9), 30)
+    assert sink.exact_frames() == [0, 1, 2, 24, 25, 26, 27, 28, 29]
+    slide = rollout(SlidingWindow(window=12), 30)
+    assert slide.exact_frames() == list(range(21, 30))
+    assert SinkWindow().visible_frames(3) == 12 and SinkWindow().history_frames(3) == 9
+    assert SlidingWindow().visible_frames(3) == 12 and SlidingWindow().history_frames(3) == 9
+    assert FadeMem().visible_frames(3) == 15 and FadeMem().history_frames() == 12
+    assert FullCache().visible_frames(3) is None and FullCache().history_frames() is None
+    with pytest.raises(ValueError, match="chunk"):
+        SlidingWindow(window=2).visible_frames(3)
+
+
+def test_geometry_bytes_at_the_13b_shapes():
+    g = KVGeometry(num_layers=30, batch=1, tokens_per_frame=1560, num_heads=12, head_dim=128,
+                   dtype=torch.bfloat16)
+    assert g.bytes_per_frame() == 2 * 30 * 1560 * 12 * 128 * 2  # 274 MiB
+    assert round(g.bytes_per_frame() / 2**20) == 274
+    per_slot = g.slot_bytes()
+    assert per_slot == 30 * 1560 * 12 * (2 * 128 + 44) * 2
+    assert FadeMem().memory_bytes(g, 3) == 15 * per_slot
+    assert SinkWindow().memory_bytes(g, 3) == 12 * per_slot
+
+
+@pytest.mark.parametrize("kwargs", [dict(num_layers=0), dict(head_dim=7), dict(batch=1.0),
+                                    dict(tokens_per_frame=True), dict(dtype=torch.int32)])
+def test_bad_geometry(kwargs):
+    base = dict(num_layers=1, batch=1, tokens_per_frame=4, num_heads=2, head_dim=24)
+    with pytest.raises(ValueError):
+        KVGeometry(**{**base, **kwargs})
+
+
+@pytest.mark.parametrize("cls,kwargs,word", [
+    (FadeMem, dict(beta=0.0), "beta"), (FadeMem, dict(beta=1.5), "beta"),
+    (FadeMem, dict(beta=float("nan")), "beta"), (FadeMem, dict(budget=2), "budget"),
+    (FadeMem, dict(budget=1, anchor=False), "budget"), (FadeMem, dict(budget=12.0), "budget"),
+    (FadeMem, dict(operator="median"), "operator"), (FadeMem, dict(positions="rel"), "positions"),
+    (FadeMem, dict(anchor="yes"), "anchor"),
+    (SinkWindow, dict(sink=-1), "sink"), (SinkWindow, dict(window=0), "window"),
+    (SinkWindow, dict(window=2.5), "window"), (SlidingWindow, dict(window=-3), "window"),
+    (SlidingWindow, dict(window=True), "window"), (FullCache, dict(positions=None), "positions"),
+])
+def test_invalid_construction(cls, kwargs, word):
+    with pytest.raises(ValueError, match=word):
+        cls(**kwargs)
+
+
+def test_policy_from_name():
+    for name, cls in POLICIES.items():
+        assert type(policy_from_name(name)) is cls
+    assert policy_from_name("FadeMem", budget=8, beta=0.5) == FadeMem(budget=8, beta=0.5)
+    assert policy_from_name("sink_window", sink=2) == SinkWindow(sink=2)
+    assert policy_from_name("Sliding-Window") == SlidingWindow()
+    assert policy_from_name("longlive") == SinkWindow()
+    assert policy_from_name("full_cache") == FullCache()
+    with pytest.raises(ValueError, match="unknown cache policy"):
+        policy_from_name("lru")
+    with pytest.raises(ValueError, match="bad arguments"):
+        policy_from_name("fademem", size=3)
+    with pytest.raises(ValueError, match="beta"):
+        policy_from_name("fademem", beta=2)

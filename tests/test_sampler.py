@@ -1,0 +1,291 @@
+"""generate(): exactness against a masked full-sequence reference, memory, callbacks, schedules."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+import torch
+
+from fademem_core import FadeMem, FullCache, SinkWindow, SlidingWindow, generate, tiny_model
+from fademem_core.policies import CachePolicy
+from fademem_core.sampler import (
+    WAN_LATENT_MEAN,
+    WAN_LATENT_STD,
+    RolloutInterrupted,
+    StepInfo,
+    from_raw,
+    timestep_schedule,
+    to_raw,
+)
+
+from reference import full_visible, reference_rollout, window_visible
+
+H = W = 64  # pixels -> 8x8 latents -> 16 tokens per frame on the tiny model
+TOL = 1e-5
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_model(seed=0)
+
+
+@pytest.fixture(scope="module")
+def text():
+    return torch.randn(2, 5, 32, generator=torch.Generator().manual_seed(11))
+
+
+@dataclass(frozen=True, eq=False)
+class Spy(CachePolicy):
+    """Wraps a policy and records the caches it builds (to check they get closed)."""
+
+    inner: CachePolicy = field(default_factory=FullCache)
+    made: list = field(default_factory=list)
+
+    def history_frames(self, chunk: int = 3):
+        return self.inner.history_frames(chunk)
+
+    def visible_frames(self, chunk: int):
+        return self.inner.visible_frames(chunk)
+
+    def make_cache(self, geometry, chunk, max_frames=None):
+        cache = self.inner.make_cache(geometry, chunk, max_frames)
+        self.made.append(cache)
+        return cache
+
+
+# ---------------------------------------------------------------------------- schedule + latents
+def test_warped_schedule_values():
+    got = timestep_schedule((1000, 750, 500, 250), 5.0)
+    assert got == pytest.approx([1000.0, 937.5, 2500 / 3, 625.0], abs=1e-9)
+    assert timestep_schedule((1000, 500), 1.0) == pytest.approx([1000.0, 500.0])
+
+
+def test_to_raw_from_raw():
+    z = torch.zeros(1, 16, 2, 3, 3)
+    assert torch.allclose(to_raw(z)[0, :, 0, 0, 0], torch.tensor(WAN_LATENT_MEAN))
+    one = to_raw(torch.ones(1, 16, 1, 1, 1)).flatten()
+    assert torch.allclose(one, torch.tensor(WAN_LATENT_MEAN) + torch.tensor(WAN_LATENT_STD))
+    x = torch.randn(2, 16, 3, 4, 4)
+    assert torch.allclose(from_raw(to_raw(x)), x, atol=1e-6)
+    with pytest.raises(ValueError, match="16"):
+        to_raw(torch.zeros(1, 4, 1, 1, 1))
+
+
+# ---------------------------------------------------------------------------- exactness
+@pytest.mark.parametrize("num_frames", [9, 10])
+def test_full_cache_equals_masked_reference(model, text, num_frames):
+    out = generate(model, text, FullCache(), num_frames, H, W, seed=3)
+    ref = reference_rollout(model.transformer, text, num_frames, 8, 8, 3, full_visible(3))
+    assert out.shape == (2, 16, num_frames, 8, 8) and out.dtype == torch.float32
+    assert (out - ref).abs().max() <= TOL
+    assert ref.abs().max() > 0.5
+
+
+def test_context_noise_equals_masked_reference(model, text):
+    out = generate(model, text, FullCache(), 6, H, W, seed=4, context_noise=100.0)
+    ref = reference_rollout(model.transformer, text, 6, 8, 8, 4, full_visible(3), context_noise=100.0)
+    assert (out - ref).abs().max() <= TOL
+
+
+def test_other_steps_and_chunk_equal_reference(model, text):
+    out = generate(model, text[:1], FullCache(), 8, H, W, seed=1, steps=(1000, 500), shift=3.0, chunk=2)
+    ref = reference_rollout(model.transformer, text[:1], 8, 8, 8, 1, full_visible(2), steps=(1000, 500),
+                            shift=3.0, chunk=2)
+    assert (out - ref).abs().max() <= TOL
+
+
+def test_sliding_window_equals_window_reference(model, text):
+    out = generate(model, text, SlidingWindow(window=6), 15, H, W, seed=5)
+    ref = reference_rollout(model.transformer, text, 15, 8, 8, 5, window_visible(3, 6))
+    assert (out - ref).abs().max() <= TOL
+    full = generate(model, text, FullCache(), 15, H, W, seed=5)
+    assert (out - full).abs().max() > 1e-3  # the window really cut something
+
+
+def test_sink_window_equals_window_reference(model, text):
+    out = generate(model, text, SinkWindow(sink=3, window=6), 15, H, W, seed=6)
+    ref = reference_rollout(model.transformer, text, 15, 8, 8, 6, window_visible(3, 6, sink=3))
+    assert (out - ref).abs().max() <= TOL
+
+
+def test_fademem_with_room_for_everything_equals_full(model, text):
+    a = generate(model, text, FadeMem(budget=15), 15, H, W, seed=7)
+    b = generate(model, text, FullCache(), 15, H, W, seed=7)
+    assert (a - b).abs().max() <= TOL
+
+
+def test_fademem_bounded_runs_and_differs(model, text):
+    a = generate(model, text, FadeMem(budget=4), 18, H, W, seed=7)
+    b = generate(model, text, FullCache(), 18, H, W, seed=7)
+    assert torch.isfinite(a).all()
+    assert torch.equal(a[:, :, :6], b[:, :, :6])  # identical until the memory first consolidates
+    assert (a - b).abs().max() > 1e-3
+
+
+def test_policy_by_name(model, text):
+    assert torch.equal(generate(model, text, "full", 6, H, W, seed=2),
+                       generate(model, text, FullCache(), 6, H, W, seed=2))
+
+
+def test_deterministic_for_a_seed(model, text):
+    a = generate(model, text, SinkWindow(sink=3, window=6), 9, H, W, seed=9)
+    b = generate(model, text, SinkWindow(sink=3, window=6), 9, H, W, seed=9)
+    c = generate(model, text, SinkWindow(sink=3, window=6), 9, H, W, seed=10)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+def test_batch_one_text_broadcasts(model, text):
+    out = generate(model, text[:1], FullCache(), 3, H, W, seed=0)
+    assert out.shape[0] == 1
+
+
+# ---------------------------------------------------------------------------- memory
+@pytest.mark.parametrize("policy", [FadeMem(budget=4), SinkWindow(sink=3, window=6), SlidingWindow(window=6)])
+def test_bounded_memory_is_constant_and_matches_the_bound(model, text, policy):
+    infos: list[StepInfo] = []
+    generate(model, text, policy, 21, H, W, seed=0, callback=infos.append)
+    per_chunk = [i.kv_bytes for i in infos if i.step == 0]
+    bound = policy.memory_bytes(model.geometry(2, H, W), 3)
+    assert len(per_chunk) == 7
+    assert set(per_chunk) == {bound}
+    entries = [i.memory_entries for i in infos if i.step == 0]
+    assert max(entries) == policy.history_frames(3)
+
+
+def test_full_cache_grows_linearly(model, text):
+    infos: list[StepInfo] = []
+    generate(model, text, FullCache(), 15, H, W, seed=0, callback=infos.append)
+    entries = [i.memory_entries for i in infos if i.step == 0]
+    assert entries == [0, 3, 6, 9, 12]
+    held = [i.held_bytes for i in infos if i.step == 0]
+    per_frame = model.geometry(2, H, W).slot_bytes()
+    assert held == [e * per_frame for e in entries]
+
+
+# ---------------------------------------------------------------------------- callback
+def test_callback_contract(model, text):
+    infos: list[StepInfo] = []
+    out = generate(model, text, FullCache(), 7, H, W, seed=0, callback=infos.append)
+    assert [(i.chunk, i.step) for i in infos] == [(c, s) for c in range(3) for s in range(4)]
+    assert all(i.num_chunks == 3 and i.num_steps == 4 for i in infos)
+    assert [i.frame_start for i in infos if i.step == 0] == [0, 3, 6]
+    assert infos[-1].x0.shape == (2, 16, 1, 8, 8)
+    assert infos[-1].progress == 1.0
+    assert [round(i.timestep, 2) for i in infos[:4]] == [1000.0, 937.5, 833.33, 625.0]
+    for i in infos:
+        if i.step == 3:  # the last step's x0 is the chunk's output
+            assert torch.equal(i.x0, out[:, :, i.frame_start:i.frame_start + i.x0.shape[2]])
+
+
+@pytest.mark.parametrize("exc", [RolloutInterrupted("stop"), KeyError("boom")])
+def test_callback_exception_stops_and_frees_memory(model, text, exc):
+    spy = Spy(FullCache())
+    seen = []
+
+    def cb(info):
+        seen.append(info.chunk)
+        if info.chunk == 1 and info.step == 2:
+            raise exc
+
+    with pytest.raises(type(exc)):
+        generate(model, text, spy, 12, H, W, seed=0, callback=cb)
+    assert seen[-1] == 1 and len(seen) == 4 + 3
+    (cache,) = spy.made
+    assert cache.nbytes() == 0  # closed: buffers released
+    with pytest.raises(RuntimeError):
+        cache.begin_chunk(6, 3)
+
+
+# ---------------------------------------------------------------------------- validation
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"height": 60}, "multiples of 16"),
+        ({"width": 100}, "multiples of 16"),
+        ({"num_frames": 2}, "at least one chunk"),
+        ({"num_frames": 0}, "num_frames"),
+        ({"text": torch.randn(1, 4, 31)}, "text_dim"),
+        ({"text": torch.full((1, 4, 32), float("nan"))}, "NaN"),
+        ({"text": "a cat"}, "text must be"),
+        ({"policy": "nope"}, "unknown cache policy"),
+        ({"policy": 42}, "unknown policy"),
+        ({"steps": (500, 750)}, "decreasing"),
+        ({"steps": (1500,)}, "steps"),
+        ({"shift": 0}, "shift"),
+        ({"chunk": 0}, "chunk"),
+        ({"seed": -1}, "seed"),
+        ({"context_noise": -1}, "context_noise"),
+        ({"switch": "bogus"}, "switch"),
+        ({"callback": 3}, "callback"),
+        ({"text": [(3, torch.randn(1, 4, 32))]}, "frame 0"),
+        ({"text": [(0, torch.randn(1, 4, 32)), (0, torch.randn(1, 4, 32))]}, "increasing"),
+        ({"text": [(0, torch.randn(1, 4, 32)), (99, torch.randn(1, 4, 32))]}, "past the video"),
+        ({"text": [(0, torch.randn(1, 4, 32)), (3, torch.randn(2, 4, 32))]}, "same batch"),
+    ],
+)
+def test_bad_input_fails_before_compute(model, kwargs, match):
+    spy = Spy(FullCache())
+    args = dict(text=torch.randn(1, 4, 32), policy=spy, num_frames=6, height=H, width=W)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        generate(model, **args)
+    assert spy.made == []  # nothing allocated, nothing computed
+
+
+def test_model_must_be_causal_wan(text):
+    with pytest.raises(ValueError, match="CausalWan"):
+        generate(object(), text, FullCache(), 3, H, W)
+
+
+# ---------------------------------------------------------------------------- prompt schedules
+@pytest.fixture(scope="module")
+def prompts():
+    g = torch.Generator().manual_seed(21)
+    return torch.randn(1, 5, 32, generator=g), torch.randn(1, 5, 32, generator=g)
+
+
+def test_single_entry_schedule_equals_plain_text(model, prompts):
+    a, _ = prompts
+    assert torch.equal(generate(model, [(0, a)], FullCache(), 6, H, W), generate(model, a, FullCache(), 6, H, W))
+
+
+@pytest.mark.parametrize("switch", ["keep", "recache"])
+def test_switch_changes_only_later_frames(model, prompts, switch):
+    a, b = prompts
+    base = generate(model, a, SinkWindow(sink=3, window=6), 12, H, W, seed=1)
+    sw = generate(model, [(0, a), (6, b)], SinkWindow(sink=3, window=6), 12, H, W, seed=1, switch=switch)
+    assert torch.equal(sw[:, :, :6], base[:, :, :6])
+    assert (sw[:, :, 6:] - base[:, :, 6:]).abs().max() > 1e-3
+
+
+def test_keep_equals_masked_reference_with_per_chunk_text(model, prompts):
+    """With switch="keep" the memory is untouched: chunks 0-1 see prompt a, chunk 2 prompt b."""
+    a, b = prompts
+    sw = generate(model, [(0, a), (6, b)], FullCache(), 9, H, W, seed=2, switch="keep")
+    first = reference_rollout(model.transformer, a, 6, 8, 8, 2, full_visible(3))
+    assert (sw[:, :, :6] - first).abs().max() <= TOL
+    plain_b = generate(model, b, FullCache(), 9, H, W, seed=2)
+    assert (sw[:, :, 6:] - plain_b[:, :, 6:]).abs().max() > 1e-3  # history under a mattered
+
+
+def test_recache_differs_from_keep(model, prompts):
+    a, b = prompts
+    keep = generate(model, [(0, a), (6, b)], FullCache(), 9, H, W, seed=2, switch="keep")
+    re = generate(model, [(0, a), (6, b)], FullCache(), 9, H, W, seed=2, switch="recache")
+    assert torch.equal(keep[:, :, :6], re[:, :, :6])
+    assert (keep[:, :, 6:] - re[:, :, 6:]).abs().max() > 1e-4
+
+
+def test_switch_mid_chunk_takes_effect_at_next_chunk(model, prompts):
+    a, b = prompts
+    at4 = generate(model, [(0, a), (4, b)], FadeMem(budget=4), 12, H, W, seed=3)
+    at6 = generate(model, [(0, a), (6, b)], FadeMem(budget=4), 12, H, W, seed=3)
+    assert torch.equal(at4, at6)
+
+
+def test_callback_reports_prompt_index(model, prompts):
+    a, b = prompts
+    infos: list[StepInfo] = []
+    generate(model, [(0, a), (3, b)], FullCache(), 6, H, W, callback=infos.append)
+    assert [i.prompt for i in infos if i.step == 0] == [0, 1]

@@ -1,0 +1,182 @@
+"""The procedural world, its probes and the training forward (independent references)."""
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from fademem_core.tinyworld import probes, world
+from fademem_core.tinyworld.forward import masked_velocity, teacher_forcing_mask
+
+TOL = 2e-5  # frames are float32
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_probes_read_back_ground_truth_exactly(seed: int) -> None:
+    scene = world.sample_scene(seed)
+    start = 7 * seed
+    z = world.render(scene, start, 90)
+    gt = world.frame_params(scene, start, 90)
+    r = probes.read_frames(z)
+    assert np.all(probes.circular_distance(r.shift, gt.shift, world.SIZE) < TOL)
+    assert np.all(probes.circular_distance(r.params.q, gt.q, world.SIZE) < TOL)
+    assert np.all(probes.circular_distance(r.params.r4, gt.r4, 2 * math.pi) < TOL)
+    assert np.all(probes.circular_distance(r.params.r5, gt.r5, 2 * math.pi) < TOL)
+    assert np.array_equal(r.params.family, gt.family)
+    vis = gt.visibility
+    assert np.allclose(r.visibility, vis, atol=TOL)
+    seen = vis > 1e-5
+    assert np.allclose(r.pos[seen], gt.pos[seen], atol=TOL)
+    assert np.allclose(r.params.code[seen], gt.code[seen], atol=TOL)
+    shown = vis >= probes.VISIBLE
+    expected_cls = np.array([-1 if s is None else s.cls for s in scene.sprites])
+    assert np.array_equal(r.cls[shown], np.broadcast_to(expected_cls, vis.shape)[shown])
+    assert np.all(r.cls[~shown] == -1)
+    assert r.residual.max() < 1e-10
+
+
+def test_probe_positions_against_a_direct_formula() -> None:
+    # one sprite at a known fractional position, drawn by hand (not by world.render)
+    z = torch.zeros(16, 1, 8, 8)
+    # square [2.3, 4.3] x [1.0, 3.0]: columns 2 (0.7), 3 (1.0), 4 (0.3); rows 1, 2 full
+    cols = {2: 0.7, 3: 1.0, 4: 0.3}
+    for x, cov in cols.items():
+        for y in (1, 2):
+            z[6, 0, y, x] = world.MASK_GAIN * cov
+            z[8:12, 0, y, x] = cov * torch.tensor([1.5, 0.0, 0.25, -0.5])
+    r = probes.read_frames(z)
+    assert r.pos[0, 0] == pytest.approx((3.3, 2.0), abs=1e-6)
+    assert r.visibility[0, 0] == pytest.approx(1.0)
+    assert r.cls[0, 0] == 0
+    assert r.detail[0, 0] == pytest.approx((0.25, -0.5), abs=1e-6)
+    # cut by the left border: only 0.6 of the width visible -> centre at 0.6 - 1
+    z2 = torch.zeros(16, 1, 8, 8)
+    z2[6, 0, 1:3, 0] = world.MASK_GAIN * 0.6
+    r2 = probes.read_frames(z2)
+    assert r2.visibility[0, 0] == pytest.approx(0.3)
+    assert r2.pos[0, 0, 0] == pytest.approx(-0.4)
+
+
+def test_sprites_leave_for_longer_than_a_visible_window_and_return() -> None:
+    for seed in range(20):
+        scene = world.sample_scene(seed)
+        vis = world.frame_params(scene, 0, 240).visibility
+        for slot, sp in enumerate(scene.sprites):
+            if sp is None:
+                assert np.all(vis[:, slot] == 0)
+                continue
+            gone = vis[:, slot] == 0
+            # lengths of the runs of absence that are bounded on both sides by visible frames
+            runs, n, seen_visible = [], 0, False
+            for g in gone:
+                if g:
+                    n += 1
+                else:
+                    if n and seen_visible:
+                        runs.append(n)
+                    n, seen_visible = 0, True
+            assert runs, f"sprite {slot} of scene {seed} never leaves and returns in 240 frames"
+            assert min(runs) > 15 and max(runs) <= world.MAX_ABSENCE + 1
+
+
+def test_world_motion_is_smooth_and_identity_fixed() -> None:
+    scene = world.sample_scene(3, num_sprites=2)
+    p = world.frame_params(scene, 0, 240)
+    r = probes.read_frames(world.render(scene, 0, 240))
+    for slot in range(2):
+        seen = r.visibility[:, slot] >= 0.999
+        both = seen[1:] & seen[:-1]
+        step = np.abs(np.diff(r.pos[:, slot], axis=0))[both]
+        assert step.max() < 0.6  # never jumps more than its speed
+        codes = r.params.code[seen, slot]
+        assert np.allclose(codes, codes[0], atol=TOL)
+    drift = np.diff(np.unwrap(p.shift * 2 * math.pi / world.SIZE))
+    assert np.allclose(drift, drift[0]) and 0.02 < abs(drift[0]) * world.SIZE / (2 * math.pi) < 0.07
+
+
+def test_scene_sampling_is_seeded_and_validates() -> None:
+    assert world.sample_scene(5) == world.sample_scene(5)
+    assert world.sample_scene(5) != world.sample_scene(6)
+    s = world.sample_scene(1, family=2, classes=(4, 1))
+    assert s.family == 2 and s.classes == (4, 1)
+    with pytest.raises(ValueError, match="num_sprites"):
+        world.sample_scene(0, num_sprites=3)
+    with pytest.raises(ValueError, match="class"):
+        world.sample_scene(0, classes=(9,))
+    with pytest.raises(ValueError, match="family"):
+        world.sample_scene(0, family=7)
+
+
+def test_prompt_embedding_encodes_the_classes() -> None:
+    a = world.prompt_embedding(1, (2, None))
+    b = world.prompt_embedding(1, (3, None))
+    c = world.prompt_embedding(1, (2, 5))
+    assert a.shape == (1, world.PROMPT_LENGTH, 32)
+    assert torch.equal(a, world.prompt_embedding(1, (2,)))
+    assert not torch.allclose(a[0, 1], b[0, 1]) and torch.equal(a[0, 0], b[0, 0])
+    assert torch.equal(a[0, 1], c[0, 1]) and not torch.allclose(a[0, 2], c[0, 2])
+    assert torch.all(a[0, 3] == 0)  # padding token
+    with pytest.raises(ValueError, match="text_dim"):
+        world.prompt_embedding(0, (1,), text_dim=8)
+    with pytest.raises(ValueError, match="classes"):
+        world.prompt_embedding(0, (None, None))
+
+
+def test_to_rgb_shapes_and_validation() -> None:
+    rgb = world.to_rgb(world.render(world.sample_scene(0), 0, 3))
+    assert rgb.shape == (3, 64, 64, 3) and rgb.dtype == np.uint8
+    assert rgb.std() > 5  # the background texture is visible
+    with pytest.raises(ValueError, match="16"):
+        world.to_rgb(torch.zeros(3, 2, 8, 8))
+
+
+def test_probes_reject_bad_shapes() -> None:
+    with pytest.raises(ValueError, match="latents"):
+        probes.read_frames(torch.zeros(16, 2, 4, 4))
+
+
+def test_teacher_forcing_mask_against_direct_rule() -> None:
+    f, chunk = 7, 3
+    m = teacher_forcing_mask(f, chunk)
+    for i in range(2 * f):
+        for j in range(2 * f):
+            qi, kj = i % f, j % f
+            q_noisy, k_noisy = i >= f, j >= f
+            if not q_noisy:
+                want = (not k_noisy) and kj // chunk <= qi // chunk
+            elif k_noisy:
+                want = kj // chunk == qi // chunk
+            else:
+                want = kj // chunk < qi // chunk
+            assert bool(m[i, j]) == want, (i, j)
+
+
+def test_training_forward_matches_the_engine_masked_forward() -> None:
+    from fademem_core.model import CausalWan
+    from fademem_core.tinyworld.train import build_transformer
+
+    tr = build_transformer(0)
+    with torch.no_grad():  # move off the zero-initialised output layers so outputs differ
+        for p in tr.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    f = 6
+    x = torch.randn(2, 16, 2 * f, 8, 8)
+    ts = torch.rand(2, 2 * f) * 1000
+    text = torch.randn(2, 4, 32)
+    pos = list(range(f)) * 2
+    mask = teacher_forcing_mask(f, 3)
+    v = masked_velocity(tr, x, ts, text, pos, mask)
+    engine = CausalWan(copy.deepcopy(tr))
+    ref = engine.forward_masked(x, ts, engine.encode_text(text), pos, mask)
+    assert v.abs().mean() > 0.1
+    torch.testing.assert_close(v, ref, atol=1e-5, rtol=1e-5)
+    # and the mask matters: a future clean frame changes nothing before it
+    x2 = x.clone()
+    x2[:, :, f - 1] += 1.0
+    v2 = masked_velocity(tr, x2, ts, text, pos, mask)
+    torch.testing.assert_close(v2[:, :, :3], v[:, :, :3])
+    torch.testing.assert_close(v2[:, :, f : f + 3], v[:, :, f : f + 3])
+    assert not torch.allclose(v2[:, :, 3:6], v[:, :, 3:6])

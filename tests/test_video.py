@@ -1,0 +1,114 @@
+"""Streaming Wan VAE decode and the mp4 writer."""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from fademem_core.video import (LatentPreviewDecoder, Mp4Writer, StreamingVAEDecoder,
+                                read_video_info, video_frames_for_latents)
+
+
+@pytest.fixture(scope="module")
+def tiny_vae():
+    from diffusers import AutoencoderKLWan
+
+    torch.manual_seed(0)
+    vae = AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
+                           temperal_downsample=[False, True, True])
+    return vae.eval()
+
+
+@pytest.mark.parametrize("splits", [[7], [1, 3, 3], [3, 3, 1], [2, 2, 2, 1], [1] * 7])
+def test_streaming_decode_equals_full_decode(tiny_vae, splits):
+    torch.manual_seed(1)
+    z = torch.randn(1, 16, sum(splits), 4, 6)
+    with torch.no_grad():
+        reference = tiny_vae.decode(z).sample  # diffusers' own one-shot decode
+    stream = StreamingVAEDecoder(tiny_vae)
+    parts, start = [], 0
+    for n in splits:
+        out = stream.decode(z[:, :, start:start + n])
+        # each call returns exactly the frames its latents complete
+        assert out.shape[2] == video_frames_for_latents(start + n) - video_frames_for_latents(start)
+        parts.append(out)
+        start += n
+    streamed = torch.cat(parts, dim=2)
+    assert streamed.shape == reference.shape == (1, 3, 25, 32, 48)
+    assert torch.equal(streamed, reference)
+
+
+def test_reset_starts_a_new_video(tiny_vae):
+    torch.manual_seed(2)
+    a, b = torch.randn(1, 16, 3, 4, 4), torch.randn(1, 16, 2, 4, 4)
+    stream = StreamingVAEDecoder(tiny_vae)
+    stream.decode(a)
+    stream.reset()
+    with torch.no_grad():
+        assert torch.equal(stream.decode(b), tiny_vae.decode(b).sample)
+
+
+def test_decoder_rejects_wrong_channels(tiny_vae):
+    with pytest.raises(ValueError, match="16"):
+        StreamingVAEDecoder(tiny_vae).decode(torch.zeros(1, 4, 2, 4, 4))
+
+
+def test_frames_for_latents():
+    assert [video_frames_for_latents(n) for n in (0, 1, 2, 21, 240)] == [0, 1, 5, 81, 957]
+
+
+def test_writer_writes_all_frames(tmp_path):
+    path = tmp_path / "v.mp4"
+    with Mp4Writer(path, fps=8) as w:
+        w.write(torch.rand(3, 5, 32, 48) * 2 - 1)
+        w.write(torch.randint(0, 255, (4, 32, 48, 3), dtype=torch.uint8))
+    assert path.is_file()
+    assert read_video_info(path) == (9, 32, 48)
+    assert os.listdir(tmp_path) == ["v.mp4"]  # no temp file left
+
+
+def test_writer_leaves_nothing_on_failure(tmp_path):
+    path = tmp_path / "v.mp4"
+    with pytest.raises(RuntimeError, match="boom"):
+        with Mp4Writer(path) as w:
+            w.write(torch.zeros(3, 2, 16, 16))
+            raise RuntimeError("boom")
+    assert os.listdir(tmp_path) == []
+
+
+def test_writer_keeps_existing_file_on_failure(tmp_path):
+    path = tmp_path / "v.mp4"
+    path.write_bytes(b"old")
+    with pytest.raises(ValueError, match="size changed"):
+        with Mp4Writer(path) as w:
+            w.write(torch.zeros(3, 2, 16, 16))
+            w.write(torch.zeros(3, 2, 32, 16))
+    assert path.read_bytes() == b"old"
+    assert os.listdir(tmp_path) == ["v.mp4"]
+
+
+def test_writer_rejects_bad_paths(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        Mp4Writer(tmp_path / "missing" / "v.mp4")
+    with pytest.raises(ValueError, match=".mp4"):
+        Mp4Writer(tmp_path / "v.avi")
+    with pytest.raises(ValueError, match="even"):
+        with Mp4Writer(tmp_path / "odd.mp4") as w:
+            w.write(torch.zeros(3, 1, 15, 16))
+    assert not (tmp_path / "odd.mp4").exists()
+
+
+def test_writer_with_no_frames_fails(tmp_path):
+    with pytest.raises(ValueError, match="no frames"):
+        Mp4Writer(tmp_path / "v.mp4").close()
+    assert os.listdir(tmp_path) == []
+
+
+def test_latent_preview_shape_and_range():
+    out = LatentPreviewDecoder().decode(torch.randn(2, 16, 3, 4, 5) * 10)
+    assert out.shape == (2, 3, 3, 32, 40)
+    assert out.min() >= -1 and out.max() <= 1
+    # fixed projection: the same latents always give the same picture
+    z = torch.randn(1, 16, 1, 2, 2)
+    assert torch.equal(LatentPreviewDecoder().decode(z), LatentPreviewDecoder().decode(z))
