@@ -161,14 +161,14 @@ def _check(x: torch.Tensor, bands: int, max_lag: int, epsilon: float) -> None:
                          f"{max_lag + MIN_FRAMES_PER_LAG}); lower max_lag or give more frames")
     if not 0.0 < epsilon < 0.5:
         raise ValueError(f"epsilon must be in (0, 0.5), got {epsilon!r}")
-    if not bool(torch.isfinite(x).all()):
+    lo, hi = torch.aminmax(x.flatten(1), dim=1)  # one pass: NaN/inf show up in min/max
+    if not (bool(torch.isfinite(lo).all()) and bool(torch.isfinite(hi).all())):
         bad = int((~torch.isfinite(x)).sum())
         raise ValueError(f"frames contain {bad} NaN/inf values; clean the input first")
-    spatial = x.flatten(2).std(dim=2)  # [T, C]
-    if float(spatial.max()) == 0.0:
+    if bool((lo == hi).all()):
         raise ValueError("video is spatially constant (every frame is one flat colour): no "
                          "frequency content to analyse")
-    if float((x - x[:1]).abs().max()) == 0.0:
+    if torch.equal(x[1:], x[:1].expand_as(x[1:])):
         raise ValueError("video is constant over time (all frames identical): correlations "
                          "cannot decay, so there is nothing to measure")
 
@@ -217,17 +217,17 @@ def band_correlations(frames: Any, bands: int, max_lag: int,
     x = _as_tensor(frames)
     t, c, h, w = x.shape
     idx, weight = _band_index(h, w, bands)
-    flat_idx = idx.reshape(-1)
-    used = flat_idx >= 0
-    onehot = torch.zeros(flat_idx.numel(), bands, dtype=torch.float64)
-    onehot[used.nonzero().squeeze(1), flat_idx[used]] = 1.0
+    slot = idx.reshape(-1).clone()
+    slot[slot < 0] = bands  # unused bins go to a dummy band that is dropped
+    wflat = weight.reshape(-1).float()
 
-    spec = torch.fft.rfft2(x - x.mean(dim=(2, 3), keepdim=True))  # [T, C, H, Wr] complex64
-    power = (spec.real.square() + spec.imag.square()).sum(1).reshape(t, -1).double()
-    energy = (power * weight.reshape(1, -1)) @ onehot                 # [T, R] band energies
-    valid = energy > energy.max() * 1e-12
+    spec = torch.fft.rfft2(x)  # [T, C, H, Wr] complex64; DC is never used
+    power = torch.view_as_real(spec).square().sum((1, -1)).reshape(t, -1) * wflat
+    energy = torch.zeros(t, bands + 1).index_add_(1, slot, power)[:, :bands].double()
+    valid = energy > energy.max() * 1e-12                            # [T, R] frames with content
     inv = torch.where(valid, energy.clamp_min(1e-300).rsqrt(), torch.zeros_like(energy))
-    root_w = (weight.reshape(-1).sqrt() * used).float()
+    inv = torch.cat([inv, torch.zeros(t, 1, dtype=inv.dtype)], 1).float()
+    root_w = wflat.sqrt()
 
     nfft = _fast_len(t + max_lag)
     spec_pow = torch.zeros(nfft, bands, dtype=torch.float64)
@@ -236,11 +236,12 @@ def band_correlations(frames: Any, bands: int, max_lag: int,
     for r0 in range(0, h, rows):  # chunks of spectrum rows bound the padded temporal FFT
         sl = slice(r0 * wr, min(r0 + rows, h) * wr)
         # per-bin scale sqrt(w_k) / |z_{t, band(k)}|, zero for unused bins
-        scale = inv[:, flat_idx[sl].clamp_min(0)].float() * root_w[sl]
+        scale = inv[:, slot[sl]] * root_w[sl]
         u = spec[:, :, r0:r0 + rows] * scale.reshape(t, 1, -1, wr)
         g = torch.fft.fft(u, n=nfft, dim=0)
-        gp = (g.real.square() + g.imag.square()).sum(1).reshape(nfft, -1).double()
-        spec_pow += gp @ onehot[sl]
+        gp = torch.view_as_real(g).square().sum((1, -1)).reshape(nfft, -1)
+        part = torch.zeros(nfft, bands + 1).index_add_(1, slot[sl], gp)
+        spec_pow += part[:, :bands].double()
     acf = torch.fft.ifft(spec_pow, dim=0).real[: max_lag + 1].T      # [R, L+1]
     vm = valid.double()
     vf = torch.fft.rfft(vm, n=nfft, dim=0)

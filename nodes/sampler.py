@@ -191,7 +191,7 @@ class FadeMemPromptSchedule:
         for k in range(2, SCHEDULE_SLOTS + 1):
             optional[f"conditioning_{k}"] = ("CONDITIONING", {"tooltip": f"Prompt {k} (optional)."})
             optional[f"start_{k}"] = ("INT", {
-                "default": 320 * (k - 1), "min": 1, "max": MAX_LENGTH, "step": 4,
+                "default": 320 * (k - 1), "min": 4, "max": MAX_LENGTH - 1, "step": 4,
                 "tooltip": f"Video frame where prompt {k} starts (16 fps: 320 = 20 s). Must be after "
                            "the previous connected prompt's start.",
             })

@@ -146,14 +146,15 @@ def test_memory_follows_planner_and_operator(operator, positions):
 
 @pytest.mark.parametrize("policy", [FadeMem(budget=15), FadeMem(budget=15, positions="packed"),
                                     FullCache()], ids=repr)
-def test_attention_exact_when_budget_covers_the_video(policy):
+@pytest.mark.parametrize("batch", [1, 2])
+def test_attention_exact_when_budget_covers_the_video(policy, batch):
     """Budget >= frames: attention over the memory == attention over the full history."""
     frames, chunk = 15, 3
-    cache = policy.make_cache(geometry(), chunk)
+    cache = policy.make_cache(geometry(batch), chunk)
     for start in range(0, frames, chunk):
-        _, outputs = run_chunk(cache, start, chunk, query_seed=start + 1)
+        _, outputs = run_chunk(cache, start, chunk, batch=batch, query_seed=start + 1)
         for layer, (q, _, _, out) in enumerate(outputs):
-            k_raw, v = chunk_kv(range(0, start + chunk), layer)
+            k_raw, v = chunk_kv(range(0, start + chunk), layer, batch)
             k_full = rope_ref(k_raw, [float(t) for t in range(start + chunk)], HH, WW)
             want = attention_ref(q, k_full, v)
             assert (out - want).abs().max() <= 1e-6

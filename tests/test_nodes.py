@@ -200,7 +200,7 @@ def spy_generate(monkeypatch):
     import fademem_core.sampler as core
 
     real = core.generate
-    seen = {"infos": [], "calls": 0}
+    seen = {"infos": [], "calls": 0, "real": real}
 
     def wrapped(*args, **kwargs):
         seen["calls"] += 1
@@ -223,8 +223,9 @@ def run_sampler(model, positive, cache, length=29, chunk=3, steps=2, seed=1, wid
 
 
 def test_sampler_returns_raw_latents_of_the_core_rollout(model, spy_generate, monkeypatch):
-    from fademem_core.sampler import from_raw, generate
+    from fademem_core.sampler import from_raw
 
+    generate = spy_generate["real"]
     bars, texts = [], []
     monkeypatch.setattr(comfy, "progress_bar", lambda total: bars.append(Recorder(total)) or bars[-1])
     monkeypatch.setattr(comfy, "send_text", lambda text, node: texts.append((node, text)))
@@ -247,7 +248,7 @@ def test_sampler_returns_raw_latents_of_the_core_rollout(model, spy_generate, mo
     assert all(node == "12" for node, _ in texts)
     assert any("KV memory" in t for _, t in texts) and "peak KV memory" in texts[-1][1]
 
-    infos = spy_generate["infos"]
+    infos = spy_generate["infos"]  # the node's run only: the direct reference bypasses the spy
     assert [(i.chunk, i.step) for i in infos] == [(c, s) for c in range(3) for s in range(2)]
 
 

@@ -128,7 +128,8 @@ class KVCache(ABC):
         """Start re-computing the K/V of ``frames`` (a subset of :meth:`exact_frames`).
 
         Returns their positions; the next ``write=True`` pass over those frames' latents
-        replaces their K/V in place and ``commit()`` ends the re-cache.
+        replaces their K/V in place (they attend to the whole memory, themselves included) and
+        ``commit()`` ends the re-cache.
         """
 
 
