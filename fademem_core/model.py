@@ -41,6 +41,10 @@ FP32_PARAM_NAMES = ("scale_shift_table",)
 
 # Wan's VAE compresses space 8x; the DiT then patches the latent (1x2x2 in every Wan).
 VAE_SPATIAL = 8
+# umT5 width and context length of the released Wan models: shorter prompts are zero-padded to
+# 512 slots as in Wan's training (and diffusers' pipeline), so every slot gets its embedding.
+UMT5_DIM = 4096
+UMT5_SLOTS = 512
 
 # self-attention hook: (layer, q, k, v, k_temporal_raw) -> attention output [B, S, H, D]
 SelfAttention = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -127,10 +131,13 @@ class CausalWan:
         self.head_dim = int(cfg["attention_head_dim"])
         self.dim = self.heads * self.head_dim
         self.text_dim = int(cfg["text_dim"])
+        self.text_len = UMT5_SLOTS if self.text_dim == UMT5_DIM else None  # pad target (None: as given)
         self.in_channels = int(cfg["in_channels"])
         self.out_channels = int(cfg["out_channels"] or cfg["in_channels"])
         self.patch_size = tuple(int(p) for p in cfg["patch_size"])
         axis_dims(self.head_dim)  # validates head_dim for RoPE early
+        # the 5 forwards of a chunk share one rotary table: keep the last one
+        self._rope: tuple[tuple, tuple[torch.Tensor, torch.Tensor]] | None = None
         transformer.eval()
         transformer.requires_grad_(False)
 
@@ -163,7 +170,8 @@ class CausalWan:
         """Token grid ``(rows, cols)`` of one latent frame for a ``height x width`` video."""
         step_h = VAE_SPATIAL * self.patch_size[1]
         step_w = VAE_SPATIAL * self.patch_size[2]
-        if height <= 0 or width <= 0 or height % step_h or width % step_w:
+        ints = all(isinstance(v, int) and not isinstance(v, bool) for v in (height, width))
+        if not ints or height <= 0 or width <= 0 or height % step_h or width % step_w:
             raise ValueError(
                 f"height and width must be positive multiples of {step_h}x{step_w} pixels, got {height}x{width}"
             )
@@ -189,9 +197,14 @@ class CausalWan:
 
     # ------------------------------------------------------------------ text
     def encode_text(self, text: torch.Tensor) -> TextKV:
-        """Per-layer cross-attention K/V of ``text [B, L, text_dim]`` (computed once per prompt)."""
+        """Per-layer cross-attention K/V of ``text [B, L, text_dim]`` (computed once per prompt).
+
+        For umT5-width models a prompt shorter than 512 slots is zero-padded to 512 first.
+        """
         if text.ndim != 3 or text.shape[-1] != self.text_dim:
             raise ValueError(f"text must be [B, L, {self.text_dim}], got {tuple(text.shape)}")
+        if self.text_len is not None and text.shape[1] < self.text_len:
+            text = F.pad(text, (0, 0, 0, self.text_len - text.shape[1]))
         tr = self.transformer
         with torch.no_grad():
             emb = tr.condition_embedder.text_embedder(text.to(self.device, self.dtype))
@@ -275,6 +288,12 @@ class CausalWan:
         mod = emb.time_proj(F.silu(temb))
         return temb.reshape(batch, g, -1), mod.reshape(batch, g, 6, -1)
 
+    def _rotary(self, positions: Sequence[float], hp: int, wp: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        key = (tuple(float(p) for p in positions), hp, wp, str(device))
+        if self._rope is None or self._rope[0] != key:
+            self._rope = (key, grid_cos_sin(key[0], hp, wp, self.head_dim, device=device))
+        return self._rope[1]
+
     def _forward(
         self,
         x: torch.Tensor,
@@ -298,7 +317,7 @@ class CausalWan:
         fp, hp, wp = f // pt, h // ph, w // pw
 
         temb, mod = self._timestep_embedding(timestep, b, fp)
-        cos, sin = grid_cos_sin(positions, hp, wp, self.head_dim, device=x.device)
+        cos, sin = self._rotary(positions, hp, wp, x.device)
         tc = axis_dims(self.head_dim)[0]
 
         hs = tr.patch_embedding(x.to(device=self.device, dtype=dt))

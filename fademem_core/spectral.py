@@ -149,12 +149,12 @@ def _as_tensor(frames: Any) -> torch.Tensor:
 
 def _check(x: torch.Tensor, bands: int, max_lag: int, epsilon: float) -> None:
     t, _c, h, w = x.shape
-    if not isinstance(bands, int) or bands < 2:
+    if isinstance(bands, bool) or not isinstance(bands, (int, np.integer)) or bands < 2:
         raise ValueError(f"bands must be an integer >= 2, got {bands!r}")
     if min(h, w) < 2 * bands:
         raise ValueError(f"frames of {h}x{w} are too small for {bands} bands: need at least "
                          f"{2 * bands} pixels per side (use fewer bands)")
-    if not isinstance(max_lag, int) or max_lag < 4:
+    if isinstance(max_lag, bool) or not isinstance(max_lag, (int, np.integer)) or max_lag < 4:
         raise ValueError(f"max_lag must be an integer >= 4, got {max_lag!r}")
     if t < max_lag + MIN_FRAMES_PER_LAG:
         raise ValueError(f"video too short: {t} frames for max_lag {max_lag} (need at least "
@@ -347,6 +347,7 @@ def analyze_video(frames: Any, bands: int = 16, max_lag: int | None = None,
             raise ValueError(f"video too short: {t} frames (need at least 8 for the default "
                              "max_lag)")
     _check(x, bands, max_lag, epsilon)
+    bands, max_lag = int(bands), int(max_lag)
     fb: tuple[int, int] | None = None
     if fit_bands is not None:
         fb = (int(fit_bands[0]), int(fit_bands[1]))
@@ -374,6 +375,9 @@ def analyze_video(frames: Any, bands: int = 16, max_lag: int | None = None,
         b, b_ci, r2, c = _fit(radius[chosen], horizon[chosen])
         if math.isfinite(b):
             beta = suggest_beta(b)
+            if r2 < 0.8 or not b_ci[1] < 2 * b_ci[0]:
+                notes.append(f"weak fit (R^2 {r2:.2f}, b between {b_ci[0]:.2f} and "
+                             f"{b_ci[1]:.2f}): this clip shows no clean power law")
             beta_ci = (suggest_beta(b_ci[1]) if math.isfinite(b_ci[1]) else BETA_RANGE[0],
                        suggest_beta(b_ci[0]) if math.isfinite(b_ci[0]) else BETA_RANGE[0])
         else:
@@ -401,38 +405,3 @@ def analyze_video(frames: Any, bands: int = 16, max_lag: int | None = None,
         max_lag=int(max_lag), num_frames=int(t), frame_shape=tuple(int(s) for s in x.shape[1:]),
         notes=tuple(notes))
 
-
-def synthetic_video(num_frames: int, size: int | tuple[int, int], taus: Sequence[float],
-                    static: float = 0.2, seed: int = 0) -> np.ndarray:
-    """Ground-truth video ``[T, 1, H, W]`` whose band ``r`` decorrelates with time constant
-    ``taus[r]``: every spectral bin of band ``r`` is a stationary complex AR(1) process with
-    coefficient ``exp(-1/tau_r)`` plus a static part holding a ``static`` share of its energy,
-    so ``C_r(d) = static + (1 - static) exp(-d / tau_r)`` and ``t*(r) = tau_r ln(1/epsilon)``.
-    ``tau = inf`` makes a band fully static.  Bands use ``analyze_video``'s radial layout."""
-    h, w = (size, size) if isinstance(size, int) else size
-    bands = len(taus)
-    if num_frames < 2 or bands < 2 or not 0.0 <= static < 1.0:
-        raise ValueError(f"need num_frames >= 2, >= 2 taus and 0 <= static < 1, got "
-                         f"{num_frames}, {bands}, {static}")
-    if any(not tau > 0 for tau in taus):
-        raise ValueError(f"every tau must be > 0, got {list(taus)}")
-    gen = torch.Generator().manual_seed(seed)
-    idx, _ = _band_index(h, w, bands)
-    tau = torch.tensor([float(v) for v in taus], dtype=torch.float64)
-    rho = torch.where(idx >= 0, torch.exp(-1.0 / tau[idx.clamp_min(0)]), torch.zeros(()))
-    rho = rho.float()
-    keep = (idx >= 0).float()
-
-    def noise() -> torch.Tensor:
-        return torch.complex(torch.randn(idx.shape, generator=gen),
-                             torch.randn(idx.shape, generator=gen))
-
-    fixed = noise() * math.sqrt(static) * keep
-    moving = noise()
-    innov = torch.sqrt(1.0 - rho * rho) * math.sqrt(1.0 - static) * keep
-    z = torch.empty((num_frames,) + tuple(idx.shape), dtype=torch.complex64)
-    moving = moving * math.sqrt(1.0 - static) * keep
-    for i in range(num_frames):  # AR recursion over frames (a generator, not the analysis)
-        z[i] = fixed + moving
-        moving = moving * rho + noise() * innov
-    return torch.fft.irfft2(z, s=(h, w)).unsqueeze(1).numpy()

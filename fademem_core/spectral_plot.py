@@ -117,23 +117,22 @@ def _panel_a(draw: ImageDraw.ImageDraw, res: SpectralResult, box: tuple[int, int
             c = float(np.interp(h, res.lags, curve))
             _dot(draw, ax(float(h), c), 4, band_colour(r, bands))
     l, t, rr, b = box
-    draw.text(((l + rr) / 2, t - 22), "(a) correlation C_r(d) by band", fill=_INK, font=font,
-              anchor="mb")
+    draw.text((l, t - 12), "(a) correlation C_r(d) by band", fill=_INK, font=font, anchor="lb")
     draw.text(((l + rr) / 2, b + 22), "lag d (frames)", fill=_INK, font=font, anchor="mt")
-    # colour key: low -> high frequency
-    kx, ky = rr - 130, t + 10
-    for i in range(120):
-        draw.line([(kx + i, ky), (kx + i, ky + 8)], fill=band_colour(round(i / 119 * (bands - 1)),
-                                                                     bands))
-    draw.text((kx, ky + 11), "low", fill=_INK, font=font, anchor="lt")
-    draw.text((kx + 120, ky + 11), "high freq.", fill=_INK, font=font, anchor="rt")
+    # colour key above the box (curves fill the top of the plot): low -> high frequency
+    kx, ky, kw = rr - 40 - 100, t - 20, 100
+    for i in range(kw):
+        draw.line([(kx + i, ky), (kx + i, ky + 8)],
+                  fill=band_colour(round(i / (kw - 1) * (bands - 1)), bands))
+    draw.text((kx - 4, ky + 4), "low f", fill=_INK, font=font, anchor="rm")
+    draw.text((kx + kw + 4, ky + 4), "high", fill=_INK, font=font, anchor="lm")
 
 
 def _panel_b(draw: ImageDraw.ImageDraw, res: SpectralResult, box: tuple[int, int, int, int],
              font: ImageFont.ImageFont) -> None:
     l, t, rr, b = box
-    draw.text(((l + rr) / 2, t - 22), "(b) boundary (t*(r), r) and fit r* ~ t^-b", fill=_INK,
-              font=font, anchor="mb")
+    draw.text((l, t - 12), "(b) boundary (t*(r), r) and fit r* ~ t^-b", fill=_INK, font=font,
+              anchor="lb")
     draw.text(((l + rr) / 2, b + 22), "horizon t* (frames, log)", fill=_INK, font=font,
               anchor="mt")
     draw.text((l + 6, t + 6), "radius r (cycles/px, log)", fill=_INK, font=font, anchor="lt")
@@ -153,9 +152,12 @@ def _panel_b(draw: ImageDraw.ImageDraw, res: SpectralResult, box: tuple[int, int
         draw.line(pts, fill=_STEP, width=2)
     if res.fitted:
         fx = [res.horizon[r] for r in res.fit_bands]
-        lo, hi = min(fx) / 1.2, max(fx) * 1.2
-        line = [ax(x, math.exp(res.intercept - res.b * math.log(x))) for x in (lo, hi)]
-        draw.line(line, fill=_FIT, width=3)
+        lo, hi = math.log(min(fx) / 1.2), math.log(max(fx) * 1.2)
+        xs_fit = [math.exp(lo + (hi - lo) * i / 60) for i in range(61)]
+        line = [(x, math.exp(res.intercept - res.b * math.log(x))) for x in xs_fit]
+        inside = [ax(x, y) for x, y in line if ylim[0] <= y <= ylim[1]]  # clip to the box
+        if len(inside) > 1:
+            draw.line(inside, fill=_FIT, width=3)
     bands = len(res.band_radius)
     for r in shown:
         _dot(draw, ax(float(res.horizon[r]), float(res.band_radius[r])), 5,

@@ -14,7 +14,7 @@ from safetensors.torch import save_file
 
 from fademem_core.cli.analyze import register
 from fademem_core.cli.common import CliError
-from fademem_core.spectral import synthetic_video
+from fademem_core.spectral_synthetic import synthetic_video
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -79,7 +79,8 @@ def test_video_file(tmp_path, capsys):
 
     path = tmp_path / "clip.mp4"
     write_mp4(path, frames=30, width=96, height=64)
-    code = run(str(path), "--bands", "4", "--max-lag", "8", "--size", "64")  # 96x64 -> 64x42 (even sides)
+    # 96x64 -> 64x42 (sides kept even)
+    code = run(str(path), "--bands", "4", "--max-lag", "8", "--size", "64")
     assert code in (0, 1)  # a drifting pattern may or may not follow a power law
     assert "frames 30 x 1 ch x 42x64" in capsys.readouterr().out
 

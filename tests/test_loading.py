@@ -191,3 +191,37 @@ def test_tiny_model_overrides():
         tiny_model(bogus=1)
     with pytest.raises(ValueError, match="image-to-video"):
         tiny_model(in_channels=36)
+
+
+def test_lora_name_variants_and_file_alpha():
+    from fademem_core.lora import parse_lora
+
+    a, b = torch.randn(4, 32), torch.randn(32, 4)
+    sd = {"base_model.model.model._fsdp_wrapped_module.blocks.1.cross_attn.o.lora_A.default.weight": a,
+          "base_model.model.model._fsdp_wrapped_module.blocks.1.cross_attn.o.lora_B.default.weight": b}
+    mods = parse_lora({"generator_lora": sd, "config": {"r": 4, "lora_alpha": 16}})
+    (name, mod), = mods.items()
+    assert name == "blocks.1.attn2.to_out.0"
+    assert mod.rank == 4 and mod.alpha == 16.0
+    assert torch.allclose(mod.delta(), b @ a * 4.0)
+    with pytest.raises(ValueError, match="only one of A/B"):
+        parse_lora({"blocks.0.self_attn.q.lora_A.weight": a})
+
+
+def test_heads_inferred_as_width_over_128_without_metadata(tmp_path):
+    from safetensors.torch import save_file
+
+    m = tiny_model(seed=3, heads=2, head_dim=128, ffn_dim=64, text_dim=32)
+    save_file({k: v.contiguous() for k, v in m.transformer.state_dict().items()}, str(tmp_path / "w.safetensors"))
+    back = load_model(tmp_path / "w.safetensors", device="cpu")
+    assert (back.heads, back.head_dim) == (2, 128)
+
+
+def test_legacy_pickle_format_loads(ck, tmp_path):
+    """Files from the pre-zip serializer cannot be memory-mapped: read them without mmap."""
+    from fademem_core.testing import original_state_dict
+
+    p = tmp_path / "legacy.pt"
+    torch.save({"generator": original_state_dict(ck.model, "model.")}, p, _use_new_zipfile_serialization=False)
+    m = load_model(p, device="cpu")
+    assert torch.equal(_weights(m)["proj_out.weight"], _weights(ck.model)["proj_out.weight"])

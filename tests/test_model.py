@@ -170,3 +170,13 @@ def test_real_1_3b_geometry_without_allocating():
     assert g.tokens_per_frame == 1560
     assert g.bytes_per_frame() == 2 * 30 * 1560 * 12 * 128 * 2
     assert round(g.bytes_per_frame() / 2**20) == 274
+
+
+def test_umt5_width_text_is_zero_padded_to_512():
+    m = tiny_model(seed=0, text_dim=4096)
+    short = torch.randn(1, 7, 4096)
+    padded = torch.cat([short, torch.zeros(1, 505, 4096)], dim=1)
+    a, b = m.encode_text(short), m.encode_text(padded)
+    assert a.keys[0].shape[2] == 512
+    assert all(torch.equal(x, y) for x, y in zip(a.keys + a.values, b.keys + b.values))
+    assert tiny_model(seed=0).encode_text(torch.randn(1, 7, 32)).keys[0].shape[2] == 7

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fademem_core.spectral import analyze_video, synthetic_video
+from fademem_core.spectral import analyze_video
+from fademem_core.spectral_synthetic import synthetic_video
 from fademem_core.spectral_plot import _FIT, _RAMP, band_colour, draw_spectral
 
 

@@ -113,6 +113,8 @@ app.registerExtension({
     const onConfigure = proto.onConfigure;
     proto.onConfigure = function () {
       const r = onConfigure?.apply(this, arguments);
+      const min = this.computeSize();
+      if (this.size[1] < min[1]) this.setSize?.([Math.max(this.size[0], min[0]), min[1]]); // room to draw
       if (this.__fademem) requestPlan(this); // widget values were just restored
       return r;
     };

@@ -1,0 +1,316 @@
+"""The pack inside a real ComfyUI: runs only when COMFYUI_PATH points at a ComfyUI checkout.
+
+    COMFYUI_PATH=/path/to/ComfyUI [COMFYUI_PYTHON=/path/to/its/python] pytest tests/test_comfy_integration.py
+
+ComfyUI is started with --cpu on 127.0.0.1 and a free port, with --base-directory set to a
+temporary folder (the checkout is left untouched) holding:
+  custom_nodes/fademem               -> a link to this repository
+  custom_nodes/fademem_test_helpers  a test-only node producing a seeded CONDITIONING of the
+                                     tiny model's width (the real umT5 is 11 GB)
+  models/diffusion_models/tiny_fademem.safetensors   the tiny random Wan (fademem_core)
+The test checks /object_info, the /fademem/plan route, the served extension and workflow
+templates, then queues API graphs through /prompt and checks /history: the tiny model's rollout
+(compared with fademem_core run here), the shipped memory-layout workflow, and a bad input.
+Every wait is bounded.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+from fademem_pack import ROOT
+
+COMFYUI_PATH = os.environ.get("COMFYUI_PATH")
+if not COMFYUI_PATH:
+    pytest.skip("COMFYUI_PATH is not set: the real-ComfyUI integration test was SKIPPED "
+                "(see 'Development' in the README to run it)", allow_module_level=True)
+
+COMFYUI_PYTHON = os.environ.get("COMFYUI_PYTHON", sys.executable)
+STARTUP_S = 240
+PROMPT_S = 300
+TINY = "tiny_fademem.safetensors"
+TEXT_SEED, TEXT_LEN, TEXT_DIM = 5, 16, 32
+OUR_NODES = {"FadeMemModelLoader", "FadeMemCache", "FadeMemBaselineCache", "FadeMemSampler",
+             "FadeMemPromptSchedule", "FadeMemMemoryLayout", "FadeMemSpectralDecay"}
+
+HELPER = f'''
+import torch
+
+
+class FadeMemTestConditioning:
+    """Test only: a seeded random CONDITIONING [1, length, dim]."""
+
+    CATEGORY = "FadeMem/testing"
+    RETURN_TYPES = ("CONDITIONING",)
+    FUNCTION = "make"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {{"required": {{"seed": ("INT", {{"default": 0, "min": 0, "max": 2**31}}),
+                             "length": ("INT", {{"default": {TEXT_LEN}, "min": 1, "max": 512}}),
+                             "dim": ("INT", {{"default": {TEXT_DIM}, "min": 1, "max": 4096}})}}}}
+
+    def make(self, seed, length, dim):
+        g = torch.Generator().manual_seed(seed)
+        return ([[torch.randn(1, length, dim, generator=g), {{"pooled_output": None}}]],)
+
+
+NODE_CLASS_MAPPINGS = {{"FadeMemTestConditioning": FadeMemTestConditioning}}
+'''
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Comfy:
+    def __init__(self, base: Path, port: int, proc: subprocess.Popen, log: Path):
+        self.base, self.port, self.proc, self.log = base, port, proc, log
+        self.url = f"http://127.0.0.1:{port}"
+
+    def get(self, path: str, timeout: float = 30):
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=timeout) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+
+    def get_json(self, path: str):
+        status, body = self.get(path)
+        return status, json.loads(body)
+
+    def post_json(self, path: str, data: dict):
+        req = urllib.request.Request(self.url + path, data=json.dumps(data).encode(),
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+
+    def log_tail(self, n: int = 60) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+
+    def run(self, graph: dict, timeout: float = PROMPT_S) -> dict:
+        """Queue ``graph``; return its /history entry once it finished (bounded wait)."""
+        status, body = self.post_json("/prompt", {"prompt": graph, "client_id": str(uuid.uuid4())})
+        assert status == 200, f"/prompt refused the graph: {body}\n{self.log_tail()}"
+        prompt_id = body["prompt_id"]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, f"ComfyUI died:\n{self.log_tail()}"
+            _, history = self.get_json(f"/history/{prompt_id}")
+            entry = history.get(prompt_id)
+            if entry and entry.get("status", {}).get("completed") is not None and (
+                    entry["status"]["status_str"] in ("success", "error")):
+                return entry
+            time.sleep(0.5)
+        raise AssertionError(f"prompt {prompt_id} did not finish in {timeout} s\n{self.log_tail()}")
+
+
+@pytest.fixture(scope="module")
+def comfy(tmp_path_factory):
+    from fademem_core.loading import save_model, tiny_model
+
+    base = tmp_path_factory.mktemp("comfy_base")
+    nodes = base / "custom_nodes"
+    nodes.mkdir()
+    (nodes / "fademem").symlink_to(ROOT, target_is_directory=True)
+    (nodes / "fademem_test_helpers").mkdir()
+    (nodes / "fademem_test_helpers" / "__init__.py").write_text(HELPER)
+    save_model(tiny_model(0), base / "models" / "diffusion_models" / TINY)
+    (base / "user").mkdir()
+    port = free_port()
+    log = base / "comfyui.log"
+    cmd = [COMFYUI_PYTHON, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
+           "--base-directory", str(base), "--user-directory", str(base / "user"),
+           "--database-url", "sqlite:///:memory:", "--disable-auto-launch"]
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "COMFYUI_PATH")}
+    env["OMP_NUM_THREADS"] = env.get("OMP_NUM_THREADS", "1")
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, cwd=COMFYUI_PATH, stdout=out, stderr=subprocess.STDOUT, env=env)
+    server = Comfy(base, port, proc, log)
+    try:
+        deadline = time.monotonic() + STARTUP_S
+        while True:
+            if proc.poll() is not None:
+                raise AssertionError(f"ComfyUI exited with {proc.returncode}:\n{server.log_tail()}")
+            try:
+                if server.get("/system_stats", timeout=5)[0] == 200:
+                    break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"ComfyUI did not answer within {STARTUP_S} s:\n{server.log_tail()}")
+            time.sleep(1)
+        yield server
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+        print(f"\n--- ComfyUI log tail ({log}) ---\n{server.log_tail(25)}")
+
+
+def test_object_info_lists_our_nodes(comfy):
+    status, info = comfy.get_json("/object_info")
+    assert status == 200
+    missing = OUR_NODES - set(info)
+    assert not missing, f"not loaded: {missing}\n{comfy.log_tail()}"
+    failed = [line for line in comfy.log.read_text(errors="replace").splitlines()
+              if ("IMPORT FAILED" in line or "Cannot import" in line) and "fademem" in line]
+    assert not failed, failed
+    sampler = info["FadeMemSampler"]
+    assert sampler["category"] == "FadeMem" and sampler["output"] == ["LATENT"]
+    assert sampler["input_order"]["required"] == ["model", "positive", "cache", "width", "height", "length",
+                                                  "chunk", "steps", "shift", "seed", "context_noise"]
+    assert info["FadeMemSampler"]["input"]["required"]["seed"][1]["control_after_generate"] is True
+    # the loader lists ComfyUI's diffusion_models folder through folder_paths
+    assert TINY in info["FadeMemModelLoader"]["input"]["required"]["model_name"][0]
+
+
+def test_plan_route_extension_and_workflow_templates(comfy):
+    status, plan = comfy.get_json("/fademem/plan?frames=240&budget=12&beta=0.3&anchor=true")
+    assert status == 200 and len(plan["entries"]) == 12
+    assert sum(span for _, span in plan["entries"]) == 240
+    status, api_plan = comfy.get_json("/api/fademem/plan?frames=240&budget=12&beta=0.3&anchor=true")
+    assert status == 200 and api_plan == plan  # the frontend's api.fetchApi path
+    status, err = comfy.get_json("/fademem/plan?beta=7")
+    assert status == 400 and "beta" in err["error"]
+    status, js = comfy.get("/extensions/fademem/fademem_preview.js")
+    assert status == 200 and b"/fademem/plan" in js
+    status, templates = comfy.get_json("/api/workflow_templates")
+    assert status == 200
+    assert sorted(templates.get("fademem", [])) == sorted(p.stem for p in (ROOT / "workflows").glob("*.json"))
+
+
+def tiny_graph(length: int = 25) -> dict:
+    return {
+        "1": {"class_type": "FadeMemModelLoader",
+              "inputs": {"model_name": TINY, "lora_name": "None", "lora_strength": 1.0, "weight_dtype": "default"}},
+        "2": {"class_type": "FadeMemTestConditioning",
+              "inputs": {"seed": TEXT_SEED, "length": TEXT_LEN, "dim": TEXT_DIM}},
+        "3": {"class_type": "FadeMemCache",
+              "inputs": {"budget": 4, "beta": 0.3, "anchor": True, "operator": "weighted_average",
+                         "positions": "absolute"}},
+        "4": {"class_type": "FadeMemSampler",
+              "inputs": {"model": ["1", 0], "positive": ["2", 0], "cache": ["3", 0], "width": 64, "height": 32,
+                         "length": length, "chunk": 3, "steps": 2, "shift": 5.0, "seed": 11,
+                         "context_noise": 0.0}},
+        "5": {"class_type": "SaveLatent", "inputs": {"samples": ["4", 0], "filename_prefix": "fademem_test/tiny"}},
+    }
+
+
+def test_tiny_model_rollout_through_prompt(comfy):
+    import torch
+    from safetensors.torch import load_file
+
+    from fademem_core.loading import tiny_model
+    from fademem_core.policies import FadeMem
+    from fademem_core.sampler import from_raw, generate
+
+    entry = comfy.run(tiny_graph())
+    assert entry["status"]["status_str"] == "success", f"{entry['status']}\n{comfy.log_tail()}"
+    (saved,) = entry["outputs"]["5"]["latents"]
+    path = comfy.base / "output" / saved["subfolder"] / saved["filename"]
+    latent = load_file(str(path))["latent_tensor"]
+    assert latent.shape == (1, 16, 7, 4, 8)  # 25 video frames = 7 latent frames (chunks 3, 3, 1)
+
+    text = torch.randn(1, TEXT_LEN, TEXT_DIM, generator=torch.Generator().manual_seed(TEXT_SEED))
+    direct = generate(tiny_model(0), text, FadeMem(4, 0.3, True), 7, 32, 64, seed=11, steps=[1000.0, 500.0],
+                      shift=5.0, chunk=3)
+    torch.testing.assert_close(from_raw(latent), direct, rtol=1e-4, atol=1e-4)
+
+
+WS_CLIENT = r'''
+import json, struct, sys, urllib.request, uuid
+import websocket  # websocket-client, in ComfyUI's environment
+
+host, graph = sys.argv[1], json.load(open(sys.argv[2]))
+cid = str(uuid.uuid4())
+ws = websocket.create_connection(f"ws://{host}/ws?clientId={cid}", timeout=120)
+req = urllib.request.Request(f"http://{host}/prompt", headers={"Content-Type": "application/json"},
+                             data=json.dumps({"prompt": graph, "client_id": cid}).encode())
+pid = json.load(urllib.request.urlopen(req, timeout=30))["prompt_id"]
+progress, previews, texts, error = [], 0, [], None
+while True:
+    msg = ws.recv()
+    if isinstance(msg, bytes):
+        kind = struct.unpack(">I", msg[:4])[0]
+        if kind == 3:  # progress text: node id length, node id, text
+            n = struct.unpack(">I", msg[4:8])[0]
+            texts.append([msg[8:8 + n].decode(), msg[8 + n:].decode()])
+        elif kind in (1, 4):  # preview image (plain or with metadata)
+            previews += 1
+        continue
+    m = json.loads(msg)
+    data = m.get("data", {})
+    if data.get("prompt_id") not in (None, pid):
+        continue
+    if m["type"] == "progress":
+        progress.append([data["node"], data["value"], data["max"]])
+    elif m["type"] == "execution_error":
+        error = data.get("exception_message")
+        break
+    elif m["type"] == "executing" and data.get("node") is None:
+        break
+print(json.dumps({"progress": progress, "previews": previews, "texts": texts, "error": error}))
+'''
+
+
+def test_progress_preview_and_kv_text_reach_the_browser(comfy, tmp_path):
+    """A websocket client (as the frontend) sees chunks x steps progress, previews, KV text."""
+    has_ws = subprocess.run([COMFYUI_PYTHON, "-c", "import websocket"], capture_output=True).returncode == 0
+    if not has_ws:
+        pytest.skip("websocket-client is not installed in ComfyUI's Python: websocket check SKIPPED")
+    graph = tiny_graph(length=25)
+    graph["4"]["inputs"]["seed"] = 12  # not cached from the other test: the sampler must run
+    (tmp_path / "graph.json").write_text(json.dumps(graph))
+    (tmp_path / "ws_client.py").write_text(WS_CLIENT)
+    done = subprocess.run([COMFYUI_PYTHON, str(tmp_path / "ws_client.py"), f"127.0.0.1:{comfy.port}",
+                           str(tmp_path / "graph.json")], capture_output=True, text=True, timeout=PROMPT_S)
+    assert done.returncode == 0, done.stderr + comfy.log_tail()
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["error"] is None, seen["error"]
+    sampler = [(v, m) for node, v, m in seen["progress"] if node == "4"]
+    assert sampler and sampler[-1] == (6, 6)  # 3 chunks x 2 steps
+    assert [v for v, _ in sampler] == sorted(v for v, _ in sampler)
+    assert seen["previews"] >= 1
+    kv = [text for node, text in seen["texts"] if node == "4"]
+    assert any("KV memory" in t for t in kv) and "peak KV memory" in kv[-1]
+
+
+def test_shipped_layout_workflow_runs(comfy):
+    from PIL import Image
+
+    graph = json.loads((ROOT / "tests" / "api_graphs" / "fademem_memory_layout_betas.json").read_text())
+    entry = comfy.run(graph)
+    assert entry["status"]["status_str"] == "success", f"{entry['status']}\n{comfy.log_tail()}"
+    saves = [out["images"] for out in entry["outputs"].values() if "images" in out]
+    (images,) = saves
+    (image,) = images
+    picture = Image.open(comfy.base / "output" / image["subfolder"] / image["filename"])
+    assert picture.size == (768, 3 * 384 + 2 * 8)  # three layouts stacked with 8 px spacing
+
+
+def test_bad_input_fails_with_a_clear_message(comfy):
+    entry = comfy.run(tiny_graph(length=26))  # not 1 + 4k video frames
+    assert entry["status"]["status_str"] == "error"
+    errors = [m[1] for m in entry["status"]["messages"] if m[0] == "execution_error"]
+    assert errors and errors[0]["node_type"] == "FadeMemSampler"
+    assert "length must be 1 + 4*k" in errors[0]["exception_message"]
+    assert comfy.proc.poll() is None  # the server survives it

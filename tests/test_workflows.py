@@ -1,0 +1,260 @@
+"""The shipped workflows: node types exist, widget values fit the inputs in order and range,
+links connect matching types, and the API-format twins say the same thing.
+
+Core nodes are checked against a trimmed real /object_info of ComfyUI 0.3.64
+(tests/fixtures/object_info_core.json), ours against their INPUT_TYPES.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from fademem_pack import ROOT, load_pack
+
+OURS = load_pack().NODE_CLASS_MAPPINGS
+CORE_INFO = json.loads((ROOT / "tests" / "fixtures" / "object_info_core.json").read_text())
+CORE = CORE_INFO["nodes"]
+UI_ONLY = {"MarkdownNote", "Note"}  # frontend-only nodes, never sent to the server
+CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}
+WORKFLOWS = {
+    "fademem_t2v_60s", "fademem_vs_longlive_side_by_side", "fademem_prompt_story", "fademem_memory_layout_betas",
+}
+# combos listing the user's model files: the workflows must name the files the README says to download
+MODEL_FILE_INPUTS = {
+    ("FadeMemModelLoader", "model_name"): {"longlive_base.pt", "self_forcing_dmd.pt"},
+    ("FadeMemModelLoader", "lora_name"): {"None", "lora.pt"},
+    ("CLIPLoader", "clip_name"): {"umt5_xxl_fp8_e4m3fn_scaled.safetensors"},
+    ("VAELoader", "vae_name"): {"wan_2.1_vae.safetensors"},
+}
+WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+
+
+def inputs_of(node_type: str) -> list[tuple[str, object, dict]]:
+    """(name, type, options) in the frontend's order: required then optional."""
+    if node_type in OURS:
+        spec = OURS[node_type].INPUT_TYPES()
+        return [(n, s[0], s[1] if len(s) > 1 else {}) for sec in ("required", "optional")
+                for n, s in spec.get(sec, {}).items()]
+    info = CORE[node_type]
+    return [(n, info["input"][sec][n][0], (info["input"][sec][n] + [{}])[1])
+            for sec in ("required", "optional") for n in info["input_order"].get(sec, [])]
+
+
+def required_names(node_type: str) -> set[str]:
+    if node_type in OURS:
+        return set(OURS[node_type].INPUT_TYPES()["required"])
+    return set(CORE[node_type]["input_order"]["required"])
+
+
+def outputs_of(node_type: str) -> list[str]:
+    return list(OURS[node_type].RETURN_TYPES) if node_type in OURS else CORE[node_type]["output"]
+
+
+def is_widget(kind) -> bool:
+    return isinstance(kind, list) or kind in WIDGET_TYPES
+
+
+def combo_options(kind, opts) -> list | None:
+    if isinstance(kind, list):
+        return kind
+    if kind == "COMBO":
+        return opts["options"]
+    return None
+
+
+def load(name: str) -> dict:
+    return json.loads((ROOT / "workflows" / f"{name}.json").read_text())
+
+
+def test_the_four_workflows_are_shipped_and_nothing_else():
+    assert {p.stem for p in (ROOT / "workflows").glob("*.json")} == WORKFLOWS
+
+
+def check_value(where: str, node_type: str, name: str, kind, opts: dict, value) -> None:
+    files = MODEL_FILE_INPUTS.get((node_type, name))
+    if files is not None:
+        assert value in files, f"{where}: {value!r} is not a file the README names"
+        return
+    options = combo_options(kind, opts)
+    if options is not None:
+        assert value in options, f"{where}: {value!r} not in {options}"
+    elif kind == "INT":
+        assert isinstance(value, int) and not isinstance(value, bool), f"{where}: {value!r} is not an int"
+        assert opts.get("min", -2**63) <= value <= opts.get("max", 2**64), f"{where}: {value} out of range"
+        step = opts.get("step", 1)
+        if step > 1:
+            assert (value - opts.get("min", 0)) % step == 0, f"{where}: {value} off the step grid"
+    elif kind == "FLOAT":
+        assert isinstance(value, (int, float)) and not isinstance(value, bool), where
+        assert opts.get("min", float("-inf")) <= value <= opts.get("max", float("inf")), f"{where}: {value}"
+    elif kind == "BOOLEAN":
+        assert isinstance(value, bool), where
+    elif kind == "STRING":
+        assert isinstance(value, str) and value, where
+    else:
+        raise AssertionError(f"{where}: unexpected widget type {kind!r}")
+
+
+@pytest.mark.parametrize("name", sorted(WORKFLOWS))
+def test_nodes_exist_and_widgets_match_inputs(name):
+    wf = load(name)
+    ids = [n["id"] for n in wf["nodes"]]
+    assert len(ids) == len(set(ids)) and wf["last_node_id"] >= max(ids)
+    for node in wf["nodes"]:
+        kind = node["type"]
+        where = f"{name}: node {node['id']} {kind}"
+        if kind in UI_ONLY:
+            assert isinstance(node["widgets_values"][0], str)
+            continue
+        assert kind in OURS or kind in CORE, f"{where}: unknown node type"
+        values = list(node["widgets_values"])
+        expected_sockets = []
+        for input_name, input_kind, opts in inputs_of(kind):
+            if not is_widget(input_kind):
+                expected_sockets.append((input_name, input_kind))
+                continue
+            assert values, f"{where}: widgets_values too short at {input_name}"
+            check_value(f"{where}.{input_name}", kind, input_name, input_kind, opts, values.pop(0))
+            if opts.get("control_after_generate"):
+                assert values.pop(0) in CONTROL_VALUES, f"{where}: control_after_generate entry"
+        assert not values, f"{where}: extra widgets_values {values}"
+        assert [(i["name"], i["type"]) for i in node["inputs"]] == expected_sockets, where
+        assert [o["type"] for o in node["outputs"]] == outputs_of(kind), where
+
+
+@pytest.mark.parametrize("name", sorted(WORKFLOWS))
+def test_links_connect_matching_types(name):
+    wf = load(name)
+    nodes = {n["id"]: n for n in wf["nodes"]}
+    link_ids = [lk[0] for lk in wf["links"]]
+    assert len(link_ids) == len(set(link_ids)) and wf["last_link_id"] >= max(link_ids)
+    for link_id, src, src_slot, dst, dst_slot, kind in wf["links"]:
+        out = nodes[src]["outputs"][src_slot]
+        inp = nodes[dst]["inputs"][dst_slot]
+        assert out["type"] == kind == outputs_of(nodes[src]["type"])[src_slot], f"link {link_id}"
+        assert inp["type"] == kind, f"link {link_id}: {kind} into {nodes[dst]['type']}.{inp['name']} ({inp['type']})"
+        assert inp["link"] == link_id and link_id in out["links"], f"link {link_id} not mirrored on its nodes"
+    for node in wf["nodes"]:  # every required socket is connected, every listed link exists
+        if node["type"] in UI_ONLY:
+            continue
+        required = required_names(node["type"])
+        for inp in node["inputs"]:
+            if inp["name"] in required:
+                assert inp["link"] is not None, f"{name}: {node['type']}.{inp['name']} unconnected"
+            if inp["link"] is not None:
+                assert inp["link"] in link_ids
+        for out in node["outputs"]:
+            assert set(out["links"]) <= set(link_ids)
+
+
+def ui_to_api(wf: dict) -> dict:
+    """Convert a UI workflow the way the frontend does (input order from the definitions)."""
+    nodes = {n["id"]: n for n in wf["nodes"]}
+    links = {lk[0]: lk for lk in wf["links"]}
+    graph = {}
+    for node in wf["nodes"]:
+        if node["type"] in UI_ONLY:
+            continue
+        values = list(node["widgets_values"])
+        sockets = {i["name"]: i["link"] for i in node["inputs"]}
+        inputs = {}
+        for name, kind, opts in inputs_of(node["type"]):
+            if is_widget(kind):
+                inputs[name] = values.pop(0)
+                if opts.get("control_after_generate"):
+                    values.pop(0)
+            elif sockets.get(name) is not None:
+                lk = links[sockets[name]]
+                assert lk[1] in nodes
+                inputs[name] = [str(lk[1]), lk[2]]
+        graph[str(node["id"])] = {"class_type": node["type"], "inputs": inputs}
+    return graph
+
+
+@pytest.mark.parametrize("name", sorted(WORKFLOWS))
+def test_api_twin_matches_the_ui_workflow(name):
+    twin = json.loads((ROOT / "tests" / "api_graphs" / f"{name}.json").read_text())
+    converted = ui_to_api(load(name))
+    assert {k: {"class_type": v["class_type"], "inputs": v["inputs"]} for k, v in twin.items()} == converted
+
+
+def nodes_of(wf: dict, kind: str) -> list[dict]:
+    return [n for n in wf["nodes"] if n["type"] == kind]
+
+
+def test_t2v_is_a_60_second_fademem_run_on_longlive():
+    wf = load("fademem_t2v_60s")
+    (loader,) = nodes_of(wf, "FadeMemModelLoader")
+    assert loader["widgets_values"][:2] == ["longlive_base.pt", "lora.pt"]
+    (sampler,) = nodes_of(wf, "FadeMemSampler")
+    assert sampler["widgets_values"][:3] == [832, 480, 957]  # 240 latent frames, ~60 s at 16 fps
+    (cache,) = nodes_of(wf, "FadeMemCache")
+    assert cache["widgets_values"][:3] == [12, 0.3, True]
+    assert nodes_of(wf, "CLIPLoader")[0]["widgets_values"][1] == "wan"
+    (create,) = nodes_of(wf, "CreateVideo")
+    assert create["widgets_values"] == [16.0]
+    assert len(nodes_of(wf, "SaveVideo")) == 1
+
+
+def test_side_by_side_uses_the_same_seed_for_both_memories():
+    wf = load("fademem_vs_longlive_side_by_side")
+    samplers = nodes_of(wf, "FadeMemSampler")
+    assert len(samplers) == 2
+    a, b = (s["widgets_values"] for s in samplers)
+    assert a == b and a[7] == "fixed"  # same settings, same seed, not re-randomised
+    (base,) = nodes_of(wf, "FadeMemBaselineCache")
+    assert base["widgets_values"][:3] == ["sink_window", 3, 9]
+    caches = {lk[1] for lk in wf["links"] if lk[5] == "FADEMEM_CACHE"}
+    assert len(caches) == 2  # each sampler has its own memory
+    prefixes = [n["widgets_values"][0] for n in nodes_of(wf, "SaveVideo")]
+    assert len(prefixes) == 2 and len(set(prefixes)) == 2
+
+
+def test_story_schedules_three_prompts():
+    wf = load("fademem_prompt_story")
+    (schedule,) = nodes_of(wf, "FadeMemPromptSchedule")
+    connected = [i["name"] for i in schedule["inputs"] if i["link"] is not None]
+    assert connected == ["conditioning_1", "conditioning_2", "conditioning_3"]
+    starts = schedule["widgets_values"][:2]
+    assert starts == sorted(starts) and starts[-1] < 957
+    texts = [n["widgets_values"][0] for n in nodes_of(wf, "CLIPTextEncode")]
+    assert len(set(texts)) == 3
+
+
+@pytest.mark.parametrize("name", sorted(WORKFLOWS))
+def test_cache_nodes_leave_room_for_the_live_preview(name):
+    for node in nodes_of(load(name), "FadeMemCache"):
+        widgets = len([n for n, k, _ in inputs_of("FadeMemCache") if is_widget(k)])
+        assert node["size"][1] >= 26 + 24 * (1 + widgets) + 150, node["size"]
+
+
+def test_layout_workflow_compares_betas_without_a_model():
+    wf = load("fademem_memory_layout_betas")
+    betas = [n["widgets_values"][1] for n in nodes_of(wf, "FadeMemCache")]
+    assert len(set(betas)) == 3 and 0.3 in betas
+    assert not nodes_of(wf, "FadeMemModelLoader")
+    assert len(nodes_of(wf, "FadeMemMemoryLayout")) == 3 and nodes_of(wf, "SaveImage")
+
+
+def test_readme_names_every_model_file_the_workflows_use():
+    doc = (ROOT / "docs" / "sections" / "nodes.md").read_text()
+    used = set()
+    for name in WORKFLOWS:
+        for node in load(name)["nodes"]:
+            for (kind, input_name), _files in MODEL_FILE_INPUTS.items():
+                if node["type"] == kind:
+                    names = [n for n, k, _ in inputs_of(kind) if is_widget(k)]
+                    used.add(node["widgets_values"][names.index(input_name)])
+    used.discard("None")
+    assert used and all(f in doc for f in used), used - {f for f in used if f in doc}
+    for name in WORKFLOWS:  # and shows a picture of each graph
+        assert f"images/workflow_{name}.png" in doc
+        assert (ROOT / "docs" / "images" / f"workflow_{name}.png").is_file()
+
+
+def test_fixture_is_the_real_object_info():
+    assert CORE_INFO["comfyui_version"] == "0.3.64"
+    # the fixture keeps what the frontend needs: order, types, ranges
+    assert CORE["CreateVideo"]["input"]["required"]["fps"][1]["max"] == 120.0
+    assert "wan" in CORE["CLIPLoader"]["input"]["required"]["type"][0]
