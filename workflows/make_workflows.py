@@ -241,7 +241,7 @@ def side_by_side() -> Workflow:
         "wet pavement, the camera following her from behind, cinematic."))
     fm = wf.add("FadeMemCache", (360, 440), title="FadeMem (M=12, beta=0.3)", budget=12, beta=0.3,
                 anchor=True, operator="weighted_average", positions="absolute")
-    ll = wf.add("FadeMemBaselineCache", (360, 700), title="LongLive sink + window (3 + 9)",
+    ll = wf.add("FadeMemBaselineCache", (360, 820), title="LongLive sink + window (3 + 9)",
                 kind="sink_window", sink=3, window=9, positions="absolute")
     common = dict(model=loader.out(), positive=text.out(), width=832, height=480, length=957, chunk=3,
                   steps=4, shift=5.0, seed=2026, context_noise=0.0)
@@ -291,16 +291,16 @@ def layout_betas() -> Workflow:
     wf = Workflow("fademem_memory_layout_betas")
     layouts = []
     for i, beta in enumerate((0.1, 0.3, 0.9)):
-        cache = wf.add("FadeMemCache", (0, 300 * i), title=f"FadeMem beta={beta}", budget=12, beta=beta,
+        cache = wf.add("FadeMemCache", (0, 380 * i), title=f"FadeMem beta={beta}", budget=12, beta=beta,
                        anchor=True, operator="weighted_average", positions="absolute")
-        layouts.append(wf.add("FadeMemMemoryLayout", (380, 300 * i), cache=cache.out(), length=957,
+        layouts.append(wf.add("FadeMemMemoryLayout", (380, 380 * i), cache=cache.out(), length=957,
                               width=768, height=384))
     top = wf.add("ImageStitch", (760, 0), image1=layouts[0].out(), image2=layouts[1].out(), direction="down",
                  match_image_size=True, spacing_width=8, spacing_color="white")
     both = wf.add("ImageStitch", (760, 300), image1=top.out(), image2=layouts[2].out(), direction="down",
                   match_image_size=True, spacing_width=8, spacing_color="white")
     wf.add("SaveImage", (1120, 0), images=both.out(), filename_prefix="fademem/layout_betas", size=(480, 600))
-    wf.add("MarkdownNote", (1120, 640), size=(400, 300), text=(
+    wf.add("MarkdownNote", (1120, 700), size=(400, 300), text=(
         "# How beta shapes the memory\n\nEach picture: latent frames left to right, rollout steps "
         "top to bottom, one bar per memory entry (pale = exact frame, dark = consolidated, orange = "
         "first-frame anchor). Small beta compresses distant history hard and keeps many recent "

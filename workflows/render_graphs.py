@@ -8,6 +8,7 @@ sockets, widget values and links coloured by type.  Not a screenshot of the fron
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import tempfile
@@ -32,6 +33,7 @@ LINK = {"FADEMEM_MODEL": (180, 120, 255), "FADEMEM_CACHE": (255, 160, 60), "COND
 ROW = 20
 TITLE_H = 26
 MARGIN = 30
+PREVIEW_H = 150  # web/layout_draw.js PREVIEW_HEIGHT
 
 
 def _font(size: int):
@@ -54,7 +56,8 @@ def _layout(node, ours, core):
     """Rows of a node: sockets (name, type, side) then widgets (name, value)."""
     if node["type"] in UI_ONLY:
         lines = [ln for ln in node["widgets_values"][0].splitlines() if ln.strip()]
-        return [], [], [("", _short(ln.lstrip("#- "), 60)) for ln in lines[:6]]
+        chars = int(node["size"][0] / 7.5)  # keep the text inside the note
+        return [], [], [("", _short(ln.lstrip("#- "), chars)) for ln in lines[:6]]
     values = list(node["widgets_values"])
     widgets = []
     for name, kind, opts in node_inputs(node["type"], ours, core):
@@ -63,6 +66,30 @@ def _layout(node, ours, core):
             if opts.get("control_after_generate"):
                 widgets.append(("control after generate", values.pop(0)))
     return node["inputs"], node["outputs"], widgets
+
+
+def draw_preview(draw, node, x, y, w, h, font) -> None:
+    """The live layout the extension draws on a FadeMem Cache node (frames: a 60 s rollout)."""
+    from fademem_core.schedule import plan_history
+
+    budget, beta, anchor = node["widgets_values"][:3]
+    frames = 240
+    history = plan_history(frames, budget, beta, anchor)
+    draw.rectangle([x, y, x + w, y + h], fill=(27, 29, 34))
+    draw.text((x + 6, y + 3), f"M={budget}  beta={beta:.2f}  anchor {'on' if anchor else 'off'}  "
+              f"240 latent frames", fill=TEXT, font=font)
+    max_span = max(s for _, s in history[-1])
+    top, rows = y + 22, [history[round((i + 1) * frames / 40) - 1] for i in range(40)]
+    scale = (w - 12) / frames
+    for r, entries in enumerate([history[-1]] + rows):
+        ry = top if r == 0 else top + 22 + (r - 1) * (h - 48) / 40
+        rh = 16 if r == 0 else max(1, (h - 48) / 40 - 0.5)
+        start = 0
+        for _mu, span in entries:
+            f = 0 if max_span <= 1 else math.log(span) / math.log(max_span)
+            colour = (round(90 - 50 * f), round(200 - 120 * f), round(190 - 40 * f))
+            draw.rectangle([x + 6 + start * scale, ry, x + 6 + (start + span) * scale - 1, ry + rh], fill=colour)
+            start += span
 
 
 def display_name(node_type: str, core: dict) -> str:
@@ -83,6 +110,8 @@ def render(path: Path, out: Path, ours, core) -> Path:
         inputs, outputs, widgets = _layout(node, ours, core)
         width = max(node["size"][0], 240)
         height = TITLE_H + ROW * (max(len(inputs), len(outputs)) + len(widgets)) + 8
+        if node["type"] == "FadeMemCache":
+            height += PREVIEW_H
         boxes[node["id"]] = (node, inputs, outputs, widgets, width, height)
     x0 = min(n["pos"][0] for n in wf["nodes"]) - MARGIN
     y0 = min(n["pos"][1] for n in wf["nodes"]) - MARGIN
@@ -141,6 +170,8 @@ def render(path: Path, out: Path, ours, core) -> Path:
             else:
                 draw.text((x + 16, wy + 2), str(value), fill=TEXT, font=font)
             wy += ROW
+        if node["type"] == "FadeMemCache":
+            draw_preview(draw, node, x + 8, wy + 4, width - 16, PREVIEW_H - 12, font)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".png", dir=out.parent)
