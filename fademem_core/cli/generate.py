@@ -202,10 +202,10 @@ def _encode(items: list[Any], todo: list[int], wan_dir: Path, device: Any) -> di
         for i in todo:
             item = items[i]
             if isinstance(item, str):
-                out[i] = enc.encode([item])
+                out[i] = _Padded.of(enc.encode([item]))
             else:
                 embs = enc.encode([prompt for _, prompt in item])
-                out[i] = [(start, embs[j:j + 1]) for j, (start, _) in enumerate(item)]
+                out[i] = [(start, _Padded.of(embs[j:j + 1])) for j, (start, _) in enumerate(item)]
         return out
     finally:
         enc.close()
@@ -232,7 +232,26 @@ def _render_one(model: Any, vae: Any, text: Any, policy: Any, num_frames: int,
     return res.video
 
 
+class _Padded:
+    """An embedding kept without its zeroed pad rows (a long prompt file stays small in RAM)."""
+
+    def __init__(self, rows: Any, length: int) -> None:
+        self.rows, self.length = rows, length
+
+    @classmethod
+    def of(cls, emb: Any) -> "_Padded":
+        used = int(emb[0].abs().sum(-1).nonzero().max()) + 1 if emb.abs().sum() > 0 else 1
+        return cls(emb[:, :used].clone(), emb.shape[1])
+
+    def full(self, device: Any) -> Any:
+        import torch
+
+        out = torch.zeros(1, self.length, self.rows.shape[-1], device=device)
+        out[:, : self.rows.shape[1]] = self.rows.to(device)
+        return out
+
+
 def _to_device(text: Any, device: Any) -> Any:
     if isinstance(text, list):
-        return [(s, e.to(device)) for s, e in text]
-    return text.to(device)
+        return [(s, e.full(device)) for s, e in text]
+    return text.full(device)
