@@ -1,7 +1,10 @@
 """Preallocated KV slot storage and the merge operators every bounded policy shares.
 
-Storage: one tensor each for K (fully roped), V and the canonical *un-roped* temporal channels
-of K (``Tc = axis_dims(D)[0]`` channels), shaped ``[layers, batch, slots, tokens, heads, ch]``.
+Storage: one tensor each for K (fully roped), V and, when the policy needs them, the canonical
+*un-roped* temporal channels of K (``Tc = axis_dims(D)[0]`` channels), shaped
+``[layers, batch, slots, tokens, heads, ch]``.  Those raw channels are only needed when an
+entry's temporal position can change after it was written (merges, packed positions); without
+them K is never re-encoded.
 A slot holds one memory entry (or one frame of the current chunk).  Because attention is
 permutation invariant once positions are explicit, slot order need not be time order: the
 attention context of a layer is simply ``K[layer].view(B, slots * N, H, D)[:, :ctx * N]``, a
@@ -33,13 +36,31 @@ def check_operator(value: object) -> str:
 
 
 class SlotStorage:
-    """K, V and un-roped temporal channels for ``capacity`` frame slots over all layers."""
+    """K, V (and optionally un-roped temporal channels) for ``capacity`` frame slots.
 
-    def __init__(self, geometry: KVGeometry, capacity: int) -> None:
+    ``raw_temporal=False`` allocates no ``kt`` (it is None): merging and re-encoding are then
+    impossible, which is fine for caches whose keys never move.
+    """
+
+    def __init__(self, geometry: KVGeometry, capacity: int, raw_temporal: bool = True) -> None:
         self.geometry = geometry
         self.capacity = 0
-        self.k = self.v = self.kt = torch.empty(0)
+        self.raw_temporal = bool(raw_temporal)
+        self.k = self.v = torch.empty(0)
+        self.kt: torch.Tensor | None = torch.empty(0) if self.raw_temporal else None
         self._allocate(capacity)
+
+    def _tensors(self) -> tuple[torch.Tensor, ...]:
+        """Every allocated buffer (K, V and kt when kept), all slot-indexed alike."""
+        return (self.k, self.v) if self.kt is None else (self.k, self.v, self.kt)
+
+    def _need_kt(self, what: str) -> torch.Tensor:
+        if self.kt is None:
+            raise RuntimeError(
+                f"{what} needs the un-roped temporal channels, which this storage does not keep "
+                f"(raw_temporal=False); the policy must report needs_raw_temporal=True"
+            )
+        return self.kt
 
     def _allocate(self, capacity: int) -> None:
         g = self.geometry
@@ -47,12 +68,13 @@ class SlotStorage:
         opts = {"dtype": g.dtype, "device": g.device}
         k = torch.zeros(shape + (g.head_dim,), **opts)
         v = torch.zeros(shape + (g.head_dim,), **opts)
-        kt = torch.zeros(shape + (g.temporal_channels,), **opts)
+        kt = torch.zeros(shape + (g.temporal_channels,), **opts) if self.raw_temporal else None
         if self.capacity:
             n = self.capacity
             k[:, :, :n].copy_(self.k)
             v[:, :, :n].copy_(self.v)
-            kt[:, :, :n].copy_(self.kt)
+            if kt is not None:
+                kt[:, :, :n].copy_(self.kt)
         self.k, self.v, self.kt, self.capacity = k, v, kt, capacity
 
     def grow(self, capacity: int) -> None:
@@ -61,7 +83,7 @@ class SlotStorage:
             self._allocate(capacity)
 
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (self.k, self.v, self.kt))
+        return sum(t.numel() * t.element_size() for t in self._tensors())
 
     def write(
         self,
@@ -71,9 +93,14 @@ class SlotStorage:
         v: torch.Tensor,
         kt: torch.Tensor | None,
     ) -> None:
-        """Copy a chunk's ``[B, len(slots) * N, H, *]`` tensors into ``slots`` of ``layer``."""
+        """Copy a chunk's ``[B, len(slots) * N, H, *]`` tensors into ``slots`` of ``layer``.
+
+        ``kt`` is ignored when this storage keeps no raw temporal channels.
+        """
         num = len(slots)
-        parts = [(self.k, k), (self.v, v)] + ([(self.kt, kt)] if kt is not None else [])
+        parts = [(self.k, k), (self.v, v)]
+        if kt is not None and self.kt is not None:
+            parts.append((self.kt, kt))
         first = slots[0]
         if slots[-1] - first == num - 1:  # contiguous run: one copy per tensor
             for buf, src in parts:
@@ -97,9 +124,10 @@ class SlotStorage:
         Returns the slot that holds the result (the other one is free afterwards).  K's
         temporal channels are left stale: the caller re-encodes them from ``kt``.
         """
+        self._need_kt("merge")  # the merged entry moves: its key must be re-encoded
         if operator == "select_nearest":
             return b  # the newer entry's K/V survive untouched
-        tensors = (self.k, self.v, self.kt)
+        tensors = self._tensors()
         if operator == "max_pool":
             for t in tensors:
                 torch.maximum(t[:, :, a], t[:, :, b], out=t[:, :, a])
@@ -111,13 +139,14 @@ class SlotStorage:
 
     def move(self, dst: int, src: int) -> None:
         """Copy slot ``src`` into slot ``dst`` over all layers."""
-        for t in (self.k, self.v, self.kt):
+        for t in self._tensors():
             t[:, :, dst].copy_(t[:, :, src])
 
     def encode(self, slot: int, cos: torch.Tensor, sin: torch.Tensor) -> None:
         """Rebuild K's temporal channels of ``slot`` from ``kt`` rotated by ``cos/sin [Tc/2]``."""
-        tc = self.kt.shape[-1]
-        x = self.kt[:, :, slot]
+        kt = self._need_kt("re-encoding a key at a new position")
+        tc = kt.shape[-1]
+        x = kt[:, :, slot]
         x1, x2 = x[..., 0::2], x[..., 1::2]
         even = self.k[:, :, slot, ..., 0:tc:2]
         odd = self.k[:, :, slot, ..., 1:tc:2]
@@ -183,6 +212,8 @@ class SlotCache(KVCache):
     ``history`` is the number of entries held between chunks (None: unbounded, the storage
     grows by doubling).  Positions: ``"absolute"`` encodes an entry at its centre ``mu`` and a
     chunk at its frame indices; ``"packed"`` encodes entries at 0..n-1 and the chunk after them.
+    ``raw_temporal`` keeps the un-roped temporal channels of K; it is required for ``"packed"``
+    and for any ``admit`` rule that merges (a merge without it raises RuntimeError).
     """
 
     def __init__(
@@ -194,7 +225,13 @@ class SlotCache(KVCache):
         operator: str = "weighted_average",
         max_frames: int | None = None,
         admit: Callable[["SlotCache"], None] | None = None,
+        raw_temporal: bool = True,
     ) -> None:
+        if not raw_temporal and positions == "packed":
+            raise ValueError(
+                "raw_temporal must be True with positions='packed' (entries are re-indexed and "
+                f"re-encoded), got raw_temporal={raw_temporal!r}"
+            )
         self.geometry = geometry
         self._admit_rule = admit
         self.chunk = check_int("chunk", chunk, 1)
@@ -207,7 +244,7 @@ class SlotCache(KVCache):
             capacity = max(check_int("max_frames", max_frames, 1), chunk)
         else:
             capacity = chunk
-        self._storage: SlotStorage | None = SlotStorage(geometry, capacity)
+        self._storage: SlotStorage | None = SlotStorage(geometry, capacity, raw_temporal)
         self._entries: list[Entry] = []
         self._pending: _Pending | None = None
         self._frames_seen = 0
@@ -289,11 +326,17 @@ class SlotCache(KVCache):
         """The temporal position each entry's key is encoded at, oldest first."""
         return [e.pos for e in self._entries]
 
-    def entry_kv(self, layer: int, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Views ``(K, V, K_temporal_raw)`` ``[B, N, H, *]`` of entry ``index`` (oldest first)."""
+    def entry_kv(
+        self, layer: int, index: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Views ``(K, V, K_temporal_raw)`` ``[B, N, H, *]`` of entry ``index`` (oldest first).
+
+        ``K_temporal_raw`` is None when the cache keeps no raw temporal channels.
+        """
         storage = self._live_storage()
         slot = self._entries[index].slot
-        return storage.k[layer, :, slot], storage.v[layer, :, slot], storage.kt[layer, :, slot]
+        kt = None if storage.kt is None else storage.kt[layer, :, slot]
+        return storage.k[layer, :, slot], storage.v[layer, :, slot], kt
 
     @property
     def frames_seen(self) -> int:

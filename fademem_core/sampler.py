@@ -228,7 +228,7 @@ def generate(
     try:
         with torch.no_grad():
             return _rollout(model, cache, sched, batch, num_frames, h, w, seed, times, chunk,
-                            float(context_noise), callback, switch, geometry.slot_bytes())
+                            float(context_noise), callback, switch, policy.slot_bytes(geometry))
     finally:
         cache.close()
 

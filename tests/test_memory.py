@@ -193,3 +193,24 @@ def test_bfloat16_storage_roundtrip():
         want = rope_ref(k_stored, [mu], HH, WW, axes=("t",))
         assert (k_e.float() - want).abs().max() < 0.1
         assert (v_e.float() - v).abs().max() < 0.05
+
+
+@pytest.mark.parametrize("sink", [0, 2])
+def test_dropping_the_raw_temporal_buffer_changes_no_output(sink):
+    """Absolute windows store no kt; their contexts equal those of a cache that keeps it."""
+    from fademem_core.memory import SlotCache
+    from fademem_core.policies.windows import _evict_oldest_after
+
+    history = sink + 3
+    lean, full = (SlotCache(geometry(), 3, history, "absolute", raw_temporal=raw,
+                            admit=_evict_oldest_after(sink, history)) for raw in (False, True))
+    assert lean.nbytes() == (history + 3) * geometry().bytes_per_frame()
+    assert full.nbytes() == (history + 3) * LAYERS * B * N * H * (2 * D + TC) * 4
+    for start in range(0, 17, 3):
+        num = min(3, 17 - start)
+        _, out_lean = run_chunk(lean, start, num, query_seed=start)
+        _, out_full = run_chunk(full, start, num, query_seed=start)
+        for a, b in zip(out_lean, out_full):
+            assert all(torch.equal(x, y) for x, y in zip(a, b))
+        assert lean.entries() == full.entries() and lean.positions() == full.positions()
+    assert lean.entry_kv(0, 0)[2] is None and full.entry_kv(0, 0)[2] is not None

@@ -164,7 +164,11 @@ def test_recache_replaces_exact_frames_in_place(policy):
     for f in targets:
         k_e, v_e, kt_e = cache.entry_kv(1, index[f])
         k_raw, v = frame_kv(f, 1, salt=1)
-        assert torch.equal(v_e, v) and torch.equal(kt_e, k_raw[..., :TC])
+        assert torch.equal(v_e, v)
+        if policy.needs_raw_temporal:
+            assert torch.equal(kt_e, k_raw[..., :TC])
+        else:
+            assert kt_e is None  # keys never move: no raw temporal channels kept
         assert (k_e - rope_ref(k_raw, [positions[targets.index(f)]], HH, WW)).abs().max() < 1e-5
     for i, v_old in others.items():
         assert torch.equal(cache.entry_kv(0, i)[1], v_old)
@@ -226,8 +230,96 @@ def test_geometry_bytes_at_the_13b_shapes():
     assert round(g.bytes_per_frame() / 2**20) == 274
     per_slot = g.slot_bytes()
     assert per_slot == 30 * 1560 * 12 * (2 * 128 + 44) * 2
+    assert g.slot_bytes(raw_temporal=False) == g.bytes_per_frame()
     assert FadeMem().memory_bytes(g, 3) == 15 * per_slot
-    assert SinkWindow().memory_bytes(g, 3) == 12 * per_slot
+    # windows with absolute positions never move a key: K and V only
+    assert SinkWindow().memory_bytes(g, 3) == 12 * 2 * 30 * 1560 * 12 * 128 * 2
+    assert SinkWindow(positions="packed").memory_bytes(g, 3) == 12 * per_slot
+
+
+def test_full_cache_for_240_frames_at_the_13b_shapes_is_exactly_k_plus_v():
+    g = KVGeometry(num_layers=30, batch=1, tokens_per_frame=1560, num_heads=12, head_dim=128,
+                   dtype=torch.bfloat16)
+    want = 240 * 2 * 30 * 1560 * 12 * 128 * 2
+    assert FullCache().memory_bytes(g, 3, max_frames=240) == want
+    assert round(want / 2**30, 1) == 64.3
+    assert FullCache().memory_bytes(g, 3) is None  # unbounded without a length
+    packed = FullCache(positions="packed").memory_bytes(g, 3, max_frames=240)
+    assert packed == 240 * 30 * 1560 * 12 * (2 * 128 + 44) * 2
+
+
+def _formula_bytes(policy, geo: KVGeometry, chunk: int, max_frames: int | None) -> int | None:
+    """Independent count: slots x (K + V [+ raw temporal channels]), from the shapes alone."""
+    slots = {
+        FadeMem: lambda p: p.budget + chunk,
+        SlidingWindow: lambda p: p.window,
+        SinkWindow: lambda p: p.sink + p.window,
+        FullCache: lambda p: None if max_frames is None else max(max_frames, chunk),
+    }[type(policy)](policy)
+    if slots is None:
+        return None
+    raw = isinstance(policy, FadeMem) or policy.positions == "packed"
+    per_token_head = 2 * geo.head_dim + (TC if raw else 0)  # TC: written out, not derived
+    return (slots * geo.num_layers * geo.batch * geo.tokens_per_frame * geo.num_heads
+            * per_token_head * geo.itemsize)
+
+
+@pytest.mark.parametrize("positions", ["absolute", "packed"])
+@pytest.mark.parametrize("make", [
+    lambda pos: FadeMem(budget=4, positions=pos),
+    lambda pos: FadeMem(budget=3, operator="select_nearest", positions=pos),
+    lambda pos: SlidingWindow(window=5, positions=pos),
+    lambda pos: SinkWindow(sink=2, window=4, positions=pos),
+    lambda pos: FullCache(positions=pos),
+], ids=["fademem", "fademem-select", "sliding", "sink", "full"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_memory_bytes_is_the_formula_and_what_is_allocated(make, positions, dtype):
+    policy = make(positions)
+    geo = KVGeometry(num_layers=LAYERS, batch=2, tokens_per_frame=N, num_heads=H, head_dim=D,
+                     dtype=dtype)
+    assert policy.needs_raw_temporal == (isinstance(policy, FadeMem) or positions == "packed")
+    frames = 14
+    max_frames = frames if isinstance(policy, FullCache) else None
+    want = _formula_bytes(policy, geo, CHUNK, max_frames)
+    assert policy.memory_bytes(geo, CHUNK, max_frames=max_frames) == want
+    cache = policy.make_cache(geo, CHUNK, max_frames=max_frames)
+    assert (cache._storage.kt is not None) == policy.needs_raw_temporal
+    assert cache.nbytes() == want  # allocated up front, exactly the stated amount
+    for start in range(0, frames, CHUNK):
+        num = min(CHUNK, frames - start)
+        positions_ = cache.begin_chunk(start, num)
+        for layer, lkv in enumerate(cache.layers):
+            k = torch.zeros(2, num * N, H, D, dtype=dtype)
+            lkv.attend(k, k, k[..., :TC], write=True)
+        cache.commit()
+        assert cache.nbytes() == want  # never grows (the full cache was preallocated)
+    if not isinstance(policy, FullCache):
+        assert policy.memory_bytes(geo, CHUNK, max_frames=10**6) == want  # bound ignores length
+    cache.close()
+
+
+def test_a_cache_without_raw_temporal_channels_refuses_to_move_keys():
+    from fademem_core.memory import SlotCache, SlotStorage
+
+    geo = geometry()
+    with pytest.raises(ValueError, match="raw_temporal"):
+        SlotCache(geo, CHUNK, 4, "packed", raw_temporal=False)
+    storage = SlotStorage(geo, 3, raw_temporal=False)
+    assert storage.kt is None and storage.nbytes() == 3 * geo.slot_bytes(raw_temporal=False)
+    with pytest.raises(RuntimeError, match="raw_temporal"):
+        storage.merge(0, 1, 1, 1, "weighted_average")
+    with pytest.raises(RuntimeError, match="raw_temporal"):
+        storage.encode(0, torch.ones(TC // 2), torch.zeros(TC // 2))
+
+    def merge_first(cache):  # a merging rule on a cache built without the raw channels
+        if len(cache.held) > 2:
+            cache.merge(0)
+
+    cache = SlotCache(geo, CHUNK, 2, "absolute", admit=merge_first, raw_temporal=False)
+    cache.begin_chunk(0, CHUNK)
+    write_pass(cache, range(CHUNK), [0.0, 1.0, 2.0])
+    with pytest.raises(RuntimeError, match="needs_raw_temporal"):
+        cache.commit()
 
 
 @pytest.mark.parametrize("kwargs", [dict(num_layers=0), dict(head_dim=7), dict(batch=1.0),

@@ -159,7 +159,9 @@ def test_full_cache_grows_linearly(model, text):
     entries = [i.memory_entries for i in infos if i.step == 0]
     assert entries == [0, 3, 6, 9, 12]
     held = [i.held_bytes for i in infos if i.step == 0]
-    per_frame = model.geometry(2, H, W).slot_bytes()
+    g = model.geometry(2, H, W)
+    # the full cache keeps K and V only (no raw temporal channels): 2 tensors per layer
+    per_frame = 2 * g.num_layers * g.batch * g.tokens_per_frame * g.num_heads * g.head_dim * 4
     assert held == [e * per_frame for e in entries]
 
 

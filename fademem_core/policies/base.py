@@ -70,10 +70,13 @@ class KVGeometry:
             * self.head_dim * self.itemsize
         )
 
-    def slot_bytes(self) -> int:
-        """Bytes one memory slot allocates: K, V and the un-roped temporal channels of K."""
-        per_token = (2 * self.head_dim + self.temporal_channels) * self.num_heads
-        return self.num_layers * self.batch * self.tokens_per_frame * per_token * self.itemsize
+    def slot_bytes(self, raw_temporal: bool = True) -> int:
+        """Bytes one memory slot allocates: K, V and, with ``raw_temporal``, the un-roped
+        temporal channels of K (only policies whose positions move keep those; see
+        :attr:`CachePolicy.needs_raw_temporal` and :meth:`CachePolicy.slot_bytes`)."""
+        channels = 2 * self.head_dim + (self.temporal_channels if raw_temporal else 0)
+        return (self.num_layers * self.batch * self.tokens_per_frame * self.num_heads * channels
+                * self.itemsize)
 
 
 class LayerKV(ABC):
@@ -113,7 +116,8 @@ class KVCache(ABC):
 
     @abstractmethod
     def nbytes(self) -> int:
-        """Bytes allocated right now (K, V and canonical temporal channels)."""
+        """Bytes allocated right now (K, V and, if the policy needs them, the un-roped
+        temporal channels of K)."""
 
     @abstractmethod
     def close(self) -> None:
@@ -151,12 +155,37 @@ class CachePolicy(ABC):
     def visible_frames(self, chunk: int) -> int | None:
         """Frames one chunk attends to, itself included (None = unbounded)."""
 
-    def memory_bytes(self, geometry: KVGeometry, chunk: int) -> int | None:
-        """Upper bound of the bytes the cache allocates (None = unbounded)."""
+    @property
+    def needs_raw_temporal(self) -> bool:
+        """Whether the cache must keep the un-roped temporal channels of K.
+
+        They are needed only when an entry's temporal position can change after it was
+        written: merges (FadeMem overrides this) or ``"packed"`` positions (entries are
+        re-indexed).  With ``"absolute"`` positions and no merging every key stays where it was
+        roped, so the full cache and the windows store K and V only.
+        """
+        return self.positions == "packed"
+
+    def slot_bytes(self, geometry: KVGeometry) -> int:
+        """Bytes of one memory slot of this policy's cache (K, V [+ raw temporal channels])."""
+        return geometry.slot_bytes(self.needs_raw_temporal)
+
+    def memory_bytes(
+        self, geometry: KVGeometry, chunk: int, max_frames: int | None = None
+    ) -> int | None:
+        """Bytes the cache allocates, exactly (None = unbounded).
+
+        Bounded policies allocate ``history + chunk`` slots whatever ``max_frames`` is.  An
+        unbounded policy given ``max_frames`` (as :meth:`make_cache` is) preallocates
+        ``max(max_frames, chunk)`` slots: that many bytes are returned.
+        """
+        chunk = check_int("chunk", chunk, 1)
         history = self.history_frames(chunk)
-        if history is None:
+        if history is not None:
+            return (history + chunk) * self.slot_bytes(geometry)
+        if max_frames is None:
             return None
-        return (history + chunk) * geometry.slot_bytes()
+        return max(check_int("max_frames", max_frames, 1), chunk) * self.slot_bytes(geometry)
 
     @abstractmethod
     def make_cache(

@@ -49,9 +49,11 @@ class FadeMem(CachePolicy):
     def visible_frames(self, chunk: int) -> int | None:
         return self.budget + check_int("chunk", chunk, 1)
 
-    def memory_bytes(self, geometry: KVGeometry, chunk: int) -> int | None:
-        check_int("chunk", chunk, 1)
-        return super().memory_bytes(geometry, chunk)
+    @property
+    def needs_raw_temporal(self) -> bool:
+        # a merged entry moves to its new centre (packed: every entry's index shifts), so its
+        # key is re-encoded from the un-roped temporal channels whatever the operator
+        return True
 
     def make_cache(
         self, geometry: KVGeometry, chunk: int, max_frames: int | None = None
@@ -60,4 +62,4 @@ class FadeMem(CachePolicy):
 
         layout = Layout(self.budget, self.beta, self.anchor)
         return SlotCache(geometry, chunk, self.budget, self.positions, operator=self.operator,
-                         admit=_follow_layout(layout))
+                         admit=_follow_layout(layout), raw_temporal=self.needs_raw_temporal)

@@ -31,4 +31,5 @@ class FullCache(CachePolicy):
     ) -> KVCache:
         from ..memory import SlotCache  # memory imports this package's base module
 
-        return SlotCache(geometry, chunk, None, self.positions, max_frames=max_frames)
+        return SlotCache(geometry, chunk, None, self.positions, max_frames=max_frames,
+                         raw_temporal=self.needs_raw_temporal)

@@ -55,7 +55,8 @@ class SlidingWindow(CachePolicy):
 
         history = self.history_frames(chunk)
         return SlotCache(geometry, chunk, history, self.positions,
-                         admit=_evict_oldest_after(0, history))
+                         admit=_evict_oldest_after(0, history),
+                         raw_temporal=self.needs_raw_temporal)
 
 
 @dataclass(frozen=True)
@@ -85,4 +86,5 @@ class SinkWindow(CachePolicy):
 
         history = self.history_frames(chunk)
         return SlotCache(geometry, chunk, history, self.positions,
-                         admit=_evict_oldest_after(self.sink, history))
+                         admit=_evict_oldest_after(self.sink, history),
+                         raw_temporal=self.needs_raw_temporal)
