@@ -18,6 +18,7 @@ File formats (UTF-8 text):
 """
 from __future__ import annotations
 
+import html
 import math
 import os
 from pathlib import Path
@@ -77,7 +78,9 @@ class TextEncoder:
         for p in prompts:
             if not isinstance(p, str) or not p.strip():
                 raise ValueError(f"prompts must be non-empty strings, got {p!r}")
-        tok = self.tokenizer(list(prompts), padding="max_length", max_length=self.max_length,
+        # the cleanup Wan's own pipelines apply (HTML entities, runs of whitespace)
+        prompts = [" ".join(html.unescape(html.unescape(p)).split()) for p in prompts]
+        tok = self.tokenizer(prompts, padding="max_length", max_length=self.max_length,
                              truncation=True, add_special_tokens=True, return_attention_mask=True,
                              return_tensors="pt")
         device = next(self.model.parameters()).device

@@ -54,7 +54,10 @@ def test_plan_prints_the_planner_layout(capsys, tmp_path):
     expected = plan_layout(240, 12, 0.3)
     assert [(float(r[1]), int(r[2])) for r in rows] == [(round(m, 2), s) for m, s in expected]
     assert rows[-1][3] == "239"  # the newest frame is exact
-    assert "FadeMem (budget 12 + chunk 3)" in out and "16.0x" in out
+    assert "FadeMem (budget 12 + chunk 3)" in out
+    # 15 FadeMem slots of K, V and the 44 un-roped temporal channels (2*128 + 44 per head) vs
+    # 240 full-cache frames of K and V only (2*128): 240*256 / (15*300) = 13.65
+    assert "(13.7x)" in out
     from PIL import Image
     with Image.open(pic) as im:
         assert im.format == "PNG" and im.size[0] > 100
@@ -142,6 +145,18 @@ def test_demo_end_to_end(capsys, tmp_path, monkeypatch):
     head = next(i for i, line in enumerate(lines) if line.split()[:1] == ["chunk"])
     assert "FadeMem KV" in lines[head] and "full cache KV" in lines[head]
     assert [int(r.split()[0]) for r in lines[head + 1: head + 5]] == [0, 1, 2, 3]
+
+
+def test_demo_says_what_the_default_model_is(capsys, tmp_path):
+    from fademem_core.cli.demo import WEIGHTS
+
+    code, out, _ = run_cli(capsys, "demo", "--frames", 6, "--out-dir", tmp_path, "--no-compare")
+    assert code == 0
+    first = out.splitlines()[0]
+    if WEIGHTS.is_file():  # the shipped tiny-world weights
+        assert "trained on" in first and "RANDOM" not in first
+    else:
+        assert "RANDOM weights" in first
 
 
 def test_demo_names_what_trained_weights_learned(capsys, tmp_path, monkeypatch):
@@ -269,3 +284,13 @@ def test_progress_line_has_chunk_elapsed_and_eta():
     assert p.line(3).endswith("chunk 3/10  elapsed 0:30  ETA 1:10")
     p.update(10)
     assert buf.getvalue().strip().splitlines()[-1].endswith("chunk 10/10  elapsed 0:30  ETA 0:00")
+
+
+def test_prompt_embeddings_are_stored_without_pads():
+    from fademem_core.cli.generate import _Padded
+
+    emb = torch.zeros(1, 512, 8)
+    emb[0, :7] = torch.randn(7, 8)
+    kept = _Padded.of(emb)
+    assert kept.rows.shape == (1, 7, 8)
+    assert torch.equal(kept.full("cpu"), emb)

@@ -31,6 +31,10 @@ def test_encode_matches_direct_model_call(encoder):
     assert torch.allclose(out[0, : ids.shape[1]], ref[0], atol=1e-5)
 
 
+def test_prompts_are_cleaned_like_wan_pipelines(encoder):
+    assert torch.equal(encoder.encode("  a red\n fox &amp;  walks "), encoder.encode("a red fox & walks"))
+
+
 def test_missing_folders_fail_clearly(tmp_path):
     with pytest.raises(FileNotFoundError, match="text_encoder"):
         TextEncoder.from_wan_dir(tmp_path)

@@ -180,3 +180,29 @@ def test_training_forward_matches_the_engine_masked_forward() -> None:
     torch.testing.assert_close(v2[:, :, :3], v[:, :, :3])
     torch.testing.assert_close(v2[:, :, f : f + 3], v[:, :, f : f + 3])
     assert not torch.allclose(v2[:, :, 3:6], v[:, :, 3:6])
+
+
+def test_scores_are_perfect_on_the_world_and_catch_a_swapped_identity() -> None:
+    from fademem_core.tinyworld.scores import mean_over, score_video, stack_scores
+
+    scene = world.sample_scene(4, num_sprites=1)
+    truth = world.render(scene, 0, 120)
+    s = mean_over(stack_scores([score_video(truth, scene.family, scene.classes)]))
+    assert s["identity_error"] < 1e-5 and s["return_error"] < 1e-5 and s["layout_error"] < 1e-5
+    assert s["class_ok"] == 1 and s["family_ok"] == 1 and s["phantom"] == 0 and s["residual"] < 1e-10
+    assert s["sprite_speed"] == pytest.approx(scene.sprites[0].speed, rel=0.05)
+    # after the sprite's first absence, redraw it with another codebook detail
+    p = world.frame_params(scene, 0, 120)
+    seen = np.flatnonzero(p.visibility[:, 0] >= 0.5)
+    back = seen[np.flatnonzero(np.diff(seen) >= 16)[0] + 1]
+    old = np.array(scene.sprites[0].detail)
+    new = np.array([d for d in world.DETAILS if d != tuple(old)][0])
+    p.code[back:, 0, 2:] = new
+    swapped = score_video(world.render_params(p), scene.family, scene.classes)
+    want = np.linalg.norm(new - old)
+    assert np.nanmax(swapped.return_error) == pytest.approx(want, abs=1e-4)
+    assert np.nanmax(swapped.identity_error[:back]) < 1e-4
+    # a frozen video: no motion at all
+    frozen = truth[:, :1].repeat(1, 60, 1, 1)
+    f = mean_over(stack_scores([score_video(frozen, scene.family, scene.classes)]))
+    assert f["change"] == 0 and f["drift_speed"] == 0

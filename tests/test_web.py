@@ -110,13 +110,17 @@ def test_draws_one_bar_per_entry_at_its_frames(web_tree):
     ticks = [o["x"] for o in ops if o["op"] == "moveTo"]
     assert ticks == pytest.approx([inner_x + (mu + 0.5) * scale for mu, _ in plan["entries"]])
 
-    # colours follow spans: all exact frames alike, the longest span different
-    spans = [s for _, s in plan["entries"]]
+    # colours follow spans: all exact frames alike, the longest span different; the anchor
+    # (entry 0, one frame at mu 0) orange, as in the Memory Layout node's picture
+    assert plan["entries"][0] == [0, 1] and bars[0]["style"] == "#eb8c28"
+    spans = [s for _, s in plan["entries"][1:]]
     by_span = {}
-    for bar, span in zip(bars, spans):
+    for bar, span in zip(bars[1:], spans):
         by_span.setdefault(span, set()).add(bar["style"])
     assert all(len(styles) == 1 for styles in by_span.values())
-    assert by_span[1] != by_span[max(spans)]
+    assert by_span[1] != by_span[max(spans)] and "#eb8c28" not in set().union(*by_span.values())
+    history_first = [o for o in ops if o["op"] == "fillRect" and o["y"] > bar_y + 18 and o["x"] == bars[0]["x"]]
+    assert history_first and all(o["style"] == "#eb8c28" for o in history_first)
 
     # the rollout rows: one rect per entry per history row, inside the box
     history_rects = [o for o in ops if o["op"] == "fillRect" and o["y"] > bar_y + 18]
@@ -134,6 +138,13 @@ def test_beta_changes_the_drawing(web_tree):
         bars[beta] = [round(o["w"], 3) for o in ops if o["op"] == "fillRect" and o["y"] == 42]
     assert len(bars["0.1"]) == len(bars["1.0"]) == 10
     assert bars["0.1"] != bars["1.0"]
+
+
+def test_no_orange_without_anchor(web_tree):
+    _, plan = routes.plan_response({"frames": "120", "budget": "10", "beta": "0.3", "anchor": "false"})
+    assert plan["anchor"] is False
+    styles = {o.get("style") for o in draw(web_tree, plan)["ops"] if o["op"] == "fillRect"}
+    assert "#eb8c28" not in styles and len(styles) > 2
 
 
 def test_error_and_waiting_states(web_tree):

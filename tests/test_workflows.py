@@ -7,6 +7,7 @@ Core nodes are checked against a trimmed real /object_info of ComfyUI 0.3.64
 from __future__ import annotations
 
 import json
+import uuid
 
 import pytest
 
@@ -69,6 +70,12 @@ def load(name: str) -> dict:
 
 def test_the_four_workflows_are_shipped_and_nothing_else():
     assert {p.stem for p in (ROOT / "workflows").glob("*.json")} == WORKFLOWS
+    # ComfyUI serves this folder as /api/workflow_templates/<pack>/: workflows and their
+    # same-name .jpg thumbnails only (the generator scripts live in scripts/)
+    extra = {p.name for p in (ROOT / "workflows").iterdir()} - {f"{n}{ext}" for n in WORKFLOWS for ext in (".json", ".jpg")}
+    assert not extra, f"not a workflow or its thumbnail: {sorted(extra)}"
+    for name in WORKFLOWS:  # the frontend validates the id as a UUID (1.27.x alerts otherwise)
+        uuid.UUID(json.loads((ROOT / "workflows" / f"{name}.json").read_text())["id"])
 
 
 def check_value(where: str, node_type: str, name: str, kind, opts: dict, value) -> None:

@@ -14,6 +14,12 @@ const BACKGROUND = "#1b1d22";
 const TEXT = "#d8dde6";
 const DIM_TEXT = "#8a93a3";
 const TICK = "#ffffff";
+export const ANCHOR_COLOR = "#eb8c28"; // the first-frame anchor, orange as in the Memory Layout node
+
+/** Colour of entry `i` of a row: the anchor (entry 0 when the plan keeps one) orange. */
+function entryColor(plan, i, span, maxSpan) {
+  return plan.anchor && i === 0 ? ANCHOR_COLOR : spanColor(span, maxSpan);
+}
 
 /** Colour of an entry: exact frames bright, long consolidated spans darker and bluer. */
 export function spanColor(span, maxSpan) {
@@ -75,10 +81,10 @@ export function drawLayout(ctx, plan, x, y, w, h) {
   const barH = 18;
   const maxSpan = Math.max(1, ...plan.entries.map((e) => e[1]));
   const rects = entryRects(plan.entries, plan.frames, innerX, innerW);
-  for (const r of rects) {
-    ctx.fillStyle = spanColor(r.span, maxSpan);
+  rects.forEach((r, i) => {
+    ctx.fillStyle = entryColor(plan, i, r.span, maxSpan);
     ctx.fillRect(r.x, barY, Math.max(1, r.w - 1), barH);
-  }
+  });
   ctx.strokeStyle = TICK;
   ctx.beginPath();
   for (const r of rects) {
@@ -95,10 +101,10 @@ export function drawLayout(ctx, plan, x, y, w, h) {
   const rowH = rows.length ? histH / rows.length : 0;
   for (let i = 0; i < rows.length; i++) {
     const [, entries] = rows[i];
-    for (const r of entryRects(entries, plan.frames, innerX, innerW)) {
-      ctx.fillStyle = spanColor(r.span, maxSpan);
+    entryRects(entries, plan.frames, innerX, innerW).forEach((r, j) => {
+      ctx.fillStyle = entryColor(plan, j, r.span, maxSpan);
       ctx.fillRect(r.x, histY + i * rowH, Math.max(1, r.w - 1), Math.max(1, rowH - 0.5));
-    }
+    });
   }
   ctx.fillStyle = DIM_TEXT;
   ctx.fillText(`${plan.entries.length} entries, longest span ${maxSpan} \u2014 time \u2193, frames \u2192`,

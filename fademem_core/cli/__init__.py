@@ -57,6 +57,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return e.code
+    except BrokenPipeError:  # `fademem plan | head`: the reader left, nothing to report
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # keep the interpreter's final flush quiet
+        return 0
     except KeyboardInterrupt:
         print(f"\n{prog}: interrupted", file=sys.stderr)
         return 130

@@ -49,6 +49,11 @@ def int_at_least(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+def finite_float(text: str) -> float:
+    """argparse type: any finite number."""
+    return float(_number(float, text))
+
+
 def positive_float(text: str) -> float:
     """argparse type: a finite number > 0."""
     value = float(_number(float, text))

@@ -139,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _policy_label(policy: Any) -> str:
-    return type(policy).__name__ if type(policy).__name__ != "FadeMem" else "FadeMem"
+    return type(policy).__name__
 
 
 def chunk_table(results: list[tuple[str, Any]], max_rows: int = 12) -> list[str]:

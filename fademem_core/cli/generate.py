@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .common import (CliError, Progress, existing_dir, existing_file, int_at_least,
+from .common import (CliError, Progress, existing_dir, existing_file, finite_float, int_at_least,
                      multiple_of_16, positive_float, writable_dir, writable_file)
 from .options import add_policy_options, add_sampling_options, build_policy, parse_steps
 
@@ -32,7 +32,8 @@ def register(sub: Any) -> None:
     m.add_argument("--checkpoint", required=True,
                    help="causal Wan DiT: .safetensors or a training .pt (Self-Forcing, LongLive)")
     m.add_argument("--lora", default=None, help="LoRA file (LongLive lora.pt, FadeMem-FT)")
-    m.add_argument("--lora-strength", type=float, default=1.0, help="LoRA strength (default 1)")
+    m.add_argument("--lora-strength", type=finite_float, default=1.0,
+                   help="LoRA strength (default 1)")
     m.add_argument("--wan-dir", required=True,
                    help="diffusers-format Wan2.1-T2V-1.3B folder (text_encoder/, tokenizer/, vae/)")
     m.add_argument("--dtype", choices=("bf16", "fp16", "fp32"), default=None,
@@ -63,7 +64,8 @@ def register(sub: Any) -> None:
                    help="output folder for --prompt-file (default fademem_out); videos are "
                         "named 0000.mp4, 0001.mp4, ... by prompt index")
     v.add_argument("--overwrite", action="store_true",
-                   help="replace existing outputs (default: skip prompts whose video exists)")
+                   help="--prompt-file: redo prompts whose video exists (default: skip them, "
+                        "so a rerun resumes); a single --out video is always replaced")
     add_policy_options(p)
     add_sampling_options(p)
     p.set_defaults(func=run)

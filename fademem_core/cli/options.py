@@ -33,7 +33,7 @@ def add_policy_options(p: argparse.ArgumentParser) -> None:
 
 def add_sampling_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("sampling")
-    g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    g.add_argument("--seed", type=int_at_least(0), default=0, help="random seed (default 0)")
     g.add_argument("--chunk", type=int_at_least(1), default=3,
                    help="latent frames generated per chunk (default 3)")
     g.add_argument("--steps", default="1000,750,500,250",

@@ -69,9 +69,8 @@ def memory_lines(num_frames: int, budget: int, chunk: int, height: int, width: i
     tokens = (height // 16) * (width // 16)
     geo = KVGeometry(batch=1, tokens_per_frame=tokens, dtype=torch.bfloat16, **WAN13B)
     fade = FadeMem(budget=budget, anchor=anchor).memory_bytes(geo, chunk)
-    full = FullCache().memory_bytes(geo, chunk)
-    if full is None:  # unbounded: what it would hold for this video
-        full = (max(num_frames, chunk)) * geo.slot_bytes()
+    # unbounded: what it allocates for a video of this length
+    full = FullCache().memory_bytes(geo, chunk, max_frames=max(num_frames, 1))
     ratio = full / fade if fade else float("nan")
     return [
         f"KV memory, Wan2.1-T2V-1.3B at {height}x{width} bf16 ({tokens} tokens per latent frame):",

@@ -52,7 +52,7 @@ def rollout_to_video(model: Any, text: Any, policy: Any, num_frames: int, height
     from ..sampler import generate
 
     batch = (text if isinstance(text, torch.Tensor) else text[0][1]).shape[0]
-    slot = model.geometry(batch, height, width).slot_bytes()
+    slot = policy.slot_bytes(model.geometry(batch, height, width))
     writer = Mp4Writer(out, fps=fps) if out is not None else None
     records: list[ChunkRecord] = []
     mark = time.perf_counter()

@@ -180,9 +180,11 @@ def train(
     step = 0
     while total is None or step < total:
         x0, text = make_batch(rng, batch, CLIP_FRAMES, text_dim)
+        # extra first chunks (no context): cheap, and the hardest case for a few-step sampler
+        f0, text0 = make_batch(rng, 2 * batch, CHUNK, text_dim)
         for g in opt.param_groups:
             g["lr"] = lr_at(step, total or 10**9, lr)
-        loss = loss_fn(tr, x0, text, gen)
+        loss = loss_fn(tr, x0, text, gen) + 0.5 * loss_fn(tr, f0, text0, gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(tr.parameters(), 1.0)

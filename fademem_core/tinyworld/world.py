@@ -9,14 +9,15 @@ ch     content
 ====== ===============================================================================
 0, 1   cos/sin of ``2*pi*(x - s)/8``: a horizontal wave that drifts slowly (``s`` = drift)
 2, 3   cos/sin of ``2*pi*(y - q)/8``: a static vertical wave (``q``: per-video layout)
-4, 5   a texture: one plane wave each, frequencies from the scene's *family* (in the
-       prompt), phases ``r4, r5`` random per video (layout), drifting with ``s``
+4, 5   a texture: one plane wave each, frequencies and phases ``r4, r5`` from the scene's
+       *family* (in the prompt), drifting with ``s``
 6, 7   sprite A / B footprint (box-filtered 2x2 square, times ``MASK_GAIN``)
 8-11   sprite A identity code times its footprint; 12-15 the same for sprite B
 ====== ===============================================================================
 
 A sprite's identity code has 4 numbers: ``CLASS_RADIUS * (cos, sin)(2*pi*class/6)`` (the class
-is named in the prompt) and a 2-number *detail* drawn per video (not in the prompt).  Only a
+is named in the prompt) and a 2-number *detail* drawn per video from a 4-entry codebook (not
+in the prompt).  Only a
 model that remembers what it drew can keep the detail when a sprite comes back after a long
 absence: sprites leave the frame for 16 to 19 latent frames at a time (longer than a 15-frame
 visible window) and return.
@@ -46,6 +47,12 @@ FAMILIES = (
     ((1, -2), (3, 1)),
     ((3, 0), (1, -1)),
 )
+# texture phases (r4, r5) per family: fixed, so the background of the first chunk is fully
+# determined by the family (prompt) plus two random offsets (q, drift) the model can infer
+FAMILY_PHASES = ((0.3, 2.1), (1.7, 4.0), (3.3, 0.9), (5.2, 2.8))
+# identity details: a small codebook, so a sample commits to one of them (a flow model trained
+# with a regression loss would blur a continuous detail it has to invent)
+DETAILS = ((0.8, 0.8), (0.8, -0.8), (-0.8, 0.8), (-0.8, -0.8))
 PROMPT_LENGTH = 4
 MIN_ABSENCE, MAX_ABSENCE = 16, 19  # latent frames a sprite stays out of frame
 
@@ -153,7 +160,7 @@ def sample_sprite(rng: np.random.Generator, slot: int, cls: int | None = None) -
     base = 2.5 if slot == 0 else 5.5
     return Sprite(
         cls=int(rng.integers(NUM_CLASSES)) if cls is None else int(cls),
-        detail=(float(rng.uniform(-1, 1)), float(rng.uniform(-1, 1))),
+        detail=DETAILS[int(rng.integers(len(DETAILS)))],
         speed=speed,
         direction=int(rng.choice([-1, 1])),
         phase=float(rng.uniform(0, loop)),
@@ -193,8 +200,8 @@ def sample_scene(
     return Scene(
         family=fam,
         q=float(rng.uniform(0, SIZE)),
-        r4=float(rng.uniform(0, 2 * math.pi)),
-        r5=float(rng.uniform(0, 2 * math.pi)),
+        r4=FAMILY_PHASES[fam][0],
+        r5=FAMILY_PHASES[fam][1],
         drift0=float(rng.uniform(0, SIZE)),
         drift_speed=speed,
         sprites=sprites,

@@ -1,7 +1,7 @@
 """Writes the shipped workflows (UI format, this folder) and their API-format twins (tests/api_graphs).
 
 Run from the repository root after changing a node's inputs:
-    python workflows/make_workflows.py
+    python scripts/make_workflows.py
 Widget order comes from the nodes' own INPUT_TYPES and, for core nodes, from the trimmed
 /object_info of ComfyUI 0.3.64 (tests/fixtures/object_info_core.json); tests/test_workflows.py
 checks the written files against both independently of this script.
@@ -13,12 +13,14 @@ import json
 import os
 import sys
 import tempfile
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CORE_INFO = ROOT / "tests" / "fixtures" / "object_info_core.json"
 PREVIEW_HEIGHT = 150  # web/layout_draw.js
+WORKFLOW_NAMESPACE = uuid.UUID("6f3c1a52-8d1e-4b7a-9c2e-fade0fade000")  # ids of the shipped workflows
 UI_ONLY = {"MarkdownNote"}  # frontend-only nodes: no inputs, never sent to /prompt
 LONGLIVE = "longlive_base.pt"
 LONGLIVE_LORA = "lora.pt"
@@ -156,7 +158,9 @@ def build_ui(wf: Workflow, ours, core) -> dict:
         entry.update(size=list(node.size or (320, height)), inputs=inputs, outputs=outputs,
                      widgets_values=widgets)
         ui_nodes.append(entry)
-    return {"id": f"fademem-{wf.name}", "revision": 0, "last_node_id": len(wf.nodes),
+    # the frontend validates the id as a UUID (1.27.x shows an alert otherwise); a name-based
+    # UUID keeps the files reproducible
+    return {"id": str(uuid.uuid5(WORKFLOW_NAMESPACE, wf.name)), "revision": 0, "last_node_id": len(wf.nodes),
             "last_link_id": len(links), "nodes": ui_nodes, "links": links, "groups": [], "config": {},
             "extra": {"ds": {"scale": 0.8, "offset": [0, 0]}, "frontendVersion": core_version()[1]},
             "version": 0.4}
