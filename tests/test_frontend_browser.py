@@ -43,7 +43,7 @@ if not os.environ.get("COMFYUI_PATH"):
 CHROME = os.environ.get("CHROME_BIN") or next(
     (p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
 CHROMEDRIVER = os.environ.get("CHROMEDRIVER") or shutil.which("chromedriver")
-if not (CHROME and CHROMEDRIVER):
+if not (CHROME and CHROMEDRIVER and os.path.exists(CHROME) and os.path.exists(CHROMEDRIVER)):
     pytest.skip(f"no headless browser (chromium: {CHROME}, chromedriver: {CHROMEDRIVER}): the "
                 "real-frontend browser test was SKIPPED", allow_module_level=True)
 
@@ -70,6 +70,13 @@ class WebDriver:
                                      stderr=subprocess.DEVNULL)
         self.url = f"http://127.0.0.1:{port}"
         self.session = None
+        try:
+            self._start(width, height)
+        except BaseException:
+            self.quit()
+            raise
+
+    def _start(self, width: int, height: int) -> None:
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -242,8 +249,9 @@ def page(comfy):  # noqa: F811  (the imported server fixture)
             time.sleep(0.5)
         browser.js(PAGE_HELPERS)
         browser.version = browser.js("return window.__COMFYUI_FRONTEND_VERSION__ || null")
-        browser.js_async("await app.extensionManager.command.execute('Workspace.ToggleFocusMode');"
-                         "await __fm.sleep(500);")
+        # focus mode: no menus or side bars over the graph in the pictures
+        browser.js_async("try { await app.extensionManager.command.execute('Workspace.ToggleFocusMode'); }"
+                         "catch (e) { console.warn(e); } await __fm.sleep(500);")
         print(f"\nComfyUI frontend {browser.version}, {CHROME}")
         yield browser
     finally:
@@ -398,10 +406,39 @@ def test_live_beta_preview_follows_real_clicks(page, tmp_path):
                        "a click on anchor")
     assert len(off["plan"]["entries"]) == 13 and off["plan"]["entries"] != m13["plan"]["entries"]
     assert off["hash"] != m13["hash"]
+
+    # the connected sampler's length: its right arrow adds 4 video frames = 1 latent frame
+    shoot(page, "app.graph._nodes")
+    sampler = page.js("""
+const n = app.graph._nodes.find((x) => x.type === 'FadeMemSampler');
+const w = n.widgets.find((x) => x.name === 'length');
+return {box: __fm.toViewport([n.pos[0], n.pos[1], n.pos[0] + n.size[0], n.pos[1] + n.size[1]]),
+        y: w.last_y ?? w.y, length: w.value};""")
+    assert sampler["length"] == 957
+    page.click(sampler["box"][2] - 22, sampler["box"][1] + sampler["y"] + 10)
+    longer = wait_preview(page, node_id, lambda s: s["plan"]["frames"] == 241, "the sampler's length")
+    assert any("frames=241" in u for u in longer["requests"])
     for label, image in images.items():
         save_image(image, tmp_path / f"preview_beta_{label}.png")
         if WRITE_IMAGES:
             save_image(image, ROOT / "docs" / "images" / f"preview_beta_{label}.png", optimize=True)
+
+
+def test_a_new_cache_node_draws_its_default_layout(page):
+    """A FadeMem Cache added as from the node library (not loaded from a file)."""
+    load(page, "fademem_memory_layout_betas")
+    got = page.js_async("""
+const node = LiteGraph.createNode("FadeMemCache");
+node.pos = [1400, 900];
+app.graph.add(node);
+app.canvas.setDirty(true, true);
+for (let i = 0; i < 50 && !node.__fademem?.plan; i++) await __fm.sleep(100);
+return {size: [...node.size], min: node.computeSize(), plan: node.__fademem?.plan && {...node.__fademem.plan, history: 0}};
+""")
+    plan = got["plan"]
+    assert plan and (plan["frames"], plan["budget"], plan["beta"], plan["anchor"]) == (240, 12, 0.3, True), plan
+    assert len(plan["entries"]) == 12
+    assert got["size"][0] >= 320 and got["size"][1] >= got["min"][1] >= PREVIEW_HEIGHT, got
 
 
 def test_browse_templates_lists_the_workflows(page):

@@ -210,6 +210,13 @@ loaded.onNodeCreated();
 loaded.size = [300, 100];
 loaded.onConfigure({});
 await sleep(100);
+// the downstream sampler's length changes (no callback reaches the cache): seen when drawing
+app.graph.nodes.get(3).widgets[0].value = 961;
+api.reply = replies.first;
+node.onDrawForeground(new FakeCtx()); node.onDrawForeground(new FakeCtx());  // frames in a row
+await sleep(200);
+node.onDrawForeground(new FakeCtx());  // up to date: no request
+await sleep(100);
 console.log(JSON.stringify({
   calls: api.calls, size: node.size, computed: node.computeSize(), loaded_size: loaded.size,
   other_untouched: OtherNode.prototype.computeSize === untouched,
@@ -232,6 +239,7 @@ def test_extension_fetches_the_plan_and_redraws_on_beta(web_tree):
         "/fademem/plan?frames=121&budget=12&beta=0.7&anchor=true",  # one request for the whole drag
         "/fademem/plan?frames=121&budget=2&beta=0.7&anchor=true",
         "/fademem/plan?frames=121&budget=12&beta=0.3&anchor=true",  # the node loaded from a workflow
+        "/fademem/plan?frames=241&budget=2&beta=0.7&anchor=true",  # the sampler's length became 961
     ]
     assert out["loaded_size"] == [300, 130 + 150]  # grown to fit the picture
     assert out["other_untouched"]

@@ -55,7 +55,9 @@ async function fetchPlan(query) {
 function requestPlan(node) {
   const state = node.__fademem;
   clearTimeout(state.timer);
+  state.pending = true;
   state.timer = setTimeout(async () => {
+    state.pending = false;
     const query = planQuery(node);
     if (query === state.query && state.plan) return;
     state.query = query;
@@ -87,7 +89,7 @@ app.registerExtension({
     const onNodeCreated = proto.onNodeCreated;
     proto.onNodeCreated = function () {
       const r = onNodeCreated?.apply(this, arguments);
-      this.__fademem = { plan: null, query: null, timer: null };
+      this.__fademem = { plan: null, query: null, timer: null, pending: false };
       for (const name of WATCHED) {
         const w = widget(this, name);
         if (!w) continue;
@@ -130,6 +132,8 @@ app.registerExtension({
     proto.onDrawForeground = function (ctx) {
       const r = onDrawForeground?.apply(this, arguments);
       if (this.flags?.collapsed || !this.__fademem) return r;
+      // the connected sampler's length has no hook here: notice its change when drawing (cheap)
+      if (!this.__fademem.pending && planQuery(this) !== this.__fademem.query) requestPlan(this);
       const top = widgetsBottom(this);
       const h = Math.min(PREVIEW_HEIGHT, this.size[1] - top - 4);
       if (h > 40) drawLayout(ctx, this.__fademem.plan, 0, top, this.size[0], h);
