@@ -24,6 +24,7 @@ _EXPORTS = {
     "FullCache": "policies",
     "KVGeometry": "policies",
     "policy_from_name": "policies",
+    "POLICIES": "policies",
     # model + loading
     "CausalWan": "model",
     "load_model": "loading",
@@ -33,9 +34,13 @@ _EXPORTS = {
     "to_raw": "sampler",
     "from_raw": "sampler",
     "RolloutInterrupted": "sampler",
+    "StepInfo": "sampler",
+    "timestep_schedule": "sampler",
     # analysis
     "analyze_video": "spectral",
     "suggest_beta": "spectral",
+    "SpectralResult": "spectral",
+    "draw_spectral": "spectral_plot",
     # pictures
     "draw_layout": "layout_picture",
 }
