@@ -26,7 +26,7 @@ def test_training_inputs_follow_the_flow_convention() -> None:
     sig = ts[:, f:] / 1000
     # one sigma per chunk of 3 frames
     assert torch.equal(sig[:, 0::3], sig[:, 1::3]) and torch.equal(sig[:, 0::3], sig[:, 2::3])
-    assert bool((ts[:, :f] <= 80 + 1e-4).all()) and bool((ts[:, :f] >= 0).all())
+    assert bool((ts[:, :f] <= 120 + 1e-4).all()) and bool((ts[:, :f] >= 0).all())
     s = sig[:, None, :, None, None]
     noise = (x[:, :, f:] - (1 - s) * x0) / s
     torch.testing.assert_close(target, noise - x0, atol=1e-4, rtol=1e-4)

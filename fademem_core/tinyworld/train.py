@@ -86,7 +86,7 @@ def make_batch(rng: np.random.Generator, batch: int, frames: int, text_dim: int)
 
 
 def training_step_inputs(
-    x0: torch.Tensor, gen: torch.Generator, chunk: int = CHUNK, context_noise: float = 0.08
+    x0: torch.Tensor, gen: torch.Generator, chunk: int = CHUNK, context_noise: float = 0.12
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Returns ``(x [B,16,2F,h,w], timesteps [B,2F], target velocity of the noisy half)``."""
     b, c, f, h, w = x0.shape
@@ -100,9 +100,9 @@ def training_step_inputs(
     noise = torch.randn(x0.shape, generator=gen)
     s = sig[:, None, :, None, None]
     noisy = (1 - s) * x0 + s * noise
-    # clean half: half the chunks get a little noise (robustness to the model's own outputs)
+    # clean half: most chunks get a little noise (robustness to the model's own outputs)
     csig = torch.rand(b, nchunks, generator=gen) * context_noise
-    csig = torch.where(torch.rand(b, nchunks, generator=gen) < 0.5, torch.zeros_like(csig), csig)
+    csig = torch.where(torch.rand(b, nchunks, generator=gen) < 0.3, torch.zeros_like(csig), csig)
     csig = csig.repeat_interleave(chunk, 1)[:, :f]
     cs = csig[:, None, :, None, None]
     clean = (1 - cs) * x0 + cs * torch.randn(x0.shape, generator=gen)
