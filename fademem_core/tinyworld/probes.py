@@ -16,7 +16,6 @@ import torch
 
 from .world import (
     CHANNELS,
-    CLASS_RADIUS,
     CODE_CHANNELS,
     FAMILIES,
     MASK_CHANNELS,
@@ -142,7 +141,3 @@ def circular_distance(a: np.ndarray, b: np.ndarray, period: float) -> np.ndarray
     d = np.mod(np.asarray(a) - np.asarray(b), period)
     return np.minimum(d, period - d)
 
-
-def class_radius() -> float:
-    """Norm of the class part of an identity code (for scaling identity errors)."""
-    return CLASS_RADIUS
