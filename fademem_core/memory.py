@@ -1,14 +1,10 @@
-"""Preallocated KV slot storage and the merge operators every bounded policy shares.
+"""The KV memory of one rollout: preallocated slots plus host-side bookkeeping.
 
-Storage: one tensor each for K (fully roped), V and, when the policy needs them, the canonical
-*un-roped* temporal channels of K (``Tc = axis_dims(D)[0]`` channels), shaped
-``[layers, batch, slots, tokens, heads, ch]``.  Those raw channels are only needed when an
-entry's temporal position can change after it was written (merges, packed positions); without
-them K is never re-encoded.
-A slot holds one memory entry (or one frame of the current chunk).  Because attention is
-permutation invariant once positions are explicit, slot order need not be time order: the
-attention context of a layer is simply ``K[layer].view(B, slots * N, H, D)[:, :ctx * N]``, a
-view, never a concatenation.
+A slot holds one memory entry (or one frame of the current chunk); the buffers and the merge
+operators live in :mod:`fademem_core.slot_storage`.  Because attention is permutation invariant
+once positions are explicit, slot order need not be time order: the attention context of a
+layer is simply ``K[layer].view(B, slots * N, H, D)[:, :ctx * N]``, a view, never a
+concatenation.
 
 Bookkeeping lives in :class:`SlotCache` as plain Python numbers on the host, so a merge or
 eviction never waits for the device.  A policy passes an ``admit(cache)`` rule, called after
@@ -22,138 +18,11 @@ from typing import Callable
 
 import torch
 
-from .policies.base import KVCache, KVGeometry, LayerKV, check_int
+from .policies.base import KVCache, KVGeometry, LayerKV, check_int, check_positions
 from .rope import inv_freq
+from .slot_storage import OPERATORS, SlotStorage, check_operator
 
-OPERATORS = ("weighted_average", "average", "select_nearest", "max_pool")
-
-
-def check_operator(value: object) -> str:
-    """Validate a merge operator name."""
-    if value not in OPERATORS:
-        raise ValueError(f"operator must be one of {OPERATORS}, got {value!r}")
-    return str(value)
-
-
-class SlotStorage:
-    """K, V (and optionally un-roped temporal channels) for ``capacity`` frame slots.
-
-    ``raw_temporal=False`` allocates no ``kt`` (it is None): merging and re-encoding are then
-    impossible, which is fine for caches whose keys never move.
-    """
-
-    def __init__(self, geometry: KVGeometry, capacity: int, raw_temporal: bool = True) -> None:
-        self.geometry = geometry
-        self.capacity = 0
-        self.raw_temporal = bool(raw_temporal)
-        self.k = self.v = torch.empty(0)
-        self.kt: torch.Tensor | None = torch.empty(0) if self.raw_temporal else None
-        self._allocate(capacity)
-
-    def _tensors(self) -> tuple[torch.Tensor, ...]:
-        """Every allocated buffer (K, V and kt when kept), all slot-indexed alike."""
-        return (self.k, self.v) if self.kt is None else (self.k, self.v, self.kt)
-
-    def _need_kt(self, what: str) -> torch.Tensor:
-        if self.kt is None:
-            raise RuntimeError(
-                f"{what} needs the un-roped temporal channels, which this storage does not keep "
-                f"(raw_temporal=False); the policy must report needs_raw_temporal=True"
-            )
-        return self.kt
-
-    def _allocate(self, capacity: int) -> None:
-        g = self.geometry
-        shape = (g.num_layers, g.batch, capacity, g.tokens_per_frame, g.num_heads)
-        opts = {"dtype": g.dtype, "device": g.device}
-        k = torch.zeros(shape + (g.head_dim,), **opts)
-        v = torch.zeros(shape + (g.head_dim,), **opts)
-        kt = torch.zeros(shape + (g.temporal_channels,), **opts) if self.raw_temporal else None
-        if self.capacity:
-            n = self.capacity
-            k[:, :, :n].copy_(self.k)
-            v[:, :, :n].copy_(self.v)
-            if kt is not None:
-                kt[:, :, :n].copy_(self.kt)
-        self.k, self.v, self.kt, self.capacity = k, v, kt, capacity
-
-    def grow(self, capacity: int) -> None:
-        """Reallocate to ``capacity`` slots keeping the contents (unbounded caches only)."""
-        if capacity > self.capacity:
-            self._allocate(capacity)
-
-    def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in self._tensors())
-
-    def write(
-        self,
-        layer: int,
-        slots: list[int],
-        k: torch.Tensor,
-        v: torch.Tensor,
-        kt: torch.Tensor | None,
-    ) -> None:
-        """Copy a chunk's ``[B, len(slots) * N, H, *]`` tensors into ``slots`` of ``layer``.
-
-        ``kt`` is ignored when this storage keeps no raw temporal channels.
-        """
-        num = len(slots)
-        parts = [(self.k, k), (self.v, v)]
-        if kt is not None and self.kt is not None:
-            parts.append((self.kt, kt))
-        first = slots[0]
-        if slots[-1] - first == num - 1:  # contiguous run: one copy per tensor
-            for buf, src in parts:
-                buf[layer, :, first : first + num].copy_(src.unflatten(1, (num, -1)))
-        else:
-            for buf, src in parts:
-                frames = src.unflatten(1, (num, -1))
-                for j, slot in enumerate(slots):
-                    buf[layer, :, slot].copy_(frames[:, j])
-
-    def context(self, layer: int, num_slots: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Views ``[B, num_slots * N, H, D]`` of the first ``num_slots`` slots of ``layer``."""
-        g = self.geometry
-        shape = (g.batch, self.capacity * g.tokens_per_frame, g.num_heads, g.head_dim)
-        stop = num_slots * g.tokens_per_frame
-        return self.k[layer].view(shape)[:, :stop], self.v[layer].view(shape)[:, :stop]
-
-    def merge(self, a: int, b: int, span_a: int, span_b: int, operator: str) -> int:
-        """Merge slot ``b`` (the newer entry) with slot ``a`` in place, over all layers.
-
-        Returns the slot that holds the result (the other one is free afterwards).  K's
-        temporal channels are left stale: the caller re-encodes them from ``kt``.
-        """
-        self._need_kt("merge")  # the merged entry moves: its key must be re-encoded
-        if operator == "select_nearest":
-            return b  # the newer entry's K/V survive untouched
-        tensors = self._tensors()
-        if operator == "max_pool":
-            for t in tensors:
-                torch.maximum(t[:, :, a], t[:, :, b], out=t[:, :, a])
-            return a
-        weight = 0.5 if operator == "average" else span_b / (span_a + span_b)
-        for t in tensors:
-            t[:, :, a].lerp_(t[:, :, b], weight)
-        return a
-
-    def move(self, dst: int, src: int) -> None:
-        """Copy slot ``src`` into slot ``dst`` over all layers."""
-        for t in self._tensors():
-            t[:, :, dst].copy_(t[:, :, src])
-
-    def encode(self, slot: int, cos: torch.Tensor, sin: torch.Tensor) -> None:
-        """Rebuild K's temporal channels of ``slot`` from ``kt`` rotated by ``cos/sin [Tc/2]``."""
-        kt = self._need_kt("re-encoding a key at a new position")
-        tc = kt.shape[-1]
-        x = kt[:, :, slot]
-        x1, x2 = x[..., 0::2], x[..., 1::2]
-        even = self.k[:, :, slot, ..., 0:tc:2]
-        odd = self.k[:, :, slot, ..., 1:tc:2]
-        torch.mul(x1, cos, out=even)
-        even.addcmul_(x2, sin, value=-1.0)
-        torch.mul(x1, sin, out=odd)
-        odd.addcmul_(x2, cos)
+__all__ = ["OPERATORS", "Entry", "SlotCache", "SlotStorage", "check_operator"]
 
 
 @dataclass
@@ -227,6 +96,7 @@ class SlotCache(KVCache):
         admit: Callable[["SlotCache"], None] | None = None,
         raw_temporal: bool = True,
     ) -> None:
+        check_positions(positions)
         if not raw_temporal and positions == "packed":
             raise ValueError(
                 "raw_temporal must be True with positions='packed' (entries are re-indexed and "

@@ -183,7 +183,11 @@ class Mp4Writer:
         self._fps = fps
         self._crf = crf
         self._codec = codec
-        self._container = av.open(str(self._tmp), mode="w", format="mp4")
+        try:
+            self._container = av.open(str(self._tmp), mode="w", format="mp4")
+        except BaseException:
+            self._tmp.unlink(missing_ok=True)  # nothing half-made may stay behind
+            raise
         self._stream = None
         self.frames_written = 0
         self._done = False

@@ -11,11 +11,16 @@ POSITIONS = ("absolute", "packed")  # fademem_core.policies.POSITION_STRATEGIES
 OPERATORS = ("weighted_average", "average", "select_nearest", "max_pool")  # fademem_core.memory.OPERATORS
 BASELINES = ("sink_window", "sliding_window", "full")
 
-_POSITIONS_TIP = (
-    "Temporal RoPE position each memory entry is shown at. absolute: at its (merged) centre mu, "
-    "the chunk at its real frame index (the paper). packed: entries at 0..n-1 in order, the chunk "
-    "right after them (keeps positions inside the range the model was trained on)."
-)
+
+def _positions_input() -> tuple[list[str], dict]:
+    """The RoPE-positions combo both cache nodes share."""
+    return (list(POSITIONS), {
+        "default": "absolute",
+        "tooltip": "Temporal RoPE position each memory entry is shown at. absolute: at its "
+                   "(merged) centre mu, the chunk at its real frame index (the paper). packed: "
+                   "entries at 0..n-1 in order, the chunk right after them (keeps positions "
+                   "inside the range the model was trained on).",
+    })
 
 
 class FadeMemCache:
@@ -62,7 +67,7 @@ class FadeMemCache:
                                "default), average, select_nearest (keep the entry nearer the present) "
                                "or max_pool (not recommended: kills motion).",
                 }),
-                "positions": (list(POSITIONS), {"default": "absolute", "tooltip": _POSITIONS_TIP}),
+                "positions": _positions_input(),
             }
         }
 
@@ -105,7 +110,7 @@ class FadeMemBaselineCache:
                     "tooltip": "Most recent latent frames a chunk sees, the chunk itself included "
                                "(LongLive: 9 with sink 3; a plain sliding window usually 12). Must be >= chunk.",
                 }),
-                "positions": (list(POSITIONS), {"default": "absolute", "tooltip": _POSITIONS_TIP}),
+                "positions": _positions_input(),
             }
         }
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .cache import CACHE_TYPE
-from .sampler import MAX_LENGTH, latent_frames
+from .sampler import latent_frames, length_input
 
 
 def pil_to_image(picture):
@@ -34,9 +34,8 @@ class FadeMemMemoryLayout:
         return {
             "required": {
                 "cache": (CACHE_TYPE, {"tooltip": "A FadeMem Cache (baseline caches have no layout to draw)."}),
-                "length": ("INT", {"default": 957, "min": 1, "max": MAX_LENGTH, "step": 4,
-                                   "tooltip": "Video frames of the rollout to picture, 1 + 4k "
-                                              "(957 = 240 latent frames = 60 s)."}),
+                "length": length_input("Video frames of the rollout to picture, 1 + 4k "
+                                       "(957 = 240 latent frames = 60 s)."),
                 "width": ("INT", {"default": 768, "min": 160, "max": 4096, "step": 8,
                                   "tooltip": "Picture width in pixels."}),
                 "height": ("INT", {"default": 512, "min": 120, "max": 4096, "step": 8,

@@ -24,6 +24,16 @@ def latent_frames(length: int) -> int:
     return (length - 1) // 4 + 1
 
 
+def length_input(tooltip: str) -> tuple[str, dict]:
+    """The video-length widget (1 + 4k frames, like core EmptyHunyuanLatentVideo), default 60 s."""
+    return ("INT", {"default": 957, "min": 1, "max": MAX_LENGTH, "step": 4, "tooltip": tooltip})
+
+
+def _default_start(k: int) -> int:
+    """Default start of scheduled prompt ``k`` (2, 3, 4): every 320 video frames (20 s)."""
+    return 320 * (k - 1)
+
+
 def timesteps(steps: int) -> list[float]:
     """``steps`` evenly spaced timesteps from 1000 down (4 -> [1000, 750, 500, 250])."""
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
@@ -130,9 +140,8 @@ class FadeMemSampler:
                                   "tooltip": "Video width in pixels (multiple of 16; the models were trained at 832)."}),
                 "height": ("INT", {"default": 480, "min": 16, "max": 4096, "step": 16,
                                    "tooltip": "Video height in pixels (multiple of 16; trained at 480)."}),
-                "length": ("INT", {"default": 957, "min": 1, "max": MAX_LENGTH, "step": 4,
-                                   "tooltip": "Video frames, 1 + 4k (957 = 240 latent frames = 80 chunks, "
-                                              "about 60 s at 16 fps). A last partial chunk is shorter."}),
+                "length": length_input("Video frames, 1 + 4k (957 = 240 latent frames = 80 chunks, "
+                                       "about 60 s at 16 fps). A last partial chunk is shorter."),
                 "chunk": ("INT", {"default": 3, "min": 1, "max": 16, "step": 1,
                                   "tooltip": "Latent frames generated together (the models were trained with 3)."}),
                 "steps": ("INT", {"default": 4, "min": 1, "max": 50, "step": 1,
@@ -161,12 +170,15 @@ class FadeMemSampler:
         comfy.free_memory(bound)
         num_chunks = -(-frames // chunk)
         reporter = _Reporter(num_chunks * len(times), unique_id, bound)
-        latents = generate(model, text, cache, frames, height, width, seed=int(seed), steps=times,
-                           shift=float(shift), chunk=int(chunk), context_noise=float(context_noise),
-                           callback=reporter)
+        try:
+            latents = generate(model, text, cache, frames, height, width, seed=int(seed), steps=times,
+                               shift=float(shift), chunk=int(chunk), context_noise=float(context_noise),
+                               callback=reporter)
+        finally:
+            # generate() frees its cache; hand that memory back to the driver on Cancel too
+            comfy.soft_empty_cache()
         comfy.send_text(f"done: {frames} latent frames, peak KV memory {_mib(reporter.peak)} "
                         f"(bound {_mib(bound)})", unique_id)
-        comfy.soft_empty_cache()
         return ({"samples": to_raw(latents).to(comfy.output_device())},)
 
 
@@ -191,7 +203,7 @@ class FadeMemPromptSchedule:
         for k in range(2, SCHEDULE_SLOTS + 1):
             optional[f"conditioning_{k}"] = ("CONDITIONING", {"tooltip": f"Prompt {k} (optional)."})
             optional[f"start_{k}"] = ("INT", {
-                "default": 320 * (k - 1), "min": 4, "max": MAX_LENGTH - 1, "step": 4,
+                "default": _default_start(k), "min": 4, "max": MAX_LENGTH - 1, "step": 4,
                 "tooltip": f"Video frame where prompt {k} starts (16 fps: 320 = 20 s). Must be after "
                            "the previous connected prompt's start.",
             })
@@ -206,7 +218,7 @@ class FadeMemPromptSchedule:
             cond = kw.get(f"conditioning_{k}")
             if cond is None:
                 continue
-            start = kw.get(f"start_{k}", 320 * (k - 1))
+            start = kw.get(f"start_{k}", _default_start(k))
             latent = (int(start) + 3) // 4  # first latent frame covering video frame `start`
             if latent <= parts[-1][0]:
                 raise ValueError(f"start_{k} ({start}) must come after the previous prompt's start "

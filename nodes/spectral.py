@@ -3,8 +3,7 @@ fitted decay exponent b and a suggested beta.  Translation only: the analysis is
 ``fademem_core.spectral``."""
 from __future__ import annotations
 
-import numpy as np
-import torch
+from .layout import pil_to_image
 
 CATEGORY = "FadeMem"
 
@@ -86,8 +85,7 @@ class FadeMemSpectralDecay:
             raise ValueError("FadeMem Spectral Decay: no power law could be fitted. "
                              + " ".join(res.notes))
         img = draw_spectral(res, title=f"{label}: spectral decay")
-        plot = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).unsqueeze(0)
-        return (plot, float(res.b), float(res.suggested_beta))
+        return (pil_to_image(img), float(res.b), float(res.suggested_beta))
 
 
 NODE_CLASS_MAPPINGS = {"FadeMemSpectralDecay": FadeMemSpectralDecay}

@@ -294,3 +294,27 @@ def test_prompt_embeddings_are_stored_without_pads():
     kept = _Padded.of(emb)
     assert kept.rows.shape == (1, 7, 8)
     assert torch.equal(kept.full("cpu"), emb)
+
+
+def test_write_atomic_replaces_whole_or_leaves_the_old_file(tmp_path):
+    from fademem_core.cli.common import write_atomic
+
+    target = tmp_path / "out.json"
+    target.write_text("old")
+
+    def half_then_fail(tmp):
+        Path(tmp).write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_atomic(target, half_then_fail)
+    assert target.read_text() == "old" and os.listdir(tmp_path) == ["out.json"]
+    write_atomic(target, lambda tmp: Path(tmp).write_text("new"))
+    assert target.read_text() == "new" and os.listdir(tmp_path) == ["out.json"]
+    assert target.stat().st_mode & 0o777 == 0o666 & ~_umask()  # not mkstemp's 0600
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -293,6 +293,25 @@ def test_sampler_checks_interruption_at_every_step(model, monkeypatch):
     assert len(calls) == 5  # stopped at the 5th step, nothing after
 
 
+def test_sampler_returns_freed_memory_when_interrupted(model, monkeypatch):
+    """Cancel mid-rollout: the cache generate() freed goes back to the driver before the raise."""
+    class Stop(Exception):
+        pass
+
+    events = []
+
+    def check():
+        events.append("step")
+        if events.count("step") == 3:
+            raise Stop("interrupted by the user")
+
+    monkeypatch.setattr(comfy, "check_interrupted", check)
+    monkeypatch.setattr(comfy, "soft_empty_cache", lambda: events.append("empty"))
+    with pytest.raises(Stop):
+        run_sampler(model, cond(0), fademem(), length=45, chunk=3, steps=2)
+    assert events == ["step", "step", "step", "empty"]
+
+
 def test_sampler_validates_before_any_work(model, spy_generate):
     with pytest.raises(ValueError, match="length"):
         run_sampler(model, cond(0), fademem(), length=30)

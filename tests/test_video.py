@@ -99,6 +99,18 @@ def test_writer_rejects_bad_paths(tmp_path):
     assert not (tmp_path / "odd.mp4").exists()
 
 
+def test_writer_leaves_nothing_when_the_container_cannot_open(tmp_path, monkeypatch):
+    import av
+
+    def refuse(*args, **kwargs):
+        raise av.error.FFmpegError(1, "no muxer")
+
+    monkeypatch.setattr(av, "open", refuse)
+    with pytest.raises(av.error.FFmpegError):
+        Mp4Writer(tmp_path / "v.mp4")
+    assert os.listdir(tmp_path) == []  # the temp file made for the container is gone too
+
+
 def test_writer_with_no_frames_fails(tmp_path):
     with pytest.raises(ValueError, match="no frames"):
         Mp4Writer(tmp_path / "v.mp4").close()

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from .common import CliError, existing_file, int_at_least, writable_file
+from .common import CliError, existing_file, int_at_least, writable_file, write_atomic
 
 HELP = "measure spectral decay of a video or latent (paper Fig. 2) and suggest beta"
 
@@ -62,19 +60,6 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-def _write_atomic(path: Path, write: Callable[[str], None]) -> None:
-    """Write through a temp file in the same folder, then rename: never a half-written file."""
-    # a plain name (not mkstemp) so the file gets the usual permissions
-    tmp = str(path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}"))
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def run(args: argparse.Namespace) -> int:
     """Handler of ``analyze``: returns 0 when a power law was fitted, 1 when none could be."""
     from ..spectral import analyze_video
@@ -99,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         from ..spectral_plot import draw_spectral
 
         img = draw_spectral(res, title=f"{src.name} ({kind}): spectral decay")
-        _write_atomic(plot, lambda tmp: img.save(tmp, format="PNG"))
+        write_atomic(plot, lambda tmp: img.save(tmp, format="PNG"))
         print(f"plot: {plot}")
     if out_json is not None:
         data = {"source": str(src), "kind": kind, **res.to_dict()}
@@ -107,6 +92,6 @@ def run(args: argparse.Namespace) -> int:
         def dump(tmp: str) -> None:
             with open(tmp, "w", encoding="utf-8") as f:
                 json.dump(data, f)
-        _write_atomic(out_json, dump)
+        write_atomic(out_json, dump)
         print(f"json: {out_json}")
     return 0 if res.fitted else 1

@@ -129,6 +129,23 @@ def writable_file(path: str | os.PathLike, suffix: str, what: str = "output") ->
     return p
 
 
+def write_atomic(path: Path, write: Callable[[str], None]) -> Path:
+    """``write(tmp)`` to a temp file beside ``path``, then rename: never a half-written file."""
+    from ..video import set_default_permissions
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial{path.suffix}",
+                               dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        set_default_permissions(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
 # ----------------------------------------------------------------------------- formatting
 def format_bytes(n: int | float | None) -> str:
     """Human-readable size in binary units; None -> 'unbounded'."""

@@ -130,7 +130,6 @@ def run(args: argparse.Namespace) -> int:
         picture = save_layout_picture(out_dir / "fademem_layout.png", args.frames, args.budget,
                                       args.beta, args.anchor)
         print(f"memory layout picture: {picture}")
-    if args.policy == "fademem":
         print()
         print("the same layout on the real model:")
         for line in memory_lines(args.frames, args.budget, 3, 480, 832, args.anchor):

@@ -9,16 +9,29 @@ from .common import CliError, beta_value, int_at_least, nonneg_float, positive_f
 POLICY_CHOICES = ("fademem", "sink_window", "sliding_window", "full")
 
 
+def add_fademem_options(g: Any, prefix: str = "") -> None:
+    """``--budget``, ``--beta`` and ``--no-anchor`` (help texts start with ``prefix``)."""
+    g.add_argument("--budget", type=int_at_least(2), default=12,
+                   help=f"{prefix}memory entries M, the anchor included (default 12)")
+    g.add_argument("--beta", type=beta_value, default=0.3,
+                   help=f"{prefix}distance warp in (0, 1]; smaller merges the far past harder "
+                        f"(default 0.3)")
+    g.add_argument("--no-anchor", dest="anchor", action="store_false",
+                   help=f"{prefix}let the first frame be merged too")
+
+
+def check_budget(budget: int, anchor: bool) -> None:
+    """The anchor takes one entry and needs two more to merge into: CliError below 3."""
+    if anchor and budget < 3:
+        raise CliError(f"--budget must be >= 3 with the anchor (or pass --no-anchor), "
+                       f"got {budget}")
+
+
 def add_policy_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("cache policy")
     g.add_argument("--policy", default="fademem", choices=POLICY_CHOICES,
                    help="KV memory policy (default fademem)")
-    g.add_argument("--budget", type=int_at_least(2), default=12,
-                   help="fademem: memory entries, the anchor included (default 12)")
-    g.add_argument("--beta", type=beta_value, default=0.3,
-                   help="fademem: distance warp in (0, 1] (default 0.3)")
-    g.add_argument("--no-anchor", dest="anchor", action="store_false",
-                   help="fademem: let the first frame be merged")
+    add_fademem_options(g, prefix="fademem: ")
     g.add_argument("--operator", default="weighted_average",
                    choices=("weighted_average", "average", "select_nearest", "max_pool"),
                    help="fademem: how a merged pair's K/V combine (default weighted_average)")
@@ -64,9 +77,7 @@ def build_policy(args: argparse.Namespace) -> Any:
 
     name = args.policy
     if name == "fademem":
-        if args.anchor and args.budget < 3:
-            raise CliError(f"--budget must be >= 3 with the anchor (or pass --no-anchor), "
-                           f"got {args.budget}")
+        check_budget(args.budget, args.anchor)
         return policy_from_name(name, budget=args.budget, beta=args.beta, anchor=args.anchor,
                                 operator=args.operator, positions=args.positions)
     if name == "full":

@@ -2,14 +2,12 @@
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..video import set_default_permissions
-from .common import (CliError, beta_value, format_bytes, int_at_least, multiple_of_16,
-                     positive_float, writable_file)
+from .common import (format_bytes, int_at_least, multiple_of_16, positive_float, writable_file,
+                     write_atomic)
+from .options import add_fademem_options, check_budget
 
 # The KV memory the plan reports: Wan2.1-T2V-1.3B (30 blocks, 12 heads x 128)
 WAN13B = {"num_layers": 30, "num_heads": 12, "head_dim": 128}
@@ -27,12 +25,7 @@ def register(sub: Any) -> None:
                              "default 240 = 60 s)")
     length.add_argument("--seconds", type=positive_float, default=None,
                         help="video length in seconds at 16 fps")
-    p.add_argument("--budget", type=int_at_least(2), default=12,
-                   help="memory entries M, the anchor included (default 12)")
-    p.add_argument("--beta", type=beta_value, default=0.3,
-                   help="distance warp in (0, 1]; smaller merges the far past harder (default 0.3)")
-    p.add_argument("--no-anchor", dest="anchor", action="store_false",
-                   help="let the first frame be merged too")
+    add_fademem_options(p)
     p.add_argument("--chunk", type=int_at_least(1), default=3,
                    help="latent frames per generated chunk (default 3)")
     p.add_argument("--height", type=multiple_of_16, default=480, help="video height (default 480)")
@@ -89,9 +82,7 @@ def run(args: argparse.Namespace) -> int:
         num_frames = latent_frames_for_seconds(args.seconds)
     else:
         num_frames = 240
-    if args.anchor and args.budget < 3:
-        raise CliError(f"--budget must be >= 3 with the anchor (or pass --no-anchor), "
-                       f"got {args.budget}")
+    check_budget(args.budget, args.anchor)
     picture = writable_file(args.picture, ".png", "--picture") if args.picture else None
 
     entries = plan_layout(num_frames, args.budget, args.beta, anchor=args.anchor)
@@ -116,13 +107,4 @@ def save_layout_picture(path: Path, num_frames: int, budget: int, beta: float,
     from ..layout_picture import draw_layout
 
     image = draw_layout(num_frames, budget, beta, anchor=anchor)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".partial.png", dir=path.parent)
-    os.close(fd)
-    try:
-        image.save(tmp, format="PNG")
-        set_default_permissions(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, lambda tmp: image.save(tmp, format="PNG"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..schedule import Layout, check_beta, check_budget
+from ..slot_storage import check_operator
 from .base import CachePolicy, KVCache, KVGeometry, check_int, check_positions
 
 
@@ -36,8 +37,6 @@ class FadeMem(CachePolicy):
     positions: str = "absolute"
 
     def __post_init__(self) -> None:
-        from ..memory import check_operator  # memory imports this package's base module
-
         check_budget(self.budget, self.anchor)
         check_beta(self.beta)
         check_operator(self.operator)
@@ -58,7 +57,7 @@ class FadeMem(CachePolicy):
     def make_cache(
         self, geometry: KVGeometry, chunk: int, max_frames: int | None = None
     ) -> KVCache:
-        from ..memory import SlotCache
+        from ..memory import SlotCache  # memory imports this package's base module
 
         layout = Layout(self.budget, self.beta, self.anchor)
         return SlotCache(geometry, chunk, self.budget, self.positions, operator=self.operator,
