@@ -8,11 +8,10 @@ frame anchor is orange.  Pillow only.
 from __future__ import annotations
 
 import math
-import numbers
 
 from PIL import Image, ImageDraw, ImageFont
 
-from .schedule import check_beta, check_budget, plan_history
+from .schedule import check_beta, check_budget, check_int, plan_history
 
 _BACKGROUND = (250, 250, 247)
 _TEXT = (40, 40, 40)
@@ -21,12 +20,6 @@ _ANCHOR = (235, 140, 40)
 _FINE = (170, 205, 240)  # span 1
 _COARSE = (45, 30, 110)  # the largest span of the picture
 _TICK = (20, 20, 20)
-
-
-def _check_size(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _span_colour(span: int, max_span: int) -> tuple[int, int, int]:
@@ -52,9 +45,9 @@ def draw_layout(
     """
     check_budget(budget, anchor)
     beta = check_beta(beta)
-    frames = _check_size("num_frames", num_frames, 1)
-    width = _check_size("width", width, 160)
-    height = _check_size("height", height, 120)
+    frames = check_int("num_frames", num_frames, 1)
+    width = check_int("width", width, 160)
+    height = check_int("height", height, 120)
     history = plan_history(frames, budget, beta, anchor)
 
     image = Image.new("RGB", (width, height), _BACKGROUND)

@@ -16,6 +16,7 @@ in the file (``fademem_config`` metadata, written by :func:`save_model`) wins; o
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import tempfile
@@ -27,6 +28,7 @@ import torch
 from .checkpoints import CONFIG_KEY, read_file, stored_config, strip_state_dict, unwrap
 from .lora import load_lora, merge_lora_
 from .model import CausalWan, cast_transformer_
+from .schedule import check_int
 
 # The tiny Wan used by tests, the demo and benchmarks: real architecture, ~41k parameters.
 TINY_CONFIG: dict[str, Any] = {
@@ -91,11 +93,12 @@ def tiny_model(seed: int = 0, **config_overrides: Any) -> CausalWan:
     override any diffusers config field (``num_layers=4``) or alias (``layers``, ``heads``,
     ``head_dim``, ``ffn``).  Same seed, same weights; the global RNG is left untouched.
     """
+    seed = check_int("seed", seed, 0)
     cfg = dict(TINY_CONFIG)
     for key, value in config_overrides.items():
         cfg[CONFIG_ALIASES.get(key, key)] = value
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(seed))
+        torch.manual_seed(seed)
         tr = build_transformer(cfg)
     return CausalWan(tr)
 
@@ -207,8 +210,21 @@ def infer_config(sd: Mapping[str, torch.Tensor], stored: Mapping[str, Any] | Non
     return cfg
 
 
+def _resolve_device(device: Any) -> torch.device:
+    """``device`` as a torch.device, refused (ValueError) before any file is read if unusable."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda:0', got {device!r}") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asks for CUDA, which this machine does not have")
+    return dev
+
+
 def _resolve_dtype_device(dtype: Any, device: Any) -> tuple[torch.dtype, torch.device]:
-    dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = _resolve_device(device)
     if dtype is None:
         dt = torch.bfloat16 if dev.type == "cuda" else torch.float32
     elif isinstance(dtype, str):
@@ -253,8 +269,8 @@ def load_model(
     Raises FileNotFoundError / ValueError with what was found for anything it cannot load.
     """
     dt, dev = _resolve_dtype_device(dtype, device)
-    if not isinstance(lora_strength, (int, float)) or isinstance(lora_strength, bool) or lora_strength != lora_strength:
-        raise ValueError(f"lora_strength must be a number, got {lora_strength!r}")
+    if not isinstance(lora_strength, (int, float)) or isinstance(lora_strength, bool) or not math.isfinite(lora_strength):
+        raise ValueError(f"lora_strength must be a finite number, got {lora_strength!r}")
     adapters = load_lora(lora) if lora is not None else None  # fail on a bad LoRA before the big read
     sd, stored = load_state_dict(path)
     cfg = infer_config(sd, stored)

@@ -262,7 +262,7 @@ class CausalWan:
             if frame_mask.shape != (f, f):
                 raise ValueError(f"frame_mask must be [{f}, {f}], got {tuple(frame_mask.shape)}")
             n = (x.shape[3] // self.patch_size[1]) * (x.shape[4] // self.patch_size[2])
-            mask = frame_mask.to(device=x.device, dtype=torch.bool)
+            mask = frame_mask.to(device=self.device, dtype=torch.bool)  # where q/k live
             mask = mask.repeat_interleave(n, 0).repeat_interleave(n, 1)
 
         def attend(i: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_raw: torch.Tensor) -> torch.Tensor:
@@ -272,7 +272,10 @@ class CausalWan:
 
     def _timestep_embedding(self, timestep: float | torch.Tensor, batch: int, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``temb [B, G, dim]`` and modulation ``[B, G, 6, dim]`` (float32), ``G`` in {1, F}."""
-        t = torch.as_tensor(timestep, dtype=torch.float32, device=self.device)
+        if isinstance(timestep, (int, float)):  # a fill on the device: no host->device copy (sync)
+            t = torch.full((), float(timestep), dtype=torch.float32, device=self.device)
+        else:
+            t = torch.as_tensor(timestep, dtype=torch.float32, device=self.device)
         if t.ndim == 0:
             t = t.expand(batch)
         if t.ndim == 1:
@@ -317,7 +320,7 @@ class CausalWan:
         fp, hp, wp = f // pt, h // ph, w // pw
 
         temb, mod = self._timestep_embedding(timestep, b, fp)
-        cos, sin = self._rotary(positions, hp, wp, x.device)
+        cos, sin = self._rotary(positions, hp, wp, self.device)  # q/k live on the model's device
         tc = axis_dims(self.head_dim)[0]
 
         hs = tr.patch_embedding(x.to(device=self.device, dtype=dt))
@@ -378,10 +381,5 @@ def _sdpa(
     return out.transpose(1, 2)
 
 
-def count_parameters(model: CausalWan) -> int:
-    """Number of parameters of the underlying transformer."""
-    return sum(p.numel() for p in model.transformer.parameters())
-
-
-__all__ = ["CausalWan", "TextKV", "cast_transformer_", "count_parameters"]
+__all__ = ["CausalWan", "TextKV", "cast_transformer_"]
 

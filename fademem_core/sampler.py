@@ -27,6 +27,7 @@ from typing import Callable, Sequence
 import torch
 
 from .model import CausalWan, TextKV
+from .schedule import check_int
 
 # Wan 2.1 VAE per-channel statistics: model space = (raw - mean) / std.
 WAN_LATENT_MEAN = (
@@ -115,12 +116,6 @@ def timestep_schedule(steps: Sequence[float] = DEFAULT_STEPS, shift: float = 5.0
 
 
 # ---------------------------------------------------------------------------- validation
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def _check_text(emb: object, text_dim: int, where: str) -> torch.Tensor:
     if not isinstance(emb, torch.Tensor):
         raise ValueError(f"{where} must be a tensor [B, L, {text_dim}], got {type(emb).__name__}")
@@ -146,7 +141,7 @@ def _parse_schedule(text: object, text_dim: int, num_frames: int) -> list[tuple[
     for i, item in enumerate(text):
         if not isinstance(item, (tuple, list)) or len(item) != 2:
             raise ValueError(f"prompt schedule entry {i} must be (start_frame, embeddings), got {item!r}")
-        start = _check_int(f"prompt schedule entry {i} start frame", item[0], 0)
+        start = check_int(f"prompt schedule entry {i} start frame", item[0], 0)
         if start >= num_frames:
             raise ValueError(f"prompt schedule entry {i} starts at frame {start}, past the video's {num_frames} frames")
         sched.append((start, _check_text(item[1], text_dim, f"prompt schedule entry {i} embeddings")))
@@ -206,12 +201,14 @@ def generate(
     if not isinstance(model, CausalWan):
         raise ValueError(f"model must be a CausalWan (see load_model / tiny_model), got {type(model).__name__}")
     policy = _resolve_policy(policy)
-    chunk = _check_int("chunk", chunk, 1)
-    num_frames = _check_int("num_frames", num_frames, 1)
+    chunk = check_int("chunk", chunk, 1)
+    num_frames = check_int("num_frames", num_frames, 1)
     if num_frames < chunk:
         raise ValueError(f"num_frames ({num_frames}) must be at least one chunk ({chunk} latent frames)")
     rows, cols = model.latent_grid(height, width)
-    seed = _check_int("seed", seed, 0)
+    seed = check_int("seed", seed, 0)
+    if seed >= 2**64:  # torch.Generator takes 64-bit seeds
+        raise ValueError(f"seed must be an integer in [0, 2**64), got {seed!r}")
     times = timestep_schedule(steps, shift)
     if isinstance(context_noise, bool) or not isinstance(context_noise, numbers.Real) or not 0 <= context_noise < NUM_TRAIN_TIMESTEPS:
         raise ValueError(f"context_noise must be a timestep in [0, 1000), got {context_noise!r}")
@@ -258,7 +255,10 @@ def _rollout(
     num_chunks = -(-num_frames // chunk)
 
     def noise(n: int) -> torch.Tensor:
-        return torch.randn(batch, channels, n, h, w, generator=gen, dtype=torch.float32).to(dev)
+        x = torch.randn(batch, channels, n, h, w, generator=gen, dtype=torch.float32)
+        if dev.type == "cuda":  # pinned + non_blocking: the copy queues, the host never waits
+            return x.pin_memory().to(dev, non_blocking=True)
+        return x.to(dev)
 
     def clean_input(x0: torch.Tensor) -> torch.Tensor:
         if context_noise == 0:

@@ -19,7 +19,8 @@ import numbers
 Entry = tuple[float, int]
 
 
-def _check_int(name: str, value: object, minimum: int) -> int:
+def check_int(name: str, value: object, minimum: int) -> int:
+    """Return ``value`` as an int, or raise ValueError naming it (bools and floats refused)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
@@ -39,7 +40,7 @@ def check_budget(budget: object, anchor: object) -> int:
     """Validate ``anchor`` (a bool) and ``budget`` (>= 3 with the anchor, >= 2 without)."""
     if not isinstance(anchor, bool):
         raise ValueError(f"anchor must be True or False, got {anchor!r}")
-    return _check_int("budget", budget, 3 if anchor else 2)
+    return check_int("budget", budget, 3 if anchor else 2)
 
 
 class Layout:
@@ -104,7 +105,7 @@ def plan_history(
 ) -> list[list[Entry]]:
     """The layout after each insertion: element ``t`` is the memory once frames 0..t are in."""
     layout = Layout(budget, beta, anchor)
-    frames = _check_int("num_frames", num_frames, 0)
+    frames = check_int("num_frames", num_frames, 0)
     history = []
     for _ in range(frames):
         layout.insert()
@@ -115,7 +116,7 @@ def plan_history(
 def plan_layout(num_frames: int, budget: int, beta: float, anchor: bool = True) -> list[Entry]:
     """The memory after frames ``0..num_frames-1`` were inserted: ``(mu, span)`` oldest first."""
     layout = Layout(budget, beta, anchor)
-    frames = _check_int("num_frames", num_frames, 0)
+    frames = check_int("num_frames", num_frames, 0)
     for _ in range(frames):
         layout.insert()
     return layout.entries

@@ -225,3 +225,28 @@ def test_legacy_pickle_format_loads(ck, tmp_path):
     torch.save({"generator": original_state_dict(ck.model, "model.")}, p, _use_new_zipfile_serialization=False)
     m = load_model(p, device="cpu")
     assert torch.equal(_weights(m)["proj_out.weight"], _weights(ck.model)["proj_out.weight"])
+
+
+@pytest.mark.parametrize("device,match", [("gpu", "'gpu'"), ("cuda:x", "'cuda:x'"), (3.5, "3.5")])
+def test_bad_device_is_refused_before_reading(tmp_path, device, match):
+    with pytest.raises(ValueError, match=f"device.*{match}"):
+        load_model(tmp_path / "not_read.safetensors", device=device)  # no FileNotFoundError
+
+
+def test_cuda_without_cuda_is_refused_before_reading(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="'cuda'.*CUDA"):
+        load_model(tmp_path / "not_read.safetensors", device="cuda")
+
+
+@pytest.mark.parametrize("strength", [float("inf"), float("-inf"), float("nan")])
+def test_non_finite_lora_strength_is_refused(ck, strength):
+    with pytest.raises(ValueError, match="lora_strength.*finite"):
+        load_model(ck.formats["self_forcing.pt"], lora=ck.loras["peft.pt"], lora_strength=strength,
+                   device="cpu")
+
+
+@pytest.mark.parametrize("seed", [1.5, -1, "0", True])
+def test_tiny_model_refuses_a_bad_seed(seed):
+    with pytest.raises(ValueError, match="seed"):
+        tiny_model(seed=seed)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from fademem_core.memory import OPERATORS, SlotStorage
-from fademem_core.policies import FadeMem, FullCache, KVGeometry
+from fademem_core.policies import FadeMem, FullCache, KVGeometry, SinkWindow, SlidingWindow
 from fademem_core.schedule import Layout, plan_layout
 from kv_reference import attention_ref, rope_ref
 
@@ -214,3 +214,67 @@ def test_dropping_the_raw_temporal_buffer_changes_no_output(sink):
             assert all(torch.equal(x, y) for x, y in zip(a, b))
         assert lean.entries() == full.entries() and lean.positions() == full.positions()
     assert lean.entry_kv(0, 0)[2] is None and full.entry_kv(0, 0)[2] is not None
+
+
+def _fresh_frame(frame: int, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """New (re-cached) un-roped key and value of one frame, distinct from frame_kv's."""
+    gen = torch.Generator().manual_seed(104729 * frame + 13 * layer + 5)
+    return torch.randn(B, N, H, D, generator=gen), torch.randn(B, N, H, D, generator=gen)
+
+
+@pytest.mark.parametrize("make,chunk,frames,order", [
+    (lambda: FullCache(), 4, 4, [0, 2, 1, 3]),  # slots 0,2,1,3: spans 4 slots, not in order
+    # the sampler's own order (exact_frames, oldest first) after these rollouts lands in
+    # slots [0, 2, 3, 1, 4, 5, 6] and [0, 1, 2, 6, 3, 4, 5, 7]
+    (lambda: SlidingWindow(window=10), 3, 27, None),
+    (lambda: SinkWindow(sink=3, window=9), 4, 24, None),
+], ids=["permuted", "sliding10-chunk3", "sink3-window9-chunk4"])
+def test_recache_writes_every_frame_into_its_own_slot(make, chunk, frames, order):
+    cache = make().make_cache(geometry(), chunk)
+    for start in range(0, frames, chunk):
+        run_chunk(cache, start, min(chunk, frames - start))
+    order = cache.exact_frames() if order is None else order
+    positions = cache.begin_recache(order)
+    for layer, lkv in enumerate(cache.layers):
+        parts = [_fresh_frame(f, layer) for f in order]
+        k_raw = torch.cat([p[0] for p in parts], 1)
+        v = torch.cat([p[1] for p in parts], 1)
+        lkv.attend(rope_ref(k_raw, positions, HH, WW), v, k_raw[..., :TC].clone(), write=True)
+    cache.commit()
+    index = {e.frame: i for i, e in enumerate(cache.held)}
+    for layer in range(LAYERS):
+        for f, pos in zip(order, positions):
+            k_raw, v = _fresh_frame(f, layer)
+            k_e, v_e, _ = cache.entry_kv(layer, index[f])
+            assert torch.equal(v_e, v), f"frame {f}'s value landed in another slot"
+            assert (k_e - rope_ref(k_raw, [pos], HH, WW)).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_reduced_precision_reencoding_rounds_like_the_model(dtype):
+    """A key re-encoded at an integer position equals, bit for bit, the model's key roped there
+    (rope.apply_rotary computes in float32 and rounds once)."""
+    from fademem_core.rope import apply_rotary, grid_cos_sin, temporal_cos_sin
+
+    geo = KVGeometry(num_layers=LAYERS, batch=B, tokens_per_frame=N, num_heads=H, head_dim=D,
+                     dtype=dtype)
+    storage = SlotStorage(geo, 2)
+    raw = torch.randn(LAYERS, B, N, H, D, generator=torch.Generator().manual_seed(3)).to(dtype)
+    for pos in (1.0, 7.0, 23.0):
+        cos, sin = grid_cos_sin([pos], HH, WW, D)
+        roped = apply_rotary(raw, cos, sin)
+        storage.k[:, :, 1].copy_(roped)
+        storage.k[:, :, 1, ..., :TC] = 0  # stale temporal channels: encode must rebuild them
+        storage.kt[:, :, 1].copy_(raw[..., :TC])
+        tcos, tsin = temporal_cos_sin([pos], D)
+        storage.encode(1, tcos[0], tsin[0])
+        assert torch.equal(storage.k[:, :, 1], roped)
+        want = rope_ref(raw.flatten(0, 1).float(), [pos], HH, WW)
+        assert (storage.k[:, :, 1].flatten(0, 1).float() - want).abs().max() < 0.02
+
+
+def test_slot_cache_refuses_an_unknown_position_strategy():
+    from fademem_core.memory import SlotCache
+
+    with pytest.raises(ValueError, match="positions.*'relative'"):
+        SlotCache(geometry(), 3, 4, "relative")

@@ -180,3 +180,18 @@ def test_umt5_width_text_is_zero_padded_to_512():
     assert a.keys[0].shape[2] == 512
     assert all(torch.equal(x, y) for x, y in zip(a.keys + a.values, b.keys + b.values))
     assert tiny_model(seed=0).encode_text(torch.randn(1, 7, 32)).keys[0].shape[2] == 7
+
+
+def test_inputs_on_another_device_run_on_the_model_device():
+    """Latents handed over on the CPU (as a user or node may) while the weights live elsewhere:
+    the rotary table and the frame mask must follow the model, not the input.  The meta device
+    stands in for CUDA here (a CPU/meta mix fails the same way a CPU/CUDA mix does)."""
+    m = tiny_model(seed=0).to("meta")
+    x = torch.randn(1, 16, 2, 8, 8)  # CPU
+    tk = m.encode_text(torch.randn(1, 3, 32))
+    assert tk.keys[0].device.type == "meta"
+    causal = torch.tensor([[True, False], [True, True]])
+    out = m.forward_masked(x, 500.0, tk, [0.0, 1.0], frame_mask=causal)
+    assert out.device.type == "meta" and out.shape == x.shape
+    out = m.forward_chunk(x, torch.tensor([250.0]), tk, PassThroughCache(2), [3.0, 4.0], write=False)
+    assert out.device.type == "meta" and out.shape == x.shape

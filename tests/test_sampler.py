@@ -217,6 +217,7 @@ def test_callback_exception_stops_and_frees_memory(model, text, exc):
         ({"shift": 0}, "shift"),
         ({"chunk": 0}, "chunk"),
         ({"seed": -1}, "seed"),
+        ({"seed": 2**64}, "seed"),  # past torch.Generator's 64 bits
         ({"context_noise": -1}, "context_noise"),
         ({"switch": "bogus"}, "switch"),
         ({"callback": 3}, "callback"),

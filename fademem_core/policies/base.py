@@ -8,24 +8,15 @@ See ``docs/ARCHITECTURE.md`` for the full protocol.
 """
 from __future__ import annotations
 
-import numbers
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import torch
 
 from ..rope import axis_dims
+from ..schedule import check_int  # re-exported: the policies and the memory validate with it
 
 POSITION_STRATEGIES = ("absolute", "packed")
-
-
-def check_int(name: str, value: object, minimum: int) -> int:
-    """Return ``value`` as an int, or raise ValueError naming it (bools and floats refused)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def check_positions(value: object) -> str:
