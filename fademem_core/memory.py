@@ -105,7 +105,6 @@ class SlotCache(KVCache):
         self.geometry = geometry
         self._admit_rule = admit
         self.chunk = check_int("chunk", chunk, 1)
-        self.history = history
         self.positions_mode = positions
         self.operator = check_operator(operator)
         if history is not None:

@@ -29,3 +29,14 @@ def node_module(name: str):
     """A module of the pack's ``nodes`` package, e.g. ``node_module("comfy")``."""
     load_pack()
     return sys.modules[f"{PACK}.nodes.{name}"]
+
+
+class Recorder:
+    """Progress bar stand-in that records every update (shared by the node tests)."""
+
+    def __init__(self, total):
+        self.total = total
+        self.updates = []
+
+    def update_absolute(self, value, total=None, preview=None):
+        self.updates.append((value, total, preview))

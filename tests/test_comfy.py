@@ -7,20 +7,9 @@ import types
 import pytest
 import torch
 
-from fademem_pack import node_module
+from fademem_pack import Recorder, node_module
 
 comfy = node_module("comfy")
-
-
-class Recorder:
-    """Progress bar stand-in that records every update."""
-
-    def __init__(self, total):
-        self.total = total
-        self.updates = []
-
-    def update_absolute(self, value, total=None, preview=None):
-        self.updates.append((value, total, preview))
 
 
 def test_comfy_fallbacks_outside_comfyui(tmp_path, monkeypatch):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from fademem_pack import load_pack, node_module
+from fademem_pack import Recorder, load_pack, node_module
 
 PACK = load_pack()
 NODES = PACK.NODE_CLASS_MAPPINGS
@@ -55,17 +55,6 @@ def fademem(**kw):
     args = {"budget": 4, "beta": 0.3, "anchor": True, "operator": "weighted_average", "positions": "absolute"}
     args.update(kw)
     return NODES["FadeMemCache"]().build(**args)[0]
-
-
-class Recorder:
-    """Progress bar stand-in that records every update."""
-
-    def __init__(self, total):
-        self.total = total
-        self.updates = []
-
-    def update_absolute(self, value, total=None, preview=None):
-        self.updates.append((value, total, preview))
 
 
 # ----------------------------------------------------------------------------- declarations
