@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from fademem_core.policies import FadeMem, KVGeometry, SinkWindow  # noqa: E402
+from fademem_core.memory.policies import FadeMem, KVGeometry, SinkWindow  # noqa: E402
 from fademem_core.rope import temporal_cos_sin  # noqa: E402
 
 MODEL_LAYERS, HEADS, HEAD_DIM, CHUNK, PASSES = 30, 12, 128, 3, 5

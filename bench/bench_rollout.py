@@ -31,8 +31,8 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from fademem_core import FadeMem, FullCache, SinkWindow, generate, tiny_model  # noqa: E402
-from fademem_core.loading import build_transformer  # noqa: E402
-from fademem_core.model import CausalWan  # noqa: E402
+from fademem_core.model.loading import build_transformer  # noqa: E402
+from fademem_core.model.causal_wan import CausalWan  # noqa: E402
 
 REAL_1_3B = dict(num_layers=30, num_attention_heads=12, attention_head_dim=128, ffn_dim=8960,
                  text_dim=4096, freq_dim=256)

@@ -20,8 +20,8 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from fademem_core.spectral import _band_index, analyze_video  # noqa: E402
-from fademem_core.spectral_synthetic import synthetic_video  # noqa: E402
+from fademem_core.analysis.spectral import _band_index, analyze_video  # noqa: E402
+from fademem_core.analysis.spectral_synthetic import synthetic_video  # noqa: E402
 
 
 def direct_correlations(x: torch.Tensor, bands: int, max_lag: int) -> np.ndarray:
@@ -82,7 +82,7 @@ def main() -> None:
           f"faster, max |dC| = {err:.1e}")
 
     for path in args.videos:
-        from fademem_core.video_io import read_video
+        from fademem_core.analysis.video_io import read_video
 
         dec_s, frames = timed(lambda: read_video(path), repeat=1)
         an_s, r = timed(lambda: analyze_video(frames, bands=args.bands, max_lag=args.max_lag))

@@ -22,7 +22,7 @@ import time
 CASE = r"""
 import json, resource, sys, time, torch
 from diffusers import AutoencoderKLWan
-from fademem_core.video import Mp4Writer, StreamingVAEDecoder
+from fademem_core.rollout.video import Mp4Writer, StreamingVAEDecoder
 mode, frames, size, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 torch.manual_seed(0)
 vae = AutoencoderKLWan(base_dim=16, z_dim=16, dim_mult=[1, 2, 2, 2], num_res_blocks=1,

@@ -12,37 +12,37 @@ __version__ = "0.1.0"
 
 # public name -> submodule that defines it
 _EXPORTS = {
-    # schedule (pure Python)
-    "plan_layout": "schedule",
-    "plan_history": "schedule",
-    "Layout": "schedule",
+    # memory planner (pure Python)
+    "plan_layout": "memory.planner",
+    "plan_history": "memory.planner",
+    "Layout": "memory.planner",
     # cache policies
-    "CachePolicy": "policies",
-    "FadeMem": "policies",
-    "SinkWindow": "policies",
-    "SlidingWindow": "policies",
-    "FullCache": "policies",
-    "KVGeometry": "policies",
-    "policy_from_name": "policies",
-    "POLICIES": "policies",
+    "CachePolicy": "memory.policies",
+    "FadeMem": "memory.policies",
+    "SinkWindow": "memory.policies",
+    "SlidingWindow": "memory.policies",
+    "FullCache": "memory.policies",
+    "KVGeometry": "memory.policies",
+    "policy_from_name": "memory.policies",
+    "POLICIES": "memory.policies",
     # model + loading
-    "CausalWan": "model",
-    "load_model": "loading",
-    "tiny_model": "loading",
+    "CausalWan": "model.causal_wan",
+    "load_model": "model.loading",
+    "tiny_model": "model.loading",
     # sampler
-    "generate": "sampler",
-    "to_raw": "sampler",
-    "from_raw": "sampler",
-    "RolloutInterrupted": "sampler",
-    "StepInfo": "sampler",
-    "timestep_schedule": "sampler",
+    "generate": "rollout.sampler",
+    "to_raw": "rollout.sampler",
+    "from_raw": "rollout.sampler",
+    "RolloutInterrupted": "rollout.sampler",
+    "StepInfo": "rollout.sampler",
+    "timestep_schedule": "rollout.sampler",
     # analysis
-    "analyze_video": "spectral",
-    "suggest_beta": "spectral",
-    "SpectralResult": "spectral",
-    "draw_spectral": "spectral_plot",
+    "analyze_video": "analysis.spectral",
+    "suggest_beta": "analysis.spectral",
+    "SpectralResult": "analysis.spectral",
+    "draw_spectral": "analysis.spectral_plot",
     # pictures
-    "draw_layout": "layout_picture",
+    "draw_layout": "memory.picture",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 CACHE_TYPE = "FADEMEM_CACHE"
 CATEGORY = "FadeMem"
-POSITIONS = ("absolute", "packed")  # fademem_core.policies.POSITION_STRATEGIES
+POSITIONS = ("absolute", "packed")  # fademem_core.memory.policies.POSITION_STRATEGIES
 OPERATORS = ("weighted_average", "average", "select_nearest", "max_pool")  # fademem_core.memory.OPERATORS
 BASELINES = ("sink_window", "sliding_window", "full")
 
@@ -72,7 +72,7 @@ class FadeMemCache:
         }
 
     def build(self, budget, beta, anchor, operator, positions):
-        from fademem_core.policies import FadeMem
+        from fademem_core.memory.policies import FadeMem
 
         return (FadeMem(budget=int(budget), beta=float(beta), anchor=bool(anchor),
                         operator=operator, positions=positions),)
@@ -115,7 +115,7 @@ class FadeMemBaselineCache:
         }
 
     def build(self, kind, sink, window, positions):
-        from fademem_core.policies import FullCache, SinkWindow, SlidingWindow
+        from fademem_core.memory.policies import FullCache, SinkWindow, SlidingWindow
 
         if kind == "sink_window":
             return (SinkWindow(sink=int(sink), window=int(window), positions=positions),)

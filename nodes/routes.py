@@ -2,7 +2,7 @@
 
 The request handling is the pure function :func:`plan_response` (query dict -> (status, json)),
 so it is tested without aiohttp; :func:`register` hangs it on ComfyUI's server when there is one.
-The Python planner (``fademem_core.schedule``) stays the single source of the layout.
+The Python planner (``fademem_core.memory.planner``) stays the single source of the layout.
 """
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def parse_plan_query(query: dict[str, str]) -> dict[str, Any]:
 
 def plan_response(query: dict[str, str]) -> tuple[int, dict[str, Any]]:
     """Handle GET /fademem/plan: (200, plan) or (400, {"error": message})."""
-    from fademem_core import schedule
+    from fademem_core.memory import planner as schedule
 
     try:
         p = parse_plan_query(query)

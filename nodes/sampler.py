@@ -2,7 +2,7 @@
 
 Translation only: CONDITIONING -> umT5 embeddings or a prompt schedule, video frames -> latent
 frames, the core callback -> ComfyUI progress, preview, interruption and node text.  The
-rollout itself is ``fademem_core.sampler.generate``.
+rollout itself is ``fademem_core.rollout.sampler.generate``.
 """
 from __future__ import annotations
 
@@ -160,7 +160,7 @@ class FadeMemSampler:
 
     def sample(self, model, positive, cache, width, height, length, chunk, steps, shift, seed,
                context_noise, unique_id=None):
-        from fademem_core.sampler import generate, to_raw
+        from fademem_core.rollout.sampler import generate, to_raw
 
         frames = latent_frames(length)
         times = timesteps(steps)

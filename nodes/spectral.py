@@ -1,6 +1,6 @@
 """FadeMemSpectralDecay: the paper's Figure 2 measured on IMAGE frames or a LATENT, with the
 fitted decay exponent b and a suggested beta.  Translation only: the analysis is
-``fademem_core.spectral``."""
+``fademem_core.analysis.spectral``."""
 from __future__ import annotations
 
 from .layout import pil_to_image
@@ -64,9 +64,9 @@ class FadeMemSpectralDecay:
         }
 
     def analyze(self, bands, max_lag, channels, images=None, latent=None):
-        from fademem_core.spectral import analyze_video
-        from fademem_core.spectral_plot import draw_spectral
-        from fademem_core.video_io import image_to_frames, latent_to_frames
+        from fademem_core.analysis.spectral import analyze_video
+        from fademem_core.analysis.spectral_plot import draw_spectral
+        from fademem_core.analysis.video_io import image_to_frames, latent_to_frames
 
         if (images is None) == (latent is None):
             raise ValueError("FadeMem Spectral Decay: connect exactly one of 'images' or "

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from fademem_core.batch import DistInfo, dist_info, output_name, run_sharded, shard
+from fademem_core.rollout.batch import DistInfo, dist_info, output_name, run_sharded, shard
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,7 +67,7 @@ WORKER = textwrap.dedent("""
     import json, os, sys
     from pathlib import Path
     import torch.distributed as dist
-    from fademem_core.batch import dist_info, output_name, run_sharded
+    from fademem_core.rollout.batch import dist_info, output_name, run_sharded
 
     out = Path(sys.argv[1])
     items = ["p0", "p1", "p2", "p3", "boom"]

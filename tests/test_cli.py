@@ -13,8 +13,8 @@ import torch
 
 from fademem_core.cli import main
 from fademem_core.cli.common import Progress
-from fademem_core.schedule import plan_layout
-from fademem_core.video import read_video_info
+from fademem_core.memory.planner import plan_layout
+from fademem_core.rollout.video import read_video_info
 from fixtures_cli import tiny_wan_dir  # noqa: F401  (fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory) -> Path:
-    from fademem_core.loading import save_model, tiny_model
+    from fademem_core.model.loading import save_model, tiny_model
 
     return save_model(tiny_model(seed=0), tmp_path_factory.mktemp("ckpt") / "tiny.safetensors")
 
@@ -160,7 +160,7 @@ def test_demo_says_what_the_default_model_is(capsys, tmp_path):
 
 
 def test_demo_names_what_trained_weights_learned(capsys, tmp_path, monkeypatch):
-    from fademem_core.loading import save_model, tiny_model
+    from fademem_core.model.loading import save_model, tiny_model
 
     weights = save_model(tiny_model(seed=3), tmp_path / "tw.safetensors")
     (tmp_path / "tw.json").write_text(json.dumps(
@@ -191,10 +191,10 @@ def test_generate_writes_the_streamed_video(capsys, tmp_path, tiny_checkpoint, t
 def test_streamed_chunks_equal_full_decode(tiny_checkpoint, tiny_wan_dir):
     """The frames written chunk by chunk are exactly the VAE decode of the whole rollout."""
     from fademem_core.cli.render import rollout_to_video
-    from fademem_core.loading import load_model
-    from fademem_core.policies import FadeMem
-    from fademem_core.sampler import to_raw
-    from fademem_core.video import StreamingVAEDecoder, load_wan_vae
+    from fademem_core.model.loading import load_model
+    from fademem_core.memory.policies import FadeMem
+    from fademem_core.rollout.sampler import to_raw
+    from fademem_core.rollout.video import StreamingVAEDecoder, load_wan_vae
 
     model = load_model(tiny_checkpoint)
     vae = load_wan_vae(tiny_wan_dir)
@@ -217,7 +217,7 @@ def test_streamed_chunks_equal_full_decode(tiny_checkpoint, tiny_wan_dir):
 
 
 def test_generate_schedule_and_lora(capsys, tmp_path, tiny_checkpoint, tiny_wan_dir):
-    from fademem_core.testing import write_checkpoints
+    from fademem_core.model.testing import write_checkpoints
 
     lora = write_checkpoints(tmp_path / "ck").loras["peft.pt"]
     sched = tmp_path / "story.txt"
@@ -253,7 +253,7 @@ def test_generate_prompt_file_names_by_index_and_resumes(capsys, tmp_path, tiny_
 
 def test_failure_mid_video_leaves_nothing(capsys, tmp_path, monkeypatch, tiny_checkpoint,
                                          tiny_wan_dir):
-    from fademem_core.video import StreamingVAEDecoder
+    from fademem_core.rollout.video import StreamingVAEDecoder
 
     real = StreamingVAEDecoder.decode
     calls = []

@@ -14,7 +14,7 @@ from safetensors.torch import save_file
 
 from fademem_core.cli.analyze import register
 from fademem_core.cli.common import CliError
-from fademem_core.spectral_synthetic import synthetic_video
+from fademem_core.analysis.spectral_synthetic import synthetic_video
 
 
 def parse(*argv: str) -> argparse.Namespace:

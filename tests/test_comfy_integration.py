@@ -122,7 +122,7 @@ class Comfy:
 
 @pytest.fixture(scope="module")
 def comfy(tmp_path_factory):
-    from fademem_core.loading import save_model, tiny_model
+    from fademem_core.model.loading import save_model, tiny_model
 
     base = tmp_path_factory.mktemp("comfy_base")
     nodes = base / "custom_nodes"
@@ -219,9 +219,9 @@ def test_tiny_model_rollout_through_prompt(comfy):
     import torch
     from safetensors.torch import load_file
 
-    from fademem_core.loading import tiny_model
-    from fademem_core.policies import FadeMem
-    from fademem_core.sampler import from_raw, generate
+    from fademem_core.model.loading import tiny_model
+    from fademem_core.memory.policies import FadeMem
+    from fademem_core.rollout.sampler import from_raw, generate
 
     entry = comfy.run(tiny_graph())
     assert entry["status"]["status_str"] == "success", f"{entry['status']}\n{comfy.log_tail()}"

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from fademem_core.layout_picture import _ANCHOR, _BACKGROUND, draw_layout
-from fademem_core.schedule import plan_history, plan_layout
+from fademem_core.memory.picture import _ANCHOR, _BACKGROUND, draw_layout
+from fademem_core.memory.planner import plan_history, plan_layout
 
 LEFT, TOP, BOTTOM = 44, 26, 34  # the picture's plot margins
 

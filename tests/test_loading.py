@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from fademem_core import generate, load_model, tiny_model, FullCache
-from fademem_core.loading import infer_config, save_model, to_diffusers_names
-from fademem_core.testing import original_name, write_checkpoints
+from fademem_core.model.loading import infer_config, save_model, to_diffusers_names
+from fademem_core.model.testing import original_name, write_checkpoints
 
 
 @pytest.fixture(scope="module")
@@ -194,7 +194,7 @@ def test_tiny_model_overrides():
 
 
 def test_lora_name_variants_and_file_alpha():
-    from fademem_core.lora import parse_lora
+    from fademem_core.model.lora import parse_lora
 
     a, b = torch.randn(4, 32), torch.randn(32, 4)
     sd = {"base_model.model.model._fsdp_wrapped_module.blocks.1.cross_attn.o.lora_A.default.weight": a,
@@ -219,7 +219,7 @@ def test_heads_inferred_as_width_over_128_without_metadata(tmp_path):
 
 def test_legacy_pickle_format_loads(ck, tmp_path):
     """Files from the pre-zip serializer cannot be memory-mapped: read them without mmap."""
-    from fademem_core.testing import original_state_dict
+    from fademem_core.model.testing import original_state_dict
 
     p = tmp_path / "legacy.pt"
     torch.save({"generator": original_state_dict(ck.model, "model.")}, p, _use_new_zipfile_serialization=False)

@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fademem_core.memory import OPERATORS, SlotStorage
-from fademem_core.policies import FadeMem, FullCache, KVGeometry, SinkWindow, SlidingWindow
-from fademem_core.schedule import Layout, plan_layout
+from fademem_core.memory.cache import OPERATORS, SlotStorage
+from fademem_core.memory.policies import FadeMem, FullCache, KVGeometry, SinkWindow, SlidingWindow
+from fademem_core.memory.planner import Layout, plan_layout
 from kv_reference import attention_ref, rope_ref
 
 B, H, D, HH, WW = 1, 2, 24, 2, 3
@@ -198,8 +198,8 @@ def test_bfloat16_storage_roundtrip():
 @pytest.mark.parametrize("sink", [0, 2])
 def test_dropping_the_raw_temporal_buffer_changes_no_output(sink):
     """Absolute windows store no kt; their contexts equal those of a cache that keeps it."""
-    from fademem_core.memory import SlotCache
-    from fademem_core.policies.windows import _evict_oldest_after
+    from fademem_core.memory.cache import SlotCache
+    from fademem_core.memory.policies.windows import _evict_oldest_after
 
     history = sink + 3
     lean, full = (SlotCache(geometry(), 3, history, "absolute", raw_temporal=raw,
@@ -274,7 +274,7 @@ def test_reduced_precision_reencoding_rounds_like_the_model(dtype):
 
 
 def test_slot_cache_refuses_an_unknown_position_strategy():
-    from fademem_core.memory import SlotCache
+    from fademem_core.memory.cache import SlotCache
 
     with pytest.raises(ValueError, match="positions.*'relative'"):
         SlotCache(geometry(), 3, 4, "relative")

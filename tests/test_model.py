@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from fademem_core import tiny_model
-from fademem_core.model import CausalWan, TextKV
+from fademem_core.model.causal_wan import CausalWan, TextKV
 from fademem_core.rope import axis_dims
 
 
@@ -160,7 +160,7 @@ def test_forward_validation(model):
 
 def test_real_1_3b_geometry_without_allocating():
     """Wan2.1-T2V-1.3B built on the meta device: 274 MiB of bf16 K/V per latent frame at 480x832."""
-    from fademem_core.loading import build_transformer
+    from fademem_core.model.loading import build_transformer
 
     cfg = dict(num_layers=30, num_attention_heads=12, attention_head_dim=128, ffn_dim=8960,
                text_dim=4096, freq_dim=256)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from fademem_core.spectral import analyze_video
-from fademem_core.spectral_synthetic import synthetic_video
+from fademem_core.analysis.spectral import analyze_video
+from fademem_core.analysis.spectral_synthetic import synthetic_video
 from nodes.spectral import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS, FadeMemSpectralDecay
 
 

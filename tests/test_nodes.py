@@ -22,7 +22,7 @@ TEXT_DIM = 32  # tiny_model's text width
 # ----------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
-    from fademem_core.testing import write_checkpoints
+    from fademem_core.model.testing import write_checkpoints
 
     return write_checkpoints(tmp_path_factory.mktemp("ckpts"))
 
@@ -41,7 +41,7 @@ def models_dir(tmp_path, monkeypatch, checkpoints):
 
 @pytest.fixture(scope="module")
 def model():
-    from fademem_core.loading import tiny_model
+    from fademem_core.model.loading import tiny_model
 
     return tiny_model(0)
 
@@ -105,8 +105,8 @@ def test_input_types_are_valid(name, models_dir):
 
 
 def test_combo_options_match_the_core():
-    from fademem_core.memory import OPERATORS
-    from fademem_core.policies import POSITION_STRATEGIES
+    from fademem_core.memory.cache import OPERATORS
+    from fademem_core.memory.policies import POSITION_STRATEGIES
 
     cache = node_module("cache")
     assert tuple(cache.OPERATORS) == tuple(OPERATORS)
@@ -167,7 +167,7 @@ def test_loader_errors(models_dir, monkeypatch):
 
 # ----------------------------------------------------------------------------- caches
 def test_cache_nodes_build_core_policies():
-    from fademem_core.policies import FadeMem, FullCache, SinkWindow, SlidingWindow
+    from fademem_core.memory.policies import FadeMem, FullCache, SinkWindow, SlidingWindow
 
     assert fademem(budget=12, beta=0.5, anchor=False, operator="average") == FadeMem(12, 0.5, False, "average")
     base = NODES["FadeMemBaselineCache"]()
@@ -184,7 +184,7 @@ def test_cache_nodes_build_core_policies():
 @pytest.fixture
 def spy_generate(monkeypatch):
     """Record every StepInfo the core hands the node's callback (the real generate runs)."""
-    import fademem_core.sampler as core
+    import fademem_core.rollout.sampler as core
 
     real = core.generate
     seen = {"infos": [], "calls": 0, "real": real}
@@ -210,7 +210,7 @@ def run_sampler(model, positive, cache, length=29, chunk=3, steps=2, seed=1, wid
 
 
 def test_sampler_returns_raw_latents_of_the_core_rollout(model, spy_generate, monkeypatch):
-    from fademem_core.sampler import from_raw
+    from fademem_core.rollout.sampler import from_raw
 
     generate = spy_generate["real"]
     bars, texts = [], []
@@ -314,7 +314,7 @@ def test_sampler_validates_before_any_work(model, spy_generate):
 
 
 def test_prompt_schedule_drives_the_core_schedule(model):
-    from fademem_core.sampler import from_raw, generate
+    from fademem_core.rollout.sampler import from_raw, generate
 
     a, b, c = cond(1), cond(2), cond(3)
     (schedule,) = NODES["FadeMemPromptSchedule"]().build(a, conditioning_2=b, start_2=12, conditioning_3=c,
@@ -339,7 +339,7 @@ def test_prompt_schedule_skips_unconnected_and_rejects_disorder():
 
 # ----------------------------------------------------------------------------- layout
 def test_memory_layout_image():
-    from fademem_core.layout_picture import draw_layout
+    from fademem_core.memory.picture import draw_layout
 
     (image,) = NODES["FadeMemMemoryLayout"]().draw(fademem(budget=12, beta=0.3), 957, 400, 300)
     assert image.shape == (1, 300, 400, 3) and image.dtype == torch.float32

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import fademem_core
-from fademem_core.policies import POLICIES, FadeMem, FullCache, KVGeometry, SinkWindow, \
+from fademem_core.memory.policies import POLICIES, FadeMem, FullCache, KVGeometry, SinkWindow, \
     SlidingWindow, policy_from_name
 from kv_reference import attention_ref, rope_ref
 
@@ -299,7 +299,7 @@ def test_memory_bytes_is_the_formula_and_what_is_allocated(make, positions, dtyp
 
 
 def test_a_cache_without_raw_temporal_channels_refuses_to_move_keys():
-    from fademem_core.memory import SlotCache, SlotStorage
+    from fademem_core.memory.cache import SlotCache, SlotStorage
 
     geo = geometry()
     with pytest.raises(ValueError, match="raw_temporal"):

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fademem_core.memory import SlotStorage
-from fademem_core.policies import KVGeometry, SlidingWindow
+from fademem_core.memory.cache import SlotStorage
+from fademem_core.memory.policies import KVGeometry, SlidingWindow
 from fademem_core.rope import apply_rotary, axis_dims, grid_cos_sin, rotate_temporal_, \
     temporal_cos_sin
 from kv_reference import rope_ref

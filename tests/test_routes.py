@@ -53,7 +53,7 @@ def test_smaller_beta_keeps_more_recent_frames_exact():
 
 
 def test_same_planner_as_the_core():
-    from fademem_core.schedule import plan_layout
+    from fademem_core.memory.planner import plan_layout
 
     _, body = plan(frames=100, budget=9, beta=0.45, anchor="0")
     assert [tuple(e) for e in body["entries"]] == plan_layout(100, 9, 0.45, anchor=False)

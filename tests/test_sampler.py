@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from fademem_core import FadeMem, FullCache, SinkWindow, SlidingWindow, generate, tiny_model
-from fademem_core.policies import CachePolicy
-from fademem_core.sampler import (
+from fademem_core.memory.policies import CachePolicy
+from fademem_core.rollout.sampler import (
     WAN_LATENT_MEAN,
     WAN_LATENT_STD,
     RolloutInterrupted,

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fademem_core.schedule import Layout, plan_history, plan_layout
+from fademem_core.memory.planner import Layout, plan_history, plan_layout
 
 budgets_anchor = st.integers(min_value=3, max_value=20)
 betas = st.floats(min_value=1e-3, max_value=1.0, allow_nan=False)
@@ -134,6 +134,6 @@ def test_minimum_budgets_are_accepted():
 
 
 def test_planner_does_not_import_torch():
-    code = "import sys, fademem_core.schedule as s; s.plan_layout(40, 12, 0.3); " \
+    code = "import sys, fademem_core.memory.planner as s; s.plan_layout(40, 12, 0.3); " \
            "sys.exit(1 if 'torch' in sys.modules else 0)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

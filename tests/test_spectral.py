@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from fademem_core.spectral import (BETA_RANGE, SpectralResult, analyze_video, band_correlations,
+from fademem_core.analysis.spectral import (BETA_RANGE, SpectralResult, analyze_video, band_correlations,
                                    suggest_beta)
-from fademem_core.spectral_synthetic import synthetic_video
+from fademem_core.analysis.spectral_synthetic import synthetic_video
 
 LN10 = math.log(10.0)  # t* = tau ln(1/epsilon) at the default epsilon 0.1
 

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fademem_core.spectral import analyze_video
-from fademem_core.spectral_synthetic import synthetic_video
-from fademem_core.spectral_plot import _FIT, _RAMP, band_colour, draw_spectral
+from fademem_core.analysis.spectral import analyze_video
+from fademem_core.analysis.spectral_synthetic import synthetic_video
+from fademem_core.analysis.spectral_plot import _FIT, _RAMP, band_colour, draw_spectral
 
 
 def _result(fit: bool = True):

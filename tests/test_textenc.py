@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fademem_core.textenc import (TextEncoder, read_prompt_file, read_schedule_file,
+from fademem_core.model.textenc import (TextEncoder, read_prompt_file, read_schedule_file,
                                   schedule_to_latent_frames)
 from fixtures_cli import TINY_TEXT_DIM, tiny_wan_dir  # noqa: F401  (fixture)
 

@@ -155,7 +155,7 @@ def test_teacher_forcing_mask_against_direct_rule() -> None:
 
 
 def test_training_forward_matches_the_engine_masked_forward() -> None:
-    from fademem_core.model import CausalWan
+    from fademem_core.model.causal_wan import CausalWan
     from fademem_core.tinyworld.train import build_transformer
 
     tr = build_transformer(0)

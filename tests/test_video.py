@@ -6,7 +6,7 @@ import os
 import pytest
 import torch
 
-from fademem_core.video import (LatentPreviewDecoder, Mp4Writer, StreamingVAEDecoder,
+from fademem_core.rollout.video import (LatentPreviewDecoder, Mp4Writer, StreamingVAEDecoder,
                                 read_video_info, video_frames_for_latents)
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from fademem_core.video_io import (image_to_frames, is_latent_file, latent_to_frames,
+from fademem_core.analysis.video_io import (image_to_frames, is_latent_file, latent_to_frames,
                                    load_frames, parse_size, read_latent, read_video)
 
 

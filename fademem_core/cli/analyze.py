@@ -62,8 +62,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Handler of ``analyze``: returns 0 when a power law was fitted, 1 when none could be."""
-    from ..spectral import analyze_video
-    from ..video_io import is_latent_file, load_frames, parse_size
+    from ..analysis.spectral import analyze_video
+    from ..analysis.video_io import is_latent_file, load_frames, parse_size
 
     src = existing_file(args.path, "video or latent file")
     plot = writable_file(args.plot, ".png", "--plot") if args.plot else None
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     print(res.summary())
 
     if plot is not None:
-        from ..spectral_plot import draw_spectral
+        from ..analysis.spectral_plot import draw_spectral
 
         img = draw_spectral(res, title=f"{src.name} ({kind}): spectral decay")
         write_atomic(plot, lambda tmp: img.save(tmp, format="PNG"))

@@ -131,7 +131,7 @@ def writable_file(path: str | os.PathLike, suffix: str, what: str = "output") ->
 
 def write_atomic(path: Path, write: Callable[[str], None]) -> Path:
     """``write(tmp)`` to a temp file beside ``path``, then rename: never a half-written file."""
-    from ..video import set_default_permissions
+    from ..rollout.video import set_default_permissions
 
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial{path.suffix}",
                                dir=path.parent)

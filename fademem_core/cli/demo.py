@@ -52,13 +52,13 @@ class TinySetup:
 
 def load_tiny(weights: Path | None) -> TinySetup:
     """The demo model, its prompt and its latent -> RGB map, with a sentence about where it's from."""
-    from ..loading import load_model, tiny_model
+    from ..model.loading import load_model, tiny_model
 
     if weights is None:
         model = tiny_model(seed=0)
         g = torch.Generator().manual_seed(0)
         text = torch.randn(1, 8, model.text_dim, generator=g)
-        from ..video import LatentPreviewDecoder
+        from ..rollout.video import LatentPreviewDecoder
 
         preview = LatentPreviewDecoder(channels=model.in_channels)
         about = ("tiny model with RANDOM weights (tiny_model(seed=0)): the video is noise; it "
@@ -89,7 +89,7 @@ def _read_info(path: Path) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..policies import FullCache
+    from ..memory.policies import FullCache
     from .common import existing_file
     from .render import rollout_to_video
 

@@ -85,8 +85,8 @@ def latent_frames(args: argparse.Namespace) -> int:
 
 def _jobs(args: argparse.Namespace, num_frames: int) -> tuple[list[Any], list[Path]]:
     """Prompt items (a string, or a schedule list) and their output paths, validated."""
-    from ..batch import output_name
-    from ..textenc import read_prompt_file, read_schedule_file, schedule_to_latent_frames
+    from ..rollout.batch import output_name
+    from ..model.textenc import read_prompt_file, read_schedule_file, schedule_to_latent_frames
 
     if args.prompt_file is not None:
         if args.out is not None:
@@ -117,7 +117,7 @@ def _check_wan_dir(path: str) -> Path:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..batch import dist_info, run_sharded, shard
+    from ..rollout.batch import dist_info, run_sharded, shard
 
     # everything a user can get wrong is checked here, before any weights are read
     checkpoint = existing_file(args.checkpoint, "--checkpoint")
@@ -147,8 +147,8 @@ def run(args: argparse.Namespace) -> int:
     if todo:
         _quiet_libraries()
         texts = _encode(items, todo, wan_dir, device)  # the encoder is gone after this
-        from ..loading import load_model
-        from ..video import load_wan_vae
+        from ..model.loading import load_model
+        from ..rollout.video import load_wan_vae
 
         model = load_model(checkpoint, lora=lora, lora_strength=args.lora_strength, dtype=dtype,
                            device=device)
@@ -194,7 +194,7 @@ def _quiet_libraries() -> None:
 
 def _encode(items: list[Any], todo: list[int], wan_dir: Path, device: Any) -> dict[int, Any]:
     """Embeddings per item index (a tensor, or a schedule of tensors), encoder freed after."""
-    from ..textenc import TextEncoder
+    from ..model.textenc import TextEncoder
 
     if not todo:
         return {}
@@ -217,8 +217,8 @@ def _render_one(model: Any, vae: Any, text: Any, policy: Any, num_frames: int,
                 args: argparse.Namespace, steps: tuple[float, ...], out: Path,
                 label: str) -> Path:
     """Sample one video, decoding each chunk through the streaming VAE into ``out``."""
-    from ..sampler import to_raw
-    from ..video import StreamingVAEDecoder
+    from ..rollout.sampler import to_raw
+    from ..rollout.video import StreamingVAEDecoder
     from .render import rollout_to_video
 
     decoder = StreamingVAEDecoder(vae)

@@ -73,7 +73,7 @@ def parse_steps(text: str) -> tuple[float, ...]:
 
 def build_policy(args: argparse.Namespace) -> Any:
     """The cache policy the options describe (validated by the policy classes)."""
-    from ..policies import policy_from_name
+    from ..memory.policies import policy_from_name
 
     name = args.policy
     if name == "fademem":

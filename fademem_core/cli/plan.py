@@ -57,7 +57,7 @@ def memory_lines(num_frames: int, budget: int, chunk: int, height: int, width: i
     """KV memory of FadeMem vs a full cache on the 1.3B model (bf16), from the policies."""
     import torch
 
-    from ..policies import FadeMem, FullCache, KVGeometry
+    from ..memory.policies import FadeMem, FullCache, KVGeometry
 
     tokens = (height // 16) * (width // 16)
     geo = KVGeometry(batch=1, tokens_per_frame=tokens, dtype=torch.bfloat16, **WAN13B)
@@ -74,7 +74,7 @@ def memory_lines(num_frames: int, budget: int, chunk: int, height: int, width: i
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..schedule import plan_layout
+    from ..memory.planner import plan_layout
 
     if args.frames is not None:
         num_frames = args.frames
@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
 def save_layout_picture(path: Path, num_frames: int, budget: int, beta: float,
                         anchor: bool) -> Path:
     """Draw the layout (``layout_picture.draw_layout``) and save it atomically as PNG."""
-    from ..layout_picture import draw_layout
+    from ..memory.picture import draw_layout
 
     image = draw_layout(num_frames, budget, beta, anchor=anchor)
     return write_atomic(path, lambda tmp: image.save(tmp, format="PNG"))

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import torch
 
-from ..video import Mp4Writer
+from ..rollout.video import Mp4Writer
 from .common import Progress
 
 # chunk latents [B, 16, n, h, w] (model space) -> frames [3, T, H, W] in [-1, 1] or uint8 [T, H, W, 3]
@@ -46,10 +46,10 @@ def rollout_to_video(model: Any, text: Any, policy: Any, num_frames: int, height
     """Run ``fademem_core.generate`` and stream each finished chunk into ``out`` (mp4).
 
     ``frames_of`` turns a finished chunk's model-space latents into frames (called for every
-    chunk, in order); ``out=None`` skips the file.  The mp4 only appears once complete (see :class:`~fademem_core.video.Mp4Writer`);
+    chunk, in order); ``out=None`` skips the file.  The mp4 only appears once complete (see :class:`~fademem_core.rollout.video.Mp4Writer`);
     on any error it is removed and the error propagates.
     """
-    from ..sampler import generate
+    from ..rollout.sampler import generate
 
     batch = (text if isinstance(text, torch.Tensor) else text[0][1]).shape[0]
     slot = policy.slot_bytes(model.geometry(batch, height, width))

@@ -9,7 +9,7 @@ One full-sequence pass over ``[clean frames ; noisy frames]`` of a clip (``2F`` 
 
 Frame ``i`` gets temporal RoPE position ``i`` in both halves, so a noisy chunk sees its clean
 predecessors at exactly the distances it will see them at in a rollout.  The math is the
-inference engine's (``fademem_core.model``): same sub-modules of diffusers'
+inference engine's (``fademem_core.model.causal_wan``): same sub-modules of diffusers'
 ``WanTransformer3DModel``, same rotary table (:func:`fademem_core.rope.grid_cos_sin`), same
 timestep convention (``1000 * sigma``, per frame), float32 norms and modulation; unlike the
 engine's ``encode_text`` the text path keeps its gradients here.

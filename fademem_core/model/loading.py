@@ -27,8 +27,8 @@ import torch
 
 from .checkpoints import CONFIG_KEY, read_file, stored_config, strip_state_dict, unwrap
 from .lora import load_lora, merge_lora_
-from .model import CausalWan, cast_transformer_
-from .schedule import check_int
+from .causal_wan import CausalWan, cast_transformer_
+from ..memory.planner import check_int
 
 # The tiny Wan used by tests, the demo and benchmarks: real architecture, ~41k parameters.
 TINY_CONFIG: dict[str, Any] = {

@@ -26,8 +26,8 @@ from typing import Callable, Sequence
 
 import torch
 
-from .model import CausalWan, TextKV
-from .schedule import check_int
+from ..model.causal_wan import CausalWan, TextKV
+from ..memory.planner import check_int
 
 # Wan 2.1 VAE per-channel statistics: model space = (raw - mean) / std.
 WAN_LATENT_MEAN = (
@@ -157,7 +157,7 @@ def _parse_schedule(text: object, text_dim: int, num_frames: int) -> list[tuple[
 
 
 def _resolve_policy(policy: object):
-    from .policies import CachePolicy, policy_from_name
+    from ..memory.policies import CachePolicy, policy_from_name
 
     if isinstance(policy, CachePolicy):
         return policy

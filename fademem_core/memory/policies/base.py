@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..rope import axis_dims
-from ..schedule import check_int  # re-exported: the policies and the memory validate with it
+from ...rope import axis_dims
+from ..planner import check_int  # re-exported: the policies and the memory validate with it
 
 POSITION_STRATEGIES = ("absolute", "packed")
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..schedule import Layout, check_beta, check_budget
-from ..slot_storage import check_operator
+from ..planner import Layout, check_beta, check_budget
+from ..storage import check_operator
 from .base import CachePolicy, KVCache, KVGeometry, check_int, check_positions
 
 
@@ -57,7 +57,7 @@ class FadeMem(CachePolicy):
     def make_cache(
         self, geometry: KVGeometry, chunk: int, max_frames: int | None = None
     ) -> KVCache:
-        from ..memory import SlotCache  # memory imports this package's base module
+        from ..cache import SlotCache  # memory imports this package's base module
 
         layout = Layout(self.budget, self.beta, self.anchor)
         return SlotCache(geometry, chunk, self.budget, self.positions, operator=self.operator,

@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from .rope import apply_rotary, axis_dims, grid_cos_sin
+from ..rope import apply_rotary, axis_dims, grid_cos_sin
 
 if TYPE_CHECKING:  # pragma: no cover
     from diffusers import WanTransformer3DModel
 
-    from .policies.base import KVCache, KVGeometry
+    from ..memory.policies.base import KVCache, KVGeometry
 
 # Sub-modules kept in float32 whatever the weight dtype: tiny and precision-critical (timestep
 # embedding, modulation, the affine cross-attention norm, the q/k RMSNorm gains).
@@ -183,7 +183,7 @@ class CausalWan:
 
     def geometry(self, batch: int, height: int, width: int) -> "KVGeometry":
         """KV geometry of a rollout at ``height x width`` pixels (the cache's allocation unit)."""
-        from .policies.base import KVGeometry
+        from ..memory.policies.base import KVGeometry
 
         return KVGeometry(
             num_layers=self.num_layers,

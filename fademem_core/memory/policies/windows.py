@@ -51,7 +51,7 @@ class SlidingWindow(CachePolicy):
     def make_cache(
         self, geometry: KVGeometry, chunk: int, max_frames: int | None = None
     ) -> KVCache:
-        from ..memory import SlotCache  # memory imports this package's base module
+        from ..cache import SlotCache  # memory imports this package's base module
 
         history = self.history_frames(chunk)
         return SlotCache(geometry, chunk, history, self.positions,
@@ -82,7 +82,7 @@ class SinkWindow(CachePolicy):
     def make_cache(
         self, geometry: KVGeometry, chunk: int, max_frames: int | None = None
     ) -> KVCache:
-        from ..memory import SlotCache  # memory imports this package's base module
+        from ..cache import SlotCache  # memory imports this package's base module
 
         history = self.history_frames(chunk)
         return SlotCache(geometry, chunk, history, self.positions,

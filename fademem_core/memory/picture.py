@@ -11,7 +11,7 @@ import math
 
 from PIL import Image, ImageDraw, ImageFont
 
-from .schedule import check_beta, check_budget, check_int, plan_history
+from .planner import check_beta, check_budget, check_int, plan_history
 
 _BACKGROUND = (250, 250, 247)
 _TEXT = (40, 40, 40)

@@ -29,7 +29,7 @@ class FullCache(CachePolicy):
     def make_cache(
         self, geometry: KVGeometry, chunk: int, max_frames: int | None = None
     ) -> KVCache:
-        from ..memory import SlotCache  # memory imports this package's base module
+        from ..cache import SlotCache  # memory imports this package's base module
 
         return SlotCache(geometry, chunk, None, self.positions, max_frames=max_frames,
                          raw_temporal=self.needs_raw_temporal)

@@ -1,7 +1,7 @@
 """The KV memory of one rollout: preallocated slots plus host-side bookkeeping.
 
 A slot holds one memory entry (or one frame of the current chunk); the buffers and the merge
-operators live in :mod:`fademem_core.slot_storage`.  Because attention is permutation invariant
+operators live in :mod:`fademem_core.memory.storage`.  Because attention is permutation invariant
 once positions are explicit, slot order need not be time order: the attention context of a
 layer is simply ``K[layer].view(B, slots * N, H, D)[:, :ctx * N]``, a view, never a
 concatenation.
@@ -19,8 +19,8 @@ from typing import Callable
 import torch
 
 from .policies.base import KVCache, KVGeometry, LayerKV, check_int, check_positions
-from .rope import inv_freq
-from .slot_storage import OPERATORS, SlotStorage, check_operator
+from ..rope import inv_freq
+from .storage import OPERATORS, SlotStorage, check_operator
 
 __all__ = ["OPERATORS", "Entry", "SlotCache", "SlotStorage", "check_operator"]
 

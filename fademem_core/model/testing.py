@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from .loading import save_model, tiny_model
-from .model import CausalWan
+from .causal_wan import CausalWan
 
 # diffusers name -> original Wan name, applied in order
 _TO_ORIGINAL = (

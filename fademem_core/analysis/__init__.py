@@ -1,0 +1,1 @@
+"""Spectral-decay analysis of videos (paper Sec. 3.2), its plot and synthetic ground truth."""

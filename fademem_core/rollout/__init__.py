@@ -1,0 +1,1 @@
+"""The rollout: chunk-by-chunk sampling, streaming video decode and batch sharding."""
