@@ -12,6 +12,11 @@ __version__ = "0.1.0"
 
 # public name -> submodule that defines it
 _EXPORTS = {
+    # Wan constants (no torch until a conversion runs)
+    "FPS": "wan",
+    "video_frames_for_latents": "wan",
+    "latents_for_video_frames": "wan",
+    "latent_frame_of_video_frame": "wan",
     # memory planner (pure Python)
     "plan_layout": "memory.planner",
     "plan_history": "memory.planner",
@@ -25,22 +30,26 @@ _EXPORTS = {
     "KVGeometry": "memory.policies",
     "policy_from_name": "memory.policies",
     "POLICIES": "memory.policies",
+    "POSITION_STRATEGIES": "memory.positions",
+    "OPERATORS": "memory.storage",
     # model + loading
     "CausalWan": "model.causal_wan",
     "load_model": "model.loading",
     "tiny_model": "model.loading",
     # sampler
     "generate": "rollout.sampler",
-    "to_raw": "rollout.sampler",
-    "from_raw": "rollout.sampler",
+    "to_raw": "wan",
+    "from_raw": "wan",
     "RolloutInterrupted": "rollout.sampler",
     "StepInfo": "rollout.sampler",
-    "timestep_schedule": "rollout.sampler",
+    "timestep_schedule": "rollout.timesteps",
     # analysis
     "analyze_video": "analysis.spectral",
     "suggest_beta": "analysis.spectral",
     "SpectralResult": "analysis.spectral",
     "draw_spectral": "analysis.spectral_plot",
+    "image_to_frames": "analysis.video_io",
+    "latent_to_frames": "analysis.video_io",
     # pictures
     "draw_layout": "memory.picture",
 }

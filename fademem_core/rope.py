@@ -106,3 +106,24 @@ def rotate_temporal_(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> t
     tc = 2 * cos.shape[-1]
     x[..., :tc] = apply_rotary(x[..., :tc], cos, sin)
     return x
+
+
+def rotate_into_(dst: torch.Tensor, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> None:
+    """In place: write ``x`` (interleaved pairs, ``[..., 2P]``) rotated by ``cos/sin [P]``
+    (broadcast over ``x``'s leading dims) into ``dst`` (same shape, any float dtype).
+
+    float32 ``dst``: computed in place without temporaries (the CPU hot path of re-encoding a
+    memory key); reduced precision: computed in float32 and rounded once, exactly as
+    :func:`apply_rotary` does.
+    """
+    x1, x2 = x[..., 0::2], x[..., 1::2]
+    even, odd = dst[..., 0::2], dst[..., 1::2]
+    if dst.dtype == torch.float32:
+        torch.mul(x1, cos, out=even)
+        even.addcmul_(x2, sin, value=-1.0)
+        torch.mul(x1, sin, out=odd)
+        odd.addcmul_(x2, cos)
+    else:
+        x1, x2 = x1.float(), x2.float()
+        even.copy_(x1 * cos - x2 * sin)
+        odd.copy_(x1 * sin + x2 * cos)

@@ -5,16 +5,16 @@ SlidingWindow, FullCache); the sampler builds the actual memory from it for each
 """
 from __future__ import annotations
 
+from fademem_core import OPERATORS, POSITION_STRATEGIES
+
 CACHE_TYPE = "FADEMEM_CACHE"
 CATEGORY = "FadeMem"
-POSITIONS = ("absolute", "packed")  # fademem_core.memory.policies.POSITION_STRATEGIES
-OPERATORS = ("weighted_average", "average", "select_nearest", "max_pool")  # fademem_core.memory.OPERATORS
 BASELINES = ("sink_window", "sliding_window", "full")
 
 
 def _positions_input() -> tuple[list[str], dict]:
     """The RoPE-positions combo both cache nodes share."""
-    return (list(POSITIONS), {
+    return (list(POSITION_STRATEGIES), {
         "default": "absolute",
         "tooltip": "Temporal RoPE position each memory entry is shown at. absolute: at its "
                    "(merged) centre mu, the chunk at its real frame index (the paper). packed: "
@@ -72,7 +72,7 @@ class FadeMemCache:
         }
 
     def build(self, budget, beta, anchor, operator, positions):
-        from fademem_core.memory.policies import FadeMem
+        from fademem_core import FadeMem
 
         return (FadeMem(budget=int(budget), beta=float(beta), anchor=bool(anchor),
                         operator=operator, positions=positions),)
@@ -115,7 +115,7 @@ class FadeMemBaselineCache:
         }
 
     def build(self, kind, sink, window, positions):
-        from fademem_core.memory.policies import FullCache, SinkWindow, SlidingWindow
+        from fademem_core import FullCache, SinkWindow, SlidingWindow
 
         if kind == "sink_window":
             return (SinkWindow(sink=int(sink), window=int(window), positions=positions),)

@@ -44,8 +44,7 @@ class FadeMemMemoryLayout:
         }
 
     def draw(self, cache, length, width, height):
-        from fademem_core.memory.picture import draw_layout
-        from fademem_core.memory.policies import FadeMem
+        from fademem_core import FadeMem, draw_layout
 
         if not isinstance(cache, FadeMem):
             raise ValueError(f"FadeMem Memory Layout draws FadeMem caches, got {type(cache).__name__}")

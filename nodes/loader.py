@@ -56,7 +56,7 @@ class FadeMemModelLoader:
         }
 
     def load(self, model_name, lora_name, lora_strength, weight_dtype):
-        from fademem_core.model.loading import load_model
+        from fademem_core import load_model
 
         dtype = _dtype(weight_dtype)
         path = comfy.model_path("diffusion_models", model_name)

@@ -2,7 +2,7 @@
 
 The request handling is the pure function :func:`plan_response` (query dict -> (status, json)),
 so it is tested without aiohttp; :func:`register` hangs it on ComfyUI's server when there is one.
-The Python planner (``fademem_core.memory.planner``) stays the single source of the layout.
+The Python planner (``fademem_core.plan_history``) stays the single source of the layout.
 """
 from __future__ import annotations
 
@@ -60,11 +60,11 @@ def parse_plan_query(query: dict[str, str]) -> dict[str, Any]:
 
 def plan_response(query: dict[str, str]) -> tuple[int, dict[str, Any]]:
     """Handle GET /fademem/plan: (200, plan) or (400, {"error": message})."""
-    from fademem_core.memory import planner as schedule
+    from fademem_core import plan_history
 
     try:
         p = parse_plan_query(query)
-        history = schedule.plan_history(p["frames"], p["budget"], p["beta"], anchor=p["anchor"])
+        history = plan_history(p["frames"], p["budget"], p["beta"], anchor=p["anchor"])
     except ValueError as e:
         return 400, {"error": str(e)}
     wanted = set(_rows(p["frames"], MAX_ROWS))

@@ -2,9 +2,11 @@
 
 Translation only: CONDITIONING -> umT5 embeddings or a prompt schedule, video frames -> latent
 frames, the core callback -> ComfyUI progress, preview, interruption and node text.  The
-rollout itself is ``fademem_core.rollout.sampler.generate``.
+rollout itself is ``fademem_core.generate``.
 """
 from __future__ import annotations
+
+from fademem_core import latent_frame_of_video_frame, latents_for_video_frames
 
 from . import comfy
 from .cache import CACHE_TYPE
@@ -19,9 +21,7 @@ SCHEDULE_SLOTS = 4
 
 def latent_frames(length: int) -> int:
     """Latent frames of a ``length``-frame video (Wan VAE: 1 + 4 * (latent - 1) frames)."""
-    if isinstance(length, bool) or not isinstance(length, int) or length < 1 or (length - 1) % 4:
-        raise ValueError(f"length must be 1 + 4*k video frames (1, 5, ..., 957), got {length!r}")
-    return (length - 1) // 4 + 1
+    return latents_for_video_frames(length)
 
 
 def length_input(tooltip: str) -> tuple[str, dict]:
@@ -160,7 +160,7 @@ class FadeMemSampler:
 
     def sample(self, model, positive, cache, width, height, length, chunk, steps, shift, seed,
                context_noise, unique_id=None):
-        from fademem_core.rollout.sampler import generate, to_raw
+        from fademem_core import generate, to_raw
 
         frames = latent_frames(length)
         times = timesteps(steps)
@@ -219,7 +219,7 @@ class FadeMemPromptSchedule:
             if cond is None:
                 continue
             start = kw.get(f"start_{k}", _default_start(k))
-            latent = (int(start) + 3) // 4  # first latent frame covering video frame `start`
+            latent = latent_frame_of_video_frame(int(start))
             if latent <= parts[-1][0]:
                 raise ValueError(f"start_{k} ({start}) must come after the previous prompt's start "
                                  f"(latent frame {parts[-1][0]}); starts must increase")

@@ -64,9 +64,7 @@ class FadeMemSpectralDecay:
         }
 
     def analyze(self, bands, max_lag, channels, images=None, latent=None):
-        from fademem_core.analysis.spectral import analyze_video
-        from fademem_core.analysis.spectral_plot import draw_spectral
-        from fademem_core.analysis.video_io import image_to_frames, latent_to_frames
+        from fademem_core import analyze_video, draw_spectral, image_to_frames, latent_to_frames
 
         if (images is None) == (latent is None):
             raise ValueError("FadeMem Spectral Decay: connect exactly one of 'images' or "

@@ -121,7 +121,7 @@ def test_module_entry_point_reports_one_line(tmp_path):
                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines() == [
-        "fademem plan: error: argument --beta: beta must be in (0, 1], got 1.5 "
+        "fademem plan: error: argument --beta: beta must be a number in (0, 1], got 1.5 "
         "(see fademem plan --help)"]
 
 

@@ -1,6 +1,8 @@
 """The tensor memory: merge operators, slot views, agreement with the planner, exactness."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pytest
 import torch
 
@@ -79,7 +81,7 @@ def test_context_is_a_view_of_the_preallocated_buffer():
         k = rope_ref(k_raw, positions, HH, WW)
         k_ctx, v_ctx = cache.layers[0].attend(k, v, k_raw[..., :TC], write=True)
         assert k_ctx.shape == (B, (min(start, 4) + 3) * N, H, D)
-        storage = cache._storage
+        storage = cache.buffers()
         assert k_ctx.data_ptr() == storage.k[0].data_ptr()
         assert v_ctx.data_ptr() == storage.v[0].data_ptr()
         current = (storage.k.data_ptr(), storage.v.data_ptr(), storage.kt.data_ptr())
@@ -140,7 +142,7 @@ def test_memory_follows_planner_and_operator(operator, positions):
                                        rtol=0, atol=2e-5)
             torch.testing.assert_close(v_e, v, rtol=0, atol=2e-6)
             torch.testing.assert_close(kt_e, k_stored[..., :TC], rtol=0, atol=2e-6)
-        assert cache.positions() == [mu if positions == "absolute" else float(i)
+        assert cache.encoded_positions() == [mu if positions == "absolute" else float(i)
                                      for i, (mu, *_) in enumerate(ref)]
 
 
@@ -195,15 +197,30 @@ def test_bfloat16_storage_roundtrip():
         assert (v_e.float() - v).abs().max() < 0.05
 
 
+@dataclass(frozen=True)
+class _KeepingRawChannels(SinkWindow):
+    """A sink window that keeps (raw=True) or drops the un-roped temporal channels at will.
+
+    No validation on purpose: it lets the cache's own checks be exercised."""
+
+    raw: bool = False
+
+    def __post_init__(self) -> None:
+        pass
+
+    @property
+    def needs_raw_temporal(self) -> bool:
+        return self.raw
+
+
 @pytest.mark.parametrize("sink", [0, 2])
 def test_dropping_the_raw_temporal_buffer_changes_no_output(sink):
     """Absolute windows store no kt; their contexts equal those of a cache that keeps it."""
     from fademem_core.memory.cache import SlotCache
-    from fademem_core.memory.policies.windows import _evict_oldest_after
 
     history = sink + 3
-    lean, full = (SlotCache(geometry(), 3, history, "absolute", raw_temporal=raw,
-                            admit=_evict_oldest_after(sink, history)) for raw in (False, True))
+    lean, full = (SlotCache(geometry(), 3, _KeepingRawChannels(sink=sink, window=6, raw=raw))
+                  for raw in (False, True))
     assert lean.nbytes() == (history + 3) * geometry().bytes_per_frame()
     assert full.nbytes() == (history + 3) * LAYERS * B * N * H * (2 * D + TC) * 4
     for start in range(0, 17, 3):
@@ -212,7 +229,7 @@ def test_dropping_the_raw_temporal_buffer_changes_no_output(sink):
         _, out_full = run_chunk(full, start, num, query_seed=start)
         for a, b in zip(out_lean, out_full):
             assert all(torch.equal(x, y) for x, y in zip(a, b))
-        assert lean.entries() == full.entries() and lean.positions() == full.positions()
+        assert lean.entries() == full.entries() and lean.encoded_positions() == full.encoded_positions()
     assert lean.entry_kv(0, 0)[2] is None and full.entry_kv(0, 0)[2] is not None
 
 
@@ -241,7 +258,7 @@ def test_recache_writes_every_frame_into_its_own_slot(make, chunk, frames, order
         v = torch.cat([p[1] for p in parts], 1)
         lkv.attend(rope_ref(k_raw, positions, HH, WW), v, k_raw[..., :TC].clone(), write=True)
     cache.commit()
-    index = {e.frame: i for i, e in enumerate(cache.held)}
+    index = {e.frame: i for i, e in enumerate(cache.held())}
     for layer in range(LAYERS):
         for f, pos in zip(order, positions):
             k_raw, v = _fresh_frame(f, layer)
@@ -277,4 +294,4 @@ def test_slot_cache_refuses_an_unknown_position_strategy():
     from fademem_core.memory.cache import SlotCache
 
     with pytest.raises(ValueError, match="positions.*'relative'"):
-        SlotCache(geometry(), 3, 4, "relative")
+        SlotCache(geometry(), 3, _KeepingRawChannels(positions="relative"))

@@ -195,3 +195,24 @@ def test_inputs_on_another_device_run_on_the_model_device():
     assert out.device.type == "meta" and out.shape == x.shape
     out = m.forward_chunk(x, torch.tensor([250.0]), tk, PassThroughCache(2), [3.0, 4.0], write=False)
     assert out.device.type == "meta" and out.shape == x.shape
+
+
+def test_timestep_sinusoid_is_wans_float64_formula():
+    """[cos | sin](t * 10000^(-j/half)) in float64 (Wan's sinusoidal_embedding_1d), then float32;
+    diffusers' float32 Timesteps is measurably further from it at large t."""
+    import math
+
+    from diffusers.models.embeddings import Timesteps
+
+    from fademem_core.model.causal_wan import timestep_sinusoid
+
+    dim, half = 32, 16
+    ts = [0.0, 1.0, 250.0, 625.0, 937.5, 1000.0]
+    want = torch.tensor([[math.cos(t * 10000.0 ** (-j / half)) for j in range(half)]
+                         + [math.sin(t * 10000.0 ** (-j / half)) for j in range(half)] for t in ts],
+                        dtype=torch.float64)
+    got = timestep_sinusoid(torch.tensor(ts), dim)
+    assert got.dtype == torch.float32 and got.shape == (len(ts), dim)
+    assert (got.double() - want).abs().max() < 1e-7  # only the final rounding to float32
+    fp32 = Timesteps(dim, flip_sin_to_cos=True, downscale_freq_shift=0)(torch.tensor(ts))
+    assert (fp32.double() - want).abs().max() > 1e-6

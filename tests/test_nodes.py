@@ -104,13 +104,16 @@ def test_input_types_are_valid(name, models_dir):
     assert isinstance(cls.DESCRIPTION, str) and cls.DESCRIPTION
 
 
-def test_combo_options_match_the_core():
-    from fademem_core.memory.cache import OPERATORS
-    from fademem_core.memory.policies import POSITION_STRATEGIES
-
+def test_every_combo_option_builds_the_policy_it_names():
     cache = node_module("cache")
-    assert tuple(cache.OPERATORS) == tuple(OPERATORS)
-    assert tuple(cache.POSITIONS) == tuple(POSITION_STRATEGIES)
+    spec = cache.FadeMemCache.INPUT_TYPES()["required"]
+    for operator in spec["operator"][0]:
+        for positions in spec["positions"][0]:
+            (policy,) = cache.FadeMemCache().build(12, 0.3, True, operator, positions)
+            assert (policy.operator, policy.positions) == (operator, positions)
+    kinds = cache.FadeMemBaselineCache.INPUT_TYPES()["required"]["kind"][0]
+    built = {type(cache.FadeMemBaselineCache().build(k, 3, 9, "absolute")[0]).__name__ for k in kinds}
+    assert built == {"SinkWindow", "SlidingWindow", "FullCache"}
 
 
 def test_cache_defaults_are_the_papers():
@@ -184,7 +187,7 @@ def test_cache_nodes_build_core_policies():
 @pytest.fixture
 def spy_generate(monkeypatch):
     """Record every StepInfo the core hands the node's callback (the real generate runs)."""
-    import fademem_core.rollout.sampler as core
+    import fademem_core as core  # the nodes call the public name
 
     real = core.generate
     seen = {"infos": [], "calls": 0, "real": real}

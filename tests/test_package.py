@@ -50,3 +50,45 @@ def test_version_matches_pyproject() -> None:
     assert f'\nversion = "{fademem_core.__version__}"\n' in text
     deps = text.split("\ndependencies = [", 1)[1].split("]", 1)[0]
     assert '"torch' in deps and "torch==" not in deps.replace(" ", "")
+
+
+def test_no_engine_function_is_longer_than_60_lines() -> None:
+    """The style rule (a function over ~60 lines should be split), outside the tiny world."""
+    import ast
+
+    long = []
+    for p in sorted((ROOT / "fademem_core").rglob("*.py")):
+        if "tinyworld" in p.parts:
+            continue
+        for node in ast.walk(ast.parse(p.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > 60:
+                    long.append(f"{p.relative_to(ROOT)}:{node.lineno} {node.name} ({lines} lines)")
+    assert long == []
+
+
+def test_engine_imports_run_one_way() -> None:
+    """Leaves (checks, wan, rope) -> memory -> model -> rollout -> analysis/cli: no module
+    imports a layer above its own (top-level imports and function-level ones alike)."""
+    import ast
+
+    rank = {"checks": 0, "wan": 0, "rope": 0, "memory": 1, "model": 2, "rollout": 3,
+            "analysis": 4, "tinyworld": 4, "cli": 5}
+    bad = []
+    for p in sorted((ROOT / "fademem_core").rglob("*.py")):
+        parts = p.relative_to(ROOT / "fademem_core").with_suffix("").parts
+        if parts[0] not in rank:
+            continue
+        for node in ast.walk(ast.parse(p.read_text())):
+            if not isinstance(node, ast.ImportFrom) or not node.level and not (node.module or "").startswith("fademem_core"):
+                continue
+            if node.level:
+                base = list(parts[:-1])[: len(parts) - node.level]
+                target = base + (node.module.split(".") if node.module else [])
+            else:
+                target = node.module.split(".")[1:]
+            names = target or [a.name for a in node.names]
+            if names and names[0] in rank and rank[names[0]] > rank[parts[0]]:
+                bad.append(f"{'/'.join(parts)} imports {'.'.join(names)}")
+    assert bad == []

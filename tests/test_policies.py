@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import fademem_core
-from fademem_core.memory.policies import POLICIES, FadeMem, FullCache, KVGeometry, SinkWindow, \
-    SlidingWindow, policy_from_name
+from fademem_core.memory.policies import POLICIES, Decision, FadeMem, FullCache, Keep, KVGeometry, Merge, \
+    MemoryView, SinkWindow, SlidingWindow, policy_from_name
 from kv_reference import attention_ref, rope_ref
 
 # Every registered policy at its defaults and with packed positions, plus variants: a policy
@@ -109,7 +109,7 @@ def test_rollout_respects_the_stated_bounds(policy):
         assert sizes == {bound} and cache.nbytes() == bound  # allocated once, never grows
     want_pos = [m for m, _ in entries] if policy.positions == "absolute" else \
         [float(i) for i in range(len(entries))]
-    assert cache.positions() == want_pos
+    assert cache.encoded_positions() == want_pos
     cache.close()
     cache.close()
     assert cache.nbytes() == 0
@@ -121,7 +121,7 @@ def test_rollout_respects_the_stated_bounds(policy):
 def test_exact_entries_and_attention_match_reference(policy):
     """Entries holding one frame carry that frame's K/V, keyed at the stated position."""
     cache = rollout(policy, 17)
-    held = {e.frame: (i, p) for i, (e, p) in enumerate(zip(cache.held, cache.positions()))}
+    held = {e.frame: (i, p) for i, (e, p) in enumerate(zip(cache.held(), cache.encoded_positions()))}
     exact = cache.exact_frames()
     assert exact and exact[-1] == 16
     for f in exact:
@@ -138,7 +138,7 @@ def test_exact_entries_and_attention_match_reference(policy):
         # merged entries are checked against the operator in test_memory; here, exact ones
         ref_k = [rope_ref(frame_kv(f, layer)[0], [held[f][1]], HH, WW) for f in exact]
         ref_v = [frame_kv(f, layer)[1] for f in exact]
-        merged = [i for i, e in enumerate(cache.held) if e.span > 1]
+        merged = [i for i, e in enumerate(cache.held()) if e.span > 1]
         ref_k += [cache.entry_kv(layer, i)[0] for i in merged]
         ref_v += [cache.entry_kv(layer, i)[1] for i in merged]
         q = torch.randn(k.shape, generator=torch.Generator().manual_seed(layer))
@@ -153,10 +153,10 @@ def test_recache_replaces_exact_frames_in_place(policy):
     exact = cache.exact_frames()
     targets = exact[-2:]
     positions = cache.begin_recache(targets)
-    index = {e.frame: i for i, e in enumerate(cache.held)}
-    assert positions == [cache.positions()[index[f]] for f in targets]
+    index = {e.frame: i for i, e in enumerate(cache.held())}
+    assert positions == [cache.encoded_positions()[index[f]] for f in targets]
     others = {i: cache.entry_kv(0, i)[1].clone() for i in range(len(before))
-              if cache.held[i].frame not in targets}
+              if cache.held()[i].frame not in targets}
     sizes = write_pass(cache, targets, positions, salt=1)
     assert sizes == [len(before) * N] * LAYERS  # recached frames see the whole memory
     cache.commit()
@@ -283,7 +283,7 @@ def test_memory_bytes_is_the_formula_and_what_is_allocated(make, positions, dtyp
     want = _formula_bytes(policy, geo, CHUNK, max_frames)
     assert policy.memory_bytes(geo, CHUNK, max_frames=max_frames) == want
     cache = policy.make_cache(geo, CHUNK, max_frames=max_frames)
-    assert (cache._storage.kt is not None) == policy.needs_raw_temporal
+    assert (cache.buffers().kt is not None) == policy.needs_raw_temporal
     assert cache.nbytes() == want  # allocated up front, exactly the stated amount
     for start in range(0, frames, CHUNK):
         num = min(CHUNK, frames - start)
@@ -298,12 +298,34 @@ def test_memory_bytes_is_the_formula_and_what_is_allocated(make, positions, dtyp
     cache.close()
 
 
+@dataclasses.dataclass(frozen=True)
+class _MergeWithoutRawChannels(FullCache):
+    """A broken policy: it merges the first pair past two entries yet claims it needs no raw
+    temporal channels (whatever its positions), so the cache's own checks must catch it."""
+
+    def __post_init__(self) -> None:
+        pass
+
+    @property
+    def needs_raw_temporal(self) -> bool:
+        return False
+
+    def history_frames(self, chunk: int = 3) -> int | None:
+        return 2
+
+    def decide(self, memory: MemoryView) -> Decision:
+        if len(memory.held) > 2:
+            a, b = memory.held[0], memory.held[1]
+            return Merge(0, (a.mu + b.mu) / 2, a.span + b.span)
+        return Keep()
+
+
 def test_a_cache_without_raw_temporal_channels_refuses_to_move_keys():
     from fademem_core.memory.cache import SlotCache, SlotStorage
 
     geo = geometry()
     with pytest.raises(ValueError, match="raw_temporal"):
-        SlotCache(geo, CHUNK, 4, "packed", raw_temporal=False)
+        SlotCache(geo, CHUNK, _MergeWithoutRawChannels(positions="packed"))
     storage = SlotStorage(geo, 3, raw_temporal=False)
     assert storage.kt is None and storage.nbytes() == 3 * geo.slot_bytes(raw_temporal=False)
     with pytest.raises(RuntimeError, match="raw_temporal"):
@@ -311,11 +333,7 @@ def test_a_cache_without_raw_temporal_channels_refuses_to_move_keys():
     with pytest.raises(RuntimeError, match="raw_temporal"):
         storage.encode(0, torch.ones(TC // 2), torch.zeros(TC // 2))
 
-    def merge_first(cache):  # a merging rule on a cache built without the raw channels
-        if len(cache.held) > 2:
-            cache.merge(0)
-
-    cache = SlotCache(geo, CHUNK, 2, "absolute", admit=merge_first, raw_temporal=False)
+    cache = SlotCache(geo, CHUNK, _MergeWithoutRawChannels())
     cache.begin_chunk(0, CHUNK)
     write_pass(cache, range(CHUNK), [0.0, 1.0, 2.0])
     with pytest.raises(RuntimeError, match="needs_raw_temporal"):

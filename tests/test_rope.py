@@ -84,7 +84,7 @@ def test_packed_reencoding_equals_key_rotated_there_directly():
         cache.commit()
     # window 5, chunk 2 -> 3 entries: frames 7, 8, 9 now at packed positions 0, 1, 2
     assert cache.exact_frames() == [7, 8, 9]
-    assert cache.positions() == [0.0, 1.0, 2.0]
+    assert cache.encoded_positions() == [0.0, 1.0, 2.0]
     for i, frame in enumerate([7, 8, 9]):
         k_e, _, _ = cache.entry_kv(0, i)
         assert (k_e - rope_ref(raw[frame], [float(i)], HH, WW)).abs().max() < 1e-5

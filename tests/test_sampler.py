@@ -47,6 +47,9 @@ class Spy(CachePolicy):
     def visible_frames(self, chunk: int):
         return self.inner.visible_frames(chunk)
 
+    def decide(self, memory):
+        return self.inner.decide(memory)
+
     def make_cache(self, geometry, chunk, max_frames=None):
         cache = self.inner.make_cache(geometry, chunk, max_frames)
         self.made.append(cache)

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fademem_core.model.textenc import (TextEncoder, read_prompt_file, read_schedule_file,
-                                  schedule_to_latent_frames)
+from fademem_core.model.textenc import TextEncoder
+from fademem_core.rollout.prompts import read_prompt_file, read_schedule_file, schedule_to_latent_frames
 from fixtures_cli import TINY_TEXT_DIM, tiny_wan_dir  # noqa: F401  (fixture)
 
 

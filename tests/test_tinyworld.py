@@ -156,9 +156,9 @@ def test_teacher_forcing_mask_against_direct_rule() -> None:
 
 def test_training_forward_matches_the_engine_masked_forward() -> None:
     from fademem_core.model.causal_wan import CausalWan
-    from fademem_core.tinyworld.train import build_transformer
+    from fademem_core.tinyworld.train import init_transformer
 
-    tr = build_transformer(0)
+    tr = init_transformer(0)
     with torch.no_grad():  # move off the zero-initialised output layers so outputs differ
         for p in tr.parameters():
             p.add_(0.05 * torch.randn_like(p))

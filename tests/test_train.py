@@ -47,7 +47,7 @@ def test_train_runs_a_few_steps_and_writes_loadable_weights(tmp_path) -> None:
     model = load_model(out, device="cpu", dtype=torch.float32)
     assert model.num_layers == tw.MODEL_CONFIG["num_layers"] and model.heads == tw.MODEL_CONFIG["num_attention_heads"]
     # training moved the weights away from the seeded initialisation, text path included
-    init = tw.build_transformer(0).state_dict()
+    init = tw.init_transformer(0).state_dict()
     trained = load_file(out)
     for name in ("condition_embedder.text_embedder.linear_1.weight", "blocks.0.attn1.to_q.weight", "proj_out.weight"):
         assert not torch.equal(init[name], trained[name]), name

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from fademem_core.rollout.video import (LatentPreviewDecoder, Mp4Writer, StreamingVAEDecoder,
-                                read_video_info, video_frames_for_latents)
+                                read_video_info)
+from fademem_core.wan import video_frames_for_latents
 
 
 @pytest.fixture(scope="module")

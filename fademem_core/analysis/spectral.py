@@ -326,6 +326,47 @@ def _fit(radius: np.ndarray, horizon: np.ndarray) -> tuple[float, tuple[float, f
     return b, (b_lo, b_hi), r2, c
 
 
+def _power_law(radius: np.ndarray, horizon: np.ndarray, chosen: list[int],
+               notes: list[str]) -> tuple[float, tuple[float, float], float, float, float,
+                                          tuple[float, float]]:
+    """``(b, b_ci, r2, intercept, beta, beta_ci)`` of the fit over the ``chosen`` bands (nan
+    where it cannot be made); appends why to ``notes``."""
+    b, b_ci, r2, c = math.nan, (math.nan, math.nan), math.nan, math.nan
+    beta, beta_ci = math.nan, (math.nan, math.nan)
+    if len(chosen) >= 3:
+        b, b_ci, r2, c = _fit(radius[chosen], horizon[chosen])
+        if math.isfinite(b):
+            beta = suggest_beta(b)
+            if r2 < 0.8 or not b_ci[1] < 2 * b_ci[0]:
+                notes.append(f"weak fit (R^2 {r2:.2f}, b between {b_ci[0]:.2f} and "
+                             f"{b_ci[1]:.2f}): this clip shows no clean power law")
+            beta_ci = (suggest_beta(b_ci[1]) if math.isfinite(b_ci[1]) else BETA_RANGE[0],
+                       suggest_beta(b_ci[0]) if math.isfinite(b_ci[0]) else BETA_RANGE[0])
+        else:
+            notes.append("horizons do not shrink with frequency: no power law")
+    else:
+        notes.append(f"only {len(chosen)} trusted band(s) to fit (need 3): try more frames, a "
+                     "larger max_lag or fewer bands")
+
+    return b, b_ci, r2, c, beta, beta_ci
+
+
+def _stable_radius(chosen: list[int], status: list[str], horizon: np.ndarray,
+                   radius: np.ndarray, max_lag: int) -> np.ndarray:
+    """``r*(t)`` per lag: the largest fitted-range band still stable at ``t`` (bands censored
+    long or flat count as lasting)."""
+    top = max(chosen) if chosen else -1
+    lasting = np.where(np.isin(status, ["long", "flat"]), np.inf, np.nan_to_num(horizon))
+    lags = np.arange(max_lag + 1)
+    stable = np.full(max_lag + 1, np.nan)
+    for d in lags:  # loop over lags (<= L), not frame pairs
+        keep = [r for r in range(top + 1) if lasting[r] >= d and status[r] != "empty"]
+        if keep:
+            stable[d] = radius[max(keep)]
+
+    return stable
+
+
 def analyze_video(frames: Any, bands: int = 16, max_lag: int | None = None,
                   epsilon: float = 0.1, min_drop: float = 0.02,
                   fit_bands: Sequence[int] | None = None) -> SpectralResult:
@@ -369,32 +410,10 @@ def analyze_video(frames: Any, bands: int = 16, max_lag: int | None = None,
         if which:
             notes.append(f"bands {which} not fitted: {why}")
 
-    b, b_ci, r2, c = math.nan, (math.nan, math.nan), math.nan, math.nan
-    beta, beta_ci = math.nan, (math.nan, math.nan)
-    if len(chosen) >= 3:
-        b, b_ci, r2, c = _fit(radius[chosen], horizon[chosen])
-        if math.isfinite(b):
-            beta = suggest_beta(b)
-            if r2 < 0.8 or not b_ci[1] < 2 * b_ci[0]:
-                notes.append(f"weak fit (R^2 {r2:.2f}, b between {b_ci[0]:.2f} and "
-                             f"{b_ci[1]:.2f}): this clip shows no clean power law")
-            beta_ci = (suggest_beta(b_ci[1]) if math.isfinite(b_ci[1]) else BETA_RANGE[0],
-                       suggest_beta(b_ci[0]) if math.isfinite(b_ci[0]) else BETA_RANGE[0])
-        else:
-            notes.append("horizons do not shrink with frequency: no power law")
-    else:
-        notes.append(f"only {len(chosen)} trusted band(s) to fit (need 3): try more frames, a "
-                     "larger max_lag or fewer bands")
+    b, b_ci, r2, c, beta, beta_ci = _power_law(radius, horizon, chosen, notes)
 
-    # r*(t): largest fitted-range band still stable at t; censored-long bands count as lasting
-    top = max(chosen) if chosen else -1
-    lasting = np.where(np.isin(status, ["long", "flat"]), np.inf, np.nan_to_num(horizon))
     lags = np.arange(max_lag + 1)
-    stable = np.full(max_lag + 1, np.nan)
-    for d in lags:  # loop over lags (<= L), not frame pairs
-        keep = [r for r in range(top + 1) if lasting[r] >= d and status[r] != "empty"]
-        if keep:
-            stable[d] = radius[max(keep)]
+    stable = _stable_radius(chosen, status, horizon, radius, max_lag)
 
     return SpectralResult(
         lags=lags, band_edges=edges, band_radius=radius, correlation=corr, plateau=plateau,

@@ -70,12 +70,17 @@ def nonneg_float(text: str) -> float:
     return value
 
 
-def beta_value(text: str) -> float:
-    """argparse type: FadeMem's beta in (0, 1]."""
-    value = float(_number(float, text))
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"beta must be in (0, 1], got {text}")
-    return value
+def checked(kind: Callable[[str], float], check: Callable[[Any], Any], name: str) -> Callable[[str], Any]:
+    """argparse type: parse a number with ``kind``, then validate it with the library's own
+    ``check`` (one validation for the engine, the CLI and the nodes)."""
+    def parse(text: str) -> Any:
+        value = _number(kind, text)
+        try:
+            return check(value)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    parse.__name__ = name
+    return parse
 
 
 def multiple_of_16(text: str) -> int:

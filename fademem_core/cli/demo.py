@@ -15,9 +15,10 @@ from typing import Any, Callable
 
 import torch
 
+from ..wan import LATENT_FPS
 from .common import Progress, format_bytes, int_at_least, writable_dir
 from .options import add_policy_options, build_policy
-from .plan import FPS, memory_lines, save_layout_picture
+from .plan import memory_lines, save_layout_picture
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "tiny_world.safetensors"
 DEMO_SIZE = 64  # pixels; the tiny world is 8x8 latents
@@ -102,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     setup = load_tiny(weights)
     print(f"model: {setup.about}")
     print(f"video: {args.frames} latent frames at {DEMO_SIZE}x{DEMO_SIZE}, one frame per latent "
-          f"frame ({args.frames / 4:.0f} s at {FPS / 4:g} fps), seed {args.seed}")
+          f"frame ({args.frames / LATENT_FPS:.0f} s at {LATENT_FPS:g} fps), seed {args.seed}")
 
     runs = [(_policy_label(policy), policy, out_dir / "demo_fademem.mp4"
              if args.policy == "fademem" else out_dir / f"demo_{args.policy}.mp4")]
@@ -112,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     for label, pol, path in runs:
         progress = Progress(-(-args.frames // 3), label=f"{label:>12}")
         res = rollout_to_video(setup.model, setup.text, pol, args.frames, DEMO_SIZE, DEMO_SIZE,
-                               setup.frames_of, path, FPS / 4, progress=progress, seed=args.seed)
+                               setup.frames_of, path, LATENT_FPS, progress=progress, seed=args.seed)
         results.append((label, res))
 
     print()

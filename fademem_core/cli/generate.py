@@ -17,9 +17,11 @@ from typing import Any
 
 from .common import (CliError, Progress, existing_dir, existing_file, finite_float, int_at_least,
                      multiple_of_16, positive_float, writable_dir, writable_file)
+from ..rollout.batch import output_name
+from ..rollout.prompts import read_prompt_file, read_schedule_file, schedule_to_latent_frames
+from ..wan import FPS, latent_frames_for_seconds, video_frames_for_latents
 from .options import add_policy_options, add_sampling_options, build_policy, parse_steps
 
-FPS = 16.0
 
 
 def register(sub: Any) -> None:
@@ -77,17 +79,12 @@ def latent_frames(args: argparse.Namespace) -> int:
         if args.frames < args.chunk:
             raise CliError(f"--frames ({args.frames}) must be at least one chunk ({args.chunk})")
         return args.frames
-    from .plan import latent_frames_for_seconds
-
     latents = latent_frames_for_seconds(5.0 if args.seconds is None else args.seconds)
     return max(args.chunk, math.ceil(latents / args.chunk) * args.chunk)
 
 
 def _jobs(args: argparse.Namespace, num_frames: int) -> tuple[list[Any], list[Path]]:
     """Prompt items (a string, or a schedule list) and their output paths, validated."""
-    from ..rollout.batch import output_name
-    from ..model.textenc import read_prompt_file, read_schedule_file, schedule_to_latent_frames
-
     if args.prompt_file is not None:
         if args.out is not None:
             raise CliError("--out names one video; with --prompt-file use --out-dir")
@@ -147,15 +144,9 @@ def run(args: argparse.Namespace) -> int:
     if todo:
         _quiet_libraries()
         texts = _encode(items, todo, wan_dir, device)  # the encoder is gone after this
-        from ..model.loading import load_model
-        from ..rollout.video import load_wan_vae
-
-        model = load_model(checkpoint, lora=lora, lora_strength=args.lora_strength, dtype=dtype,
-                           device=device)
-        vae = load_wan_vae(wan_dir, device=device,
-                           dtype=torch.float32 if device.type == "cpu" else torch.bfloat16)
+        model, vae = _load(checkpoint, lora, args.lora_strength, dtype, wan_dir, device)
         say(f"model {checkpoint.name}{' + ' + lora.name if lora else ''} on {device}; "
-            f"policy {policy}; {num_frames} latent frames = {1 + 4 * (num_frames - 1)} video "
+            f"policy {policy}; {num_frames} latent frames = {video_frames_for_latents(num_frames)} video "
             f"frames at {args.width}x{args.height}")
 
     def work(index: int, item: Any) -> str:
@@ -177,6 +168,21 @@ def run(args: argparse.Namespace) -> int:
     if failed:
         say(f"{len(failed)} of {len(items)} prompt(s) failed", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _load(checkpoint: Path, lora: Path | None, lora_strength: float, dtype: Any, wan_dir: Path,
+          device: Any) -> tuple[Any, Any]:
+    """The causal Wan (with its LoRA merged) and the Wan VAE on ``device``."""
+    import torch
+
+    from ..model.loading import load_model
+    from ..rollout.video import load_wan_vae
+
+    model = load_model(checkpoint, lora=lora, lora_strength=lora_strength, dtype=dtype,
+                       device=device)
+    vae = load_wan_vae(wan_dir, device=device,
+                       dtype=torch.float32 if device.type == "cpu" else torch.bfloat16)
+    return model, vae
 
 
 def _quiet_libraries() -> None:

@@ -4,7 +4,12 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .common import CliError, beta_value, int_at_least, nonneg_float, positive_float
+from ..checks import check_beta, check_budget
+from ..memory.policies import policy_from_name
+from ..memory.storage import OPERATORS
+from ..memory.positions import POSITION_STRATEGIES
+from ..rollout.timesteps import check_steps
+from .common import CliError, checked, int_at_least, nonneg_float, positive_float
 
 POLICY_CHOICES = ("fademem", "sink_window", "sliding_window", "full")
 
@@ -13,18 +18,11 @@ def add_fademem_options(g: Any, prefix: str = "") -> None:
     """``--budget``, ``--beta`` and ``--no-anchor`` (help texts start with ``prefix``)."""
     g.add_argument("--budget", type=int_at_least(2), default=12,
                    help=f"{prefix}memory entries M, the anchor included (default 12)")
-    g.add_argument("--beta", type=beta_value, default=0.3,
+    g.add_argument("--beta", type=checked(float, check_beta, "beta"), default=0.3,
                    help=f"{prefix}distance warp in (0, 1]; smaller merges the far past harder "
                         f"(default 0.3)")
     g.add_argument("--no-anchor", dest="anchor", action="store_false",
                    help=f"{prefix}let the first frame be merged too")
-
-
-def check_budget(budget: int, anchor: bool) -> None:
-    """The anchor takes one entry and needs two more to merge into: CliError below 3."""
-    if anchor and budget < 3:
-        raise CliError(f"--budget must be >= 3 with the anchor (or pass --no-anchor), "
-                       f"got {budget}")
 
 
 def add_policy_options(p: argparse.ArgumentParser) -> None:
@@ -33,9 +31,9 @@ def add_policy_options(p: argparse.ArgumentParser) -> None:
                    help="KV memory policy (default fademem)")
     add_fademem_options(g, prefix="fademem: ")
     g.add_argument("--operator", default="weighted_average",
-                   choices=("weighted_average", "average", "select_nearest", "max_pool"),
+                   choices=OPERATORS,
                    help="fademem: how a merged pair's K/V combine (default weighted_average)")
-    g.add_argument("--positions", default="absolute", choices=("absolute", "packed"),
+    g.add_argument("--positions", default="absolute", choices=POSITION_STRATEGIES,
                    help="RoPE positions of memory entries (default absolute)")
     g.add_argument("--window", type=int_at_least(1), default=None,
                    help="sliding_window: frames seen (default 12); sink_window: most recent "
@@ -59,25 +57,20 @@ def add_sampling_options(p: argparse.ArgumentParser) -> None:
 
 
 def parse_steps(text: str) -> tuple[float, ...]:
-    """``"1000,750,500,250"`` -> (1000.0, 750.0, 500.0, 250.0), each in (0, 1000]."""
+    """``"1000,750,500,250"`` -> (1000.0, 750.0, 500.0, 250.0), validated by the rollout's
+    :func:`~fademem_core.rollout.timesteps.check_steps` (ValueError: one line, status 2)."""
     try:
-        steps = tuple(float(s) for s in text.split(",") if s.strip())
+        steps = [float(s) for s in text.split(",") if s.strip()]
     except ValueError:
         raise CliError(f"--steps must be comma-separated numbers, got {text!r}") from None
-    if not steps or any(not 0 < s <= 1000 for s in steps):
-        raise CliError(f"--steps must be numbers in (0, 1000], got {text!r}")
-    if list(steps) != sorted(steps, reverse=True) or len(set(steps)) != len(steps):
-        raise CliError(f"--steps must strictly decrease, got {text!r}")
-    return steps
+    return tuple(check_steps(steps))
 
 
 def build_policy(args: argparse.Namespace) -> Any:
     """The cache policy the options describe (validated by the policy classes)."""
-    from ..memory.policies import policy_from_name
-
     name = args.policy
     if name == "fademem":
-        check_budget(args.budget, args.anchor)
+        check_budget(args.budget, args.anchor)  # before any heavy work
         return policy_from_name(name, budget=args.budget, beta=args.beta, anchor=args.anchor,
                                 operator=args.operator, positions=args.positions)
     if name == "full":

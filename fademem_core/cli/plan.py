@@ -5,13 +5,15 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from ..checks import check_budget
+from ..memory.planner import plan_layout
+from ..wan import FPS, latent_frames_for_seconds, video_frames_for_latents
 from .common import (format_bytes, int_at_least, multiple_of_16, positive_float, writable_file,
                      write_atomic)
-from .options import add_fademem_options, check_budget
+from .options import add_fademem_options
 
 # The KV memory the plan reports: Wan2.1-T2V-1.3B (30 blocks, 12 heads x 128)
 WAN13B = {"num_layers": 30, "num_heads": 12, "head_dim": 128}
-FPS = 16.0  # Wan2.1 video frame rate; 1 latent frame = 4 video frames
 
 
 def register(sub: Any) -> None:
@@ -33,11 +35,6 @@ def register(sub: Any) -> None:
     p.add_argument("--picture", metavar="PNG", default=None,
                    help="also draw the layout to this PNG file")
     p.set_defaults(func=run)
-
-
-def latent_frames_for_seconds(seconds: float) -> int:
-    """Latent frames of a ``seconds``-long video: 4 video frames each at 16 fps (60 s -> 240)."""
-    return max(1, round(seconds * FPS / 4))
 
 
 def layout_table(entries: list[tuple[float, int]], num_frames: int) -> list[str]:
@@ -74,8 +71,6 @@ def memory_lines(num_frames: int, budget: int, chunk: int, height: int, width: i
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..memory.planner import plan_layout
-
     if args.frames is not None:
         num_frames = args.frames
     elif args.seconds is not None:
@@ -86,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     picture = writable_file(args.picture, ".png", "--picture") if args.picture else None
 
     entries = plan_layout(num_frames, args.budget, args.beta, anchor=args.anchor)
-    video_frames = 1 + 4 * (num_frames - 1) if num_frames else 0
+    video_frames = video_frames_for_latents(num_frames)
     print(f"FadeMem layout after {num_frames} latent frames ({video_frames} video frames, "
           f"{video_frames / FPS:.1f} s at 16 fps): budget {args.budget}, beta {args.beta:g}, "
           f"anchor {'on' if args.anchor else 'off'}")

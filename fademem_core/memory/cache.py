@@ -7,33 +7,60 @@ layer is simply ``K[layer].view(B, slots * N, H, D)[:, :ctx * N]``, a view, neve
 concatenation.
 
 Bookkeeping lives in :class:`SlotCache` as plain Python numbers on the host, so a merge or
-eviction never waits for the device.  A policy passes an ``admit(cache)`` rule, called after
-every inserted frame, that calls :meth:`SlotCache.evict` or :meth:`SlotCache.merge`.
+eviction never waits for the device.  After every inserted frame the cache asks its policy
+(``policy.decide(MemoryView(held, newest, history))``, a pure function of plain records) and applies the answer;
+the policy never calls back.  ``mu``/``span`` live here only.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import NamedTuple
 
 import torch
 
-from .policies.base import KVCache, KVGeometry, LayerKV, check_int, check_positions
-from ..rope import inv_freq
+from ..checks import check_int
+from ..rope import temporal_cos_sin
+from .contract import (Decision, Entry, Evict, KVCache, KVGeometry, Keep, LayerKV, Merge,
+                       MemoryRule, MemoryView)
+from .positions import position_strategy
 from .storage import OPERATORS, SlotStorage, check_operator
 
-__all__ = ["OPERATORS", "Entry", "SlotCache", "SlotStorage", "check_operator"]
+__all__ = ["OPERATORS", "SlotBuffers", "SlotCache", "SlotStorage", "check_operator",
+           "preallocated_slots"]
+
+
+def preallocated_slots(history: int | None, chunk: int, max_frames: int | None) -> int | None:
+    """Slots a cache allocates up front: ``history + chunk`` for a bounded memory,
+    ``max(max_frames, chunk)`` for an unbounded one told the video length, else None (it then
+    starts at one chunk and grows by doubling)."""
+    if history is not None:
+        return history + chunk
+    if max_frames is not None:
+        return max(check_int("max_frames", max_frames, 1), chunk)
+    return None
 
 
 @dataclass
-class Entry:
-    """Host-side metadata of one memory entry."""
+class _Held:
+    """Host-side metadata of one memory entry: the policy's view plus where it is stored."""
 
     mu: float  # temporal centre (frame units)
     span: int  # frames summarised
-    slot: int  # storage slot
     frame: int  # first frame it covers
+    slot: int  # storage slot
     pos: float  # position its key's temporal channels are encoded at (nan: stale)
+
+    def entry(self) -> Entry:
+        return Entry(self.mu, self.span, self.frame)
+
+
+class SlotBuffers(NamedTuple):
+    """Read-only look at a cache's buffers ``[layers, batch, slots, tokens, heads, ch]``."""
+
+    k: torch.Tensor
+    v: torch.Tensor
+    kt: torch.Tensor | None  # un-roped temporal channels of K (None: not kept)
 
 
 @dataclass
@@ -76,71 +103,54 @@ class _SlotLayer(LayerKV):
 
 
 class SlotCache(KVCache):
-    """A KV memory in preallocated slots; subclasses decide what to evict or merge.
+    """A KV memory in preallocated slots, kept as ``policy`` decides.
 
-    ``history`` is the number of entries held between chunks (None: unbounded, the storage
-    grows by doubling).  Positions: ``"absolute"`` encodes an entry at its centre ``mu`` and a
-    chunk at its frame indices; ``"packed"`` encodes entries at 0..n-1 and the chunk after them.
-    ``raw_temporal`` keeps the un-roped temporal channels of K; it is required for ``"packed"``
-    and for any ``admit`` rule that merges (a merge without it raises RuntimeError).
+    ``policy`` (a :class:`~fademem_core.memory.contract.MemoryRule`, i.e. any cache policy)
+    fixes the size (``history_frames``), whether the un-roped temporal channels of K are kept
+    (``needs_raw_temporal``: merges and moving positions need them), the position strategy
+    (``positions``) and, after each inserted frame, what to keep, evict or merge.  An unbounded
+    policy preallocates ``max_frames`` slots when given, else grows by doubling.
     """
 
-    def __init__(
-        self,
-        geometry: KVGeometry,
-        chunk: int,
-        history: int | None,
-        positions: str,
-        operator: str = "weighted_average",
-        max_frames: int | None = None,
-        admit: Callable[["SlotCache"], None] | None = None,
-        raw_temporal: bool = True,
-    ) -> None:
-        check_positions(positions)
-        if not raw_temporal and positions == "packed":
+    def __init__(self, geometry: KVGeometry, chunk: int, policy: MemoryRule,
+                 max_frames: int | None = None) -> None:
+        self._strategy = position_strategy(policy.positions)
+        raw_temporal = bool(policy.needs_raw_temporal)
+        if not raw_temporal and self._strategy.moves_keys:
             raise ValueError(
-                "raw_temporal must be True with positions='packed' (entries are re-indexed and "
-                f"re-encoded), got raw_temporal={raw_temporal!r}"
+                f"raw_temporal must be kept with positions={policy.positions!r} (entries are "
+                f"re-indexed and re-encoded); the policy reports needs_raw_temporal=False"
             )
         self.geometry = geometry
-        self._admit_rule = admit
+        self.policy = policy
         self.chunk = check_int("chunk", chunk, 1)
-        self.positions_mode = positions
-        self.operator = check_operator(operator)
-        if history is not None:
-            capacity = history + chunk
-        elif max_frames is not None:
-            capacity = max(check_int("max_frames", max_frames, 1), chunk)
-        else:
-            capacity = chunk
-        self._storage: SlotStorage | None = SlotStorage(geometry, capacity, raw_temporal)
-        self._entries: list[Entry] = []
+        self.history = policy.history_frames(self.chunk)
+        slots = preallocated_slots(self.history, self.chunk, max_frames)
+        self._storage: SlotStorage | None = SlotStorage(geometry, slots or self.chunk, raw_temporal)
+        self._held: list[_Held] = []
         self._pending: _Pending | None = None
         self._frames_seen = 0
-        # temporal inverse frequencies, float64, where the angles are computed: on CUDA a
-        # Python-float position times this tensor needs no host->device copy (no sync)
-        device = torch.device(geometry.device)
-        self._angle_device = device if device.type == "cuda" else torch.device("cpu")
-        self._inv_freq = inv_freq(geometry.temporal_channels).to(self._angle_device)
         self.layers: list[LayerKV] = [_SlotLayer(self, i) for i in range(geometry.num_layers)]
 
-    # ----------------------------------------------------------------- policy hooks
-    @property
-    def held(self) -> list[Entry]:
-        """The entries, oldest first (read them; change them only through evict/merge)."""
-        return self._entries
+    # ----------------------------------------------------------------- policy decisions
+    def held(self) -> tuple[Entry, ...]:
+        """The entries, oldest first, as the policy sees them (plain records)."""
+        return tuple(e.entry() for e in self._held)
 
-    def evict(self, index: int) -> None:
-        """Drop entry ``index`` (its slot becomes free)."""
-        del self._entries[index]
-
-    def merge(self, index: int, mu: float | None = None, span: int | None = None) -> None:
-        """Merge entries ``index`` and ``index + 1`` into one (applies the operator)."""
-        a, b = self._entries[index], self._entries[index + 1]
-        new_span = a.span + b.span if span is None else span
-        new_mu = (a.span * a.mu + b.span * b.mu) / (a.span + b.span) if mu is None else mu
-        slot = self._live_storage().merge(a.slot, b.slot, a.span, b.span, self.operator)
-        self._entries[index : index + 2] = [Entry(new_mu, new_span, slot, a.frame, math.nan)]
+    def _apply(self, decision: Decision) -> None:
+        """Carry out one decision of the policy on the metadata and the tensors."""
+        if isinstance(decision, Keep):
+            return
+        if isinstance(decision, Evict):
+            del self._held[decision.index]
+            return
+        if not isinstance(decision, Merge):
+            raise TypeError(f"a policy must decide Keep, Evict or Merge, got {decision!r}")
+        i = decision.index
+        a, b = self._held[i], self._held[i + 1]
+        slot = self._live_storage().merge(a.slot, b.slot, a.span, b.span,
+                                          check_operator(decision.operator))
+        self._held[i : i + 2] = [_Held(decision.mu, decision.span, a.frame, slot, math.nan)]
 
     # ----------------------------------------------------------------- contract
     def begin_chunk(self, start_frame: int, num_frames: int) -> list[float]:
@@ -156,15 +166,11 @@ class SlotCache(KVCache):
                 f"start_frame must be {self._frames_seen} (the next frame to insert), "
                 f"got {start_frame}"
             )
-        n = len(self._entries)
-        context = n + num_frames
+        context = len(self._held) + num_frames
         if context > storage.capacity:
             storage.grow(max(context, 2 * storage.capacity))
         free = self._pack_into(context)
-        if self.positions_mode == "absolute":
-            positions = [float(start_frame + j) for j in range(num_frames)]
-        else:
-            positions = [float(n + j) for j in range(num_frames)]
+        positions = self._strategy.chunk_positions(self.held(), start_frame, num_frames)
         self._pending = _Pending(free[:num_frames], positions, context, start_frame, False)
         return list(positions)
 
@@ -182,18 +188,23 @@ class SlotCache(KVCache):
             return
         for j, (slot, pos) in enumerate(zip(pending.slots, pending.positions)):
             frame = pending.start + j
-            self._entries.append(Entry(float(frame), 1, slot, frame, pos))
+            self._held.append(_Held(float(frame), 1, frame, slot, pos))
             self._frames_seen += 1
-            if self._admit_rule is not None:
-                self._admit_rule(self)
+            self._apply(self.policy.decide(MemoryView(self.held(), frame, self.history)))
         self._encode_positions()
 
     def entries(self) -> list[tuple[float, int]]:
-        return [(e.mu, e.span) for e in self._entries]
+        return [(e.mu, e.span) for e in self._held]
 
-    def positions(self) -> list[float]:
+    def encoded_positions(self) -> list[float]:
         """The temporal position each entry's key is encoded at, oldest first."""
-        return [e.pos for e in self._entries]
+        return [e.pos for e in self._held]
+
+    def buffers(self) -> SlotBuffers:
+        """The K, V (and raw temporal) buffers, for inspection; change them only through the
+        contract (``attend`` / ``commit``)."""
+        storage = self._live_storage()
+        return SlotBuffers(storage.k, storage.v, storage.kt)
 
     def entry_kv(
         self, layer: int, index: int
@@ -203,7 +214,7 @@ class SlotCache(KVCache):
         ``K_temporal_raw`` is None when the cache keeps no raw temporal channels.
         """
         storage = self._live_storage()
-        slot = self._entries[index].slot
+        slot = self._held[index].slot
         kt = None if storage.kt is None else storage.kt[layer, :, slot]
         return storage.k[layer, :, slot], storage.v[layer, :, slot], kt
 
@@ -220,11 +231,11 @@ class SlotCache(KVCache):
         self._pending = None
 
     def exact_frames(self) -> list[int]:
-        return [e.frame for e in self._entries if e.span == 1]
+        return [e.frame for e in self._held if e.span == 1]
 
     def begin_recache(self, frames: list[int]) -> list[float]:
         self._live_storage()
-        by_frame = {e.frame: e for e in self._entries if e.span == 1}
+        by_frame = {e.frame: e for e in self._held if e.span == 1}
         frames = list(frames)
         if not frames:
             raise ValueError("frames must name at least one exact frame, got []")
@@ -233,10 +244,10 @@ class SlotCache(KVCache):
                 f"frames must be distinct members of exact_frames() {sorted(by_frame)}, "
                 f"got {frames}"
             )
-        self._pack_into(len(self._entries))
+        self._pack_into(len(self._held))
         chosen = [by_frame[f] for f in frames]
         self._pending = _Pending(
-            [e.slot for e in chosen], [e.pos for e in chosen], len(self._entries), -1, True
+            [e.slot for e in chosen], [e.pos for e in chosen], len(self._held), -1, True
         )
         return [e.pos for e in chosen]
 
@@ -249,9 +260,9 @@ class SlotCache(KVCache):
     def _pack_into(self, context: int) -> list[int]:
         """Move entries so all sit in slots < ``context``; return the free slots there."""
         storage = self._live_storage()
-        used = {e.slot for e in self._entries}
+        used = {e.slot for e in self._held}
         free = [s for s in range(context) if s not in used]
-        for e in self._entries:
+        for e in self._held:
             if e.slot >= context:  # only after a short final chunk or a re-cache
                 dst = free.pop(0)
                 storage.move(dst, e.slot)
@@ -260,16 +271,13 @@ class SlotCache(KVCache):
 
     def _encode_positions(self) -> None:
         """Re-rotate the temporal channels of entries whose position changed."""
-        todo = []
-        for i, e in enumerate(self._entries):
-            want = e.mu if self.positions_mode == "absolute" else float(i)
-            if e.pos != want:  # nan (merged) never equals
-                todo.append((e, want))
+        wanted = self._strategy.entry_positions(self.held())
+        todo = [(e, want) for e, want in zip(self._held, wanted) if e.pos != want]  # nan != all
         if not todo:
             return
         storage = self._live_storage()
-        device = self.geometry.device
-        for e, want in todo:
-            angles = self._inv_freq * want  # float64, same formula as rope.axis_angles
-            storage.encode(e.slot, angles.cos().float().to(device), angles.sin().float().to(device))
+        cos, sin = temporal_cos_sin([want for _, want in todo], self.geometry.head_dim,
+                                    device=self.geometry.device)
+        for j, (e, want) in enumerate(todo):
+            storage.encode(e.slot, cos[j], sin[j])
             e.pos = want

@@ -11,7 +11,8 @@ import math
 
 from PIL import Image, ImageDraw, ImageFont
 
-from .planner import check_beta, check_budget, check_int, plan_history
+from ..checks import check_beta, check_budget, check_int
+from .planner import plan_history
 
 _BACKGROUND = (250, 250, 247)
 _TEXT = (40, 40, 40)
@@ -27,6 +28,26 @@ def _span_colour(span: int, max_span: int) -> tuple[int, int, int]:
         return _FINE
     x = math.log(span) / math.log(max_span)  # log scale: spans grow geometrically
     return tuple(round(a + (b - a) * x) for a, b in zip(_FINE, _COARSE))  # type: ignore
+
+
+def _draw_axes(draw: ImageDraw.ImageDraw, font: ImageFont.ImageFont,
+               plot: tuple[int, int, int, int], frames: int, final: list[tuple[float, int]],
+               height: int) -> None:
+    """Frame ticks along the bottom, step ticks on the left, the frame and the legend."""
+    left, top, plot_w, plot_h = plot
+    col, row = plot_w / frames, plot_h / frames
+    step = max(1, round(frames / 8))
+    for f in range(0, frames, step):
+        x = left + (f + 0.5) * col
+        draw.line([x, top + plot_h, x, top + plot_h + 4], fill=_TEXT)
+        draw.text((x - 6, top + plot_h + 6), str(f), fill=_TEXT, font=font)
+        y = top + (f + 0.5) * row
+        draw.line([left - 4, y, left, y], fill=_TEXT)
+        draw.text((4, y - 6), str(f), fill=_TEXT, font=font)
+    draw.rectangle([left, top, left + plot_w, top + plot_h], outline=_GRID)
+    legend = (f"latent frame ->   rows: step t   final: {len(final)} entries, "
+              f"spans {[s for _, s in final]}")
+    draw.text((left, height - 14), legend[: max(10, plot_w // 6)], fill=_TEXT, font=font)
 
 
 def draw_layout(
@@ -78,18 +99,5 @@ def draw_layout(
                 draw.line([xm, y0, xm, y1], fill=_TICK)
             first += span
 
-    # axes: frame ticks along the bottom, step ticks on the left
-    step = max(1, round(frames / 8))
-    for f in range(0, frames, step):
-        x = left + (f + 0.5) * col
-        draw.line([x, top + plot_h, x, top + plot_h + 4], fill=_TEXT)
-        draw.text((x - 6, top + plot_h + 6), str(f), fill=_TEXT, font=font)
-        y = top + (f + 0.5) * row
-        draw.line([left - 4, y, left, y], fill=_TEXT)
-        draw.text((4, y - 6), str(f), fill=_TEXT, font=font)
-    draw.rectangle([left, top, left + plot_w, top + plot_h], outline=_GRID)
-    final = history[-1]
-    legend = (f"latent frame ->   rows: step t   final: {len(final)} entries, "
-              f"spans {[s for _, s in final]}")
-    draw.text((left, height - 14), legend[: max(10, plot_w // 6)], fill=_TEXT, font=font)
+    _draw_axes(draw, font, (left, top, plot_w, plot_h), frames, history[-1], height)
     return image

@@ -14,33 +14,39 @@ The tensor memory, the layout picture and the UI's live preview all follow this 
 from __future__ import annotations
 
 import math
-import numbers
+from typing import Sequence
 
-Entry = tuple[float, int]
+from ..checks import check_beta, check_budget, check_int
 
+LayoutEntry = tuple[float, int]  # (mu, span) of one entry of the plan
 
-def check_int(name: str, value: object, minimum: int) -> int:
-    """Return ``value`` as an int, or raise ValueError naming it (bools and floats refused)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
+__all__ = ["Layout", "LayoutEntry", "closest_pair", "merged_entry", "plan_history", "plan_layout"]
 
 
-def check_beta(beta: object) -> float:
-    """Return ``beta`` as a float in (0, 1], or raise ValueError naming it."""
-    if isinstance(beta, bool) or not isinstance(beta, numbers.Real):
-        raise ValueError(f"beta must be a number in (0, 1], got {beta!r}")
-    value = float(beta)
-    if not (0.0 < value <= 1.0):  # also refuses NaN
-        raise ValueError(f"beta must be a number in (0, 1], got {beta!r}")
-    return value
+def closest_pair(mu: Sequence[float], t: int, beta: float, anchor: bool) -> int:
+    """Index ``i`` of the pair ``(i, i+1)`` to merge once the memory overflows (rules 3-4).
+
+    ``mu`` are the held centres oldest first, the newest frame ``t`` last.  Candidates are the
+    pairs that leave the newest entry (and, with ``anchor``, entry 0) alone; the smallest gap
+    ``|(t - mu_{i+1})**beta - (t - mu_i)**beta|`` (float64) wins, ties go to the oldest pair.
+    The planner and the FadeMem policy both call this: one source of truth.
+    """
+    first = 1 if anchor else 0
+    warped = [(t - m) ** beta for m in mu[first:-1]]
+    if len(warped) < 2:
+        raise ValueError(f"no pair to merge among {len(mu)} entries (anchor={anchor})")
+    best_i, best_gap = first, math.inf
+    for k in range(len(warped) - 1):
+        gap = abs(warped[k + 1] - warped[k])
+        if gap < best_gap:  # strict: ties keep the oldest pair
+            best_i, best_gap = first + k, gap
+    return best_i
 
 
-def check_budget(budget: object, anchor: object) -> int:
-    """Validate ``anchor`` (a bool) and ``budget`` (>= 3 with the anchor, >= 2 without)."""
-    if not isinstance(anchor, bool):
-        raise ValueError(f"anchor must be True or False, got {anchor!r}")
-    return check_int("budget", budget, 3 if anchor else 2)
+def merged_entry(mu_a: float, span_a: int, mu_b: float, span_b: int) -> LayoutEntry:
+    """``(mu, span)`` of two merged entries: spans add, ``mu`` is the span-weighted mean (rule 5)."""
+    span = span_a + span_b
+    return (span_a * mu_a + span_b * mu_b) / span, span
 
 
 class Layout:
@@ -62,7 +68,7 @@ class Layout:
         self.frames_seen = 0
 
     @property
-    def entries(self) -> list[Entry]:
+    def entries(self) -> list[LayoutEntry]:
         """``(mu, span)`` per entry, oldest first (a copy)."""
         return list(zip(self._mu, self._span))
 
@@ -80,29 +86,16 @@ class Layout:
         self._span.append(1)
         if len(self._mu) <= self.budget:
             return None
-        i = self._pick_pair(t)
-        s = self._span[i] + self._span[i + 1]
-        mu = (self._span[i] * self._mu[i] + self._span[i + 1] * self._mu[i + 1]) / s
+        i = closest_pair(self._mu, t, self.beta, self.anchor)
+        mu, span = merged_entry(self._mu[i], self._span[i], self._mu[i + 1], self._span[i + 1])
         self._mu[i : i + 2] = [mu]
-        self._span[i : i + 2] = [s]
+        self._span[i : i + 2] = [span]
         return i
-
-    def _pick_pair(self, t: int) -> int:
-        beta, mu = self.beta, self._mu
-        first = 1 if self.anchor else 0
-        # pairs (i, i+1) with i+1 < newest index; the budget checks guarantee one exists
-        warped = [(t - m) ** beta for m in mu[first:-1]]
-        best_i, best_gap = first, math.inf
-        for k in range(len(warped) - 1):
-            gap = abs(warped[k + 1] - warped[k])
-            if gap < best_gap:  # strict: ties keep the oldest pair
-                best_i, best_gap = first + k, gap
-        return best_i
 
 
 def plan_history(
     num_frames: int, budget: int, beta: float, anchor: bool = True
-) -> list[list[Entry]]:
+) -> list[list[LayoutEntry]]:
     """The layout after each insertion: element ``t`` is the memory once frames 0..t are in."""
     layout = Layout(budget, beta, anchor)
     frames = check_int("num_frames", num_frames, 0)
@@ -113,7 +106,7 @@ def plan_history(
     return history
 
 
-def plan_layout(num_frames: int, budget: int, beta: float, anchor: bool = True) -> list[Entry]:
+def plan_layout(num_frames: int, budget: int, beta: float, anchor: bool = True) -> list[LayoutEntry]:
     """The memory after frames ``0..num_frames-1`` were inserted: ``(mu, span)`` oldest first."""
     layout = Layout(budget, beta, anchor)
     frames = check_int("num_frames", num_frames, 0)

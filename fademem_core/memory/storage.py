@@ -5,16 +5,14 @@ Storage: one tensor each for K (fully roped), V and, when the policy needs them,
 ``[layers, batch, slots, tokens, heads, ch]``.  Those raw channels are only needed when an
 entry's temporal position can change after it was written (merges, packed positions); without
 them K is never re-encoded.  Bookkeeping (which entry sits in which slot) is
-:class:`fademem_core.memory.SlotCache`'s job; this module only moves numbers.
+:class:`fademem_core.memory.cache.SlotCache`'s job; this module only moves numbers.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .policies.base import KVGeometry
+from ..rope import rotate_into_
+from .contract import KVGeometry
 
 OPERATORS = ("weighted_average", "average", "select_nearest", "max_pool")
 
@@ -140,17 +138,4 @@ class SlotStorage:
     def encode(self, slot: int, cos: torch.Tensor, sin: torch.Tensor) -> None:
         """Rebuild K's temporal channels of ``slot`` from ``kt`` rotated by ``cos/sin [Tc/2]``."""
         kt = self._need_kt("re-encoding a key at a new position")
-        tc = kt.shape[-1]
-        x = kt[:, :, slot]
-        x1, x2 = x[..., 0::2], x[..., 1::2]
-        even = self.k[:, :, slot, ..., 0:tc:2]
-        odd = self.k[:, :, slot, ..., 1:tc:2]
-        if self.k.dtype == torch.float32:  # in place, no temporaries (the CPU hot path)
-            torch.mul(x1, cos, out=even)
-            even.addcmul_(x2, sin, value=-1.0)
-            torch.mul(x1, sin, out=odd)
-            odd.addcmul_(x2, cos)
-        else:  # bf16/fp16: round once from float32, exactly as rope.apply_rotary does
-            x1, x2 = x1.float(), x2.float()
-            even.copy_(x1 * cos - x2 * sin)
-            odd.copy_(x1 * sin + x2 * cos)
+        rotate_into_(self.k[:, :, slot, ..., : kt.shape[-1]], kt[:, :, slot], cos, sin)

@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from ..memory.contract import KVCache, KVGeometry
 from ..rope import apply_rotary, axis_dims, grid_cos_sin
+from ..wan import VAE_SPATIAL
 
 if TYPE_CHECKING:  # pragma: no cover
     from diffusers import WanTransformer3DModel
-
-    from ..memory.policies.base import KVCache, KVGeometry
 
 # Sub-modules kept in float32 whatever the weight dtype: tiny and precision-critical (timestep
 # embedding, modulation, the affine cross-attention norm, the q/k RMSNorm gains).
@@ -39,8 +39,6 @@ FP32_MODULE_SUFFIXES = (
 )
 FP32_PARAM_NAMES = ("scale_shift_table",)
 
-# Wan's VAE compresses space 8x; the DiT then patches the latent (1x2x2 in every Wan).
-VAE_SPATIAL = 8
 # umT5 width and context length of the released Wan models: shorter prompts are zero-padded to
 # 512 slots as in Wan's training (and diffusers' pipeline), so every slot gets its embedding.
 UMT5_DIM = 4096
@@ -183,8 +181,6 @@ class CausalWan:
 
     def geometry(self, batch: int, height: int, width: int) -> "KVGeometry":
         """KV geometry of a rollout at ``height x width`` pixels (the cache's allocation unit)."""
-        from ..memory.policies.base import KVGeometry
-
         return KVGeometry(
             num_layers=self.num_layers,
             batch=batch,
@@ -205,17 +201,8 @@ class CausalWan:
             raise ValueError(f"text must be [B, L, {self.text_dim}], got {tuple(text.shape)}")
         if self.text_len is not None and text.shape[1] < self.text_len:
             text = F.pad(text, (0, 0, 0, self.text_len - text.shape[1]))
-        tr = self.transformer
         with torch.no_grad():
-            emb = tr.condition_embedder.text_embedder(text.to(self.device, self.dtype))
-            keys, values = [], []
-            for block in tr.blocks:
-                attn = block.attn2
-                k = _rms_norm(attn.to_k(emb), attn.norm_k).to(self.dtype)
-                v = attn.to_v(emb)
-                keys.append(k.unflatten(-1, (self.heads, self.head_dim)).transpose(1, 2).contiguous())
-                values.append(v.unflatten(-1, (self.heads, self.head_dim)).transpose(1, 2).contiguous())
-        return TextKV(keys, values)
+            return text_kv(self.transformer, text)
 
     # ------------------------------------------------------------------ forward
     def forward_chunk(
@@ -241,7 +228,10 @@ class CausalWan:
             k_ctx, v_ctx = layers[i].attend(k, v, k_raw, write)
             return _sdpa(q, k_ctx, v_ctx)
 
-        return self._forward(x, timestep, text, positions, attend)
+        _check_inputs(self.transformer, x, positions, text)
+        pt, ph, pw = self.patch_size
+        rotary = self._rotary(positions, x.shape[3] // ph, x.shape[4] // pw, self.device)
+        return wan_forward(self.transformer, x, timestep, text, rotary, attend)
 
     def forward_masked(
         self,
@@ -254,42 +244,9 @@ class CausalWan:
         """Full-sequence forward with a frame-level attention mask (training / analysis).
 
         ``frame_mask [F, F]`` (bool, True = query frame may attend key frame) is expanded to
-        tokens; ``None`` attends everywhere.  No cache is involved.
+        tokens; ``None`` attends everywhere.  No cache is involved (see :func:`forward_masked`).
         """
-        f = x.shape[2]
-        mask = None
-        if frame_mask is not None:
-            if frame_mask.shape != (f, f):
-                raise ValueError(f"frame_mask must be [{f}, {f}], got {tuple(frame_mask.shape)}")
-            n = (x.shape[3] // self.patch_size[1]) * (x.shape[4] // self.patch_size[2])
-            mask = frame_mask.to(device=self.device, dtype=torch.bool)  # where q/k live
-            mask = mask.repeat_interleave(n, 0).repeat_interleave(n, 1)
-
-        def attend(i: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_raw: torch.Tensor) -> torch.Tensor:
-            return _sdpa(q, k, v, mask)
-
-        return self._forward(x, timestep, text, positions, attend)
-
-    def _timestep_embedding(self, timestep: float | torch.Tensor, batch: int, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """``temb [B, G, dim]`` and modulation ``[B, G, 6, dim]`` (float32), ``G`` in {1, F}."""
-        if isinstance(timestep, (int, float)):  # a fill on the device: no host->device copy (sync)
-            t = torch.full((), float(timestep), dtype=torch.float32, device=self.device)
-        else:
-            t = torch.as_tensor(timestep, dtype=torch.float32, device=self.device)
-        if t.ndim == 0:
-            t = t.expand(batch)
-        if t.ndim == 1:
-            if t.shape[0] not in (1, batch):
-                raise ValueError(f"timestep must be a float, [B] or [B, F]; got shape {tuple(t.shape)}")
-            t = t.expand(batch)[:, None]
-        elif t.ndim != 2 or t.shape[0] != batch or t.shape[1] != frames:
-            raise ValueError(f"timestep must be a float, [{batch}] or [{batch}, {frames}]; got {tuple(t.shape)}")
-        g = t.shape[1]
-        emb = self.transformer.condition_embedder
-        sinus = emb.timesteps_proj(t.reshape(-1)).float()
-        temb = emb.time_embedder(sinus)
-        mod = emb.time_proj(F.silu(temb))
-        return temb.reshape(batch, g, -1), mod.reshape(batch, g, 6, -1)
+        return forward_masked(self.transformer, x, timestep, text, positions, frame_mask)
 
     def _rotary(self, positions: Sequence[float], hp: int, wp: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         key = (tuple(float(p) for p in positions), hp, wp, str(device))
@@ -297,67 +254,171 @@ class CausalWan:
             self._rope = (key, grid_cos_sin(key[0], hp, wp, self.head_dim, device=device))
         return self._rope[1]
 
-    def _forward(
-        self,
-        x: torch.Tensor,
-        timestep: float | torch.Tensor,
-        text: TextKV,
-        positions: Sequence[float],
-        self_attention: SelfAttention,
-    ) -> torch.Tensor:
-        if x.ndim != 5 or x.shape[1] != self.in_channels:
-            raise ValueError(f"x must be [B, {self.in_channels}, F, h, w], got {tuple(x.shape)}")
-        b, _, f, h, w = x.shape
-        pt, ph, pw = self.patch_size
-        if f % pt or h % ph or w % pw:
-            raise ValueError(f"latent shape {tuple(x.shape)} is not divisible by the patch {self.patch_size}")
-        if len(positions) != f // pt:
-            raise ValueError(f"got {len(positions)} positions for {f // pt} latent frames")
-        if text.batch not in (1, b):
-            raise ValueError(f"text batch {text.batch} does not match latent batch {b}")
-        tr = self.transformer
-        dt = self.dtype
-        fp, hp, wp = f // pt, h // ph, w // pw
 
-        temb, mod = self._timestep_embedding(timestep, b, fp)
-        cos, sin = self._rotary(positions, hp, wp, self.device)  # q/k live on the model's device
-        tc = axis_dims(self.head_dim)[0]
+# ---------------------------------------------------------------------- the one Wan forward
+# Module-level so that the rollout (CausalWan, weights frozen) and training (a trainable
+# transformer, gradients on) run the very same code.
+def _dims(tr: torch.nn.Module) -> tuple[int, int]:
+    return int(tr.config["num_attention_heads"]), int(tr.config["attention_head_dim"])
 
-        hs = tr.patch_embedding(x.to(device=self.device, dtype=dt))
-        hs = hs.flatten(2).transpose(1, 2).float()  # residual stream in float32: [B, S, dim]
 
-        for i, block in enumerate(tr.blocks):
-            shift, scale, gate, c_shift, c_scale, c_gate = (block.scale_shift_table.float() + mod).unbind(2)
+def text_kv(tr: torch.nn.Module, text: torch.Tensor) -> TextKV:
+    """Per-layer cross-attention K/V of ``text [B, L, text_dim]`` (differentiable; no padding)."""
+    heads, head_dim = _dims(tr)
+    weight = tr.patch_embedding.weight
+    emb = tr.condition_embedder.text_embedder(text.to(weight.device, weight.dtype))
+    keys, values = [], []
+    for block in tr.blocks:
+        attn = block.attn2
+        k = _rms_norm(attn.to_k(emb), attn.norm_k).to(weight.dtype)
+        v = attn.to_v(emb)
+        keys.append(k.unflatten(-1, (heads, head_dim)).transpose(1, 2).contiguous())
+        values.append(v.unflatten(-1, (heads, head_dim)).transpose(1, 2).contiguous())
+    return TextKV(keys, values)
 
-            # self-attention through the caller's hook (cache or mask)
-            n = _modulate(_layer_norm(hs, block.norm1), shift, scale).to(dt)
-            a = block.attn1
-            q = _rms_norm(a.to_q(n), a.norm_q).to(dt).unflatten(-1, (self.heads, self.head_dim))
-            k = _rms_norm(a.to_k(n), a.norm_k).to(dt).unflatten(-1, (self.heads, self.head_dim))
-            v = a.to_v(n).unflatten(-1, (self.heads, self.head_dim))
-            k_raw = k[..., :tc]
-            q = apply_rotary(q, cos, sin)
-            k = apply_rotary(k, cos, sin)
-            o = self_attention(i, q, k, v, k_raw)
-            hs = _gate(hs, a.to_out[0](o.flatten(2).to(dt)), gate)
 
-            # cross-attention to the prompt (norm2 is the affine cross-attention norm)
-            n = _layer_norm(hs, block.norm2).to(dt) if hasattr(block.norm2, "weight") else hs.to(dt)
-            c = block.attn2
-            q = _rms_norm(c.to_q(n), c.norm_q).to(dt).unflatten(-1, (self.heads, self.head_dim))
-            o = _sdpa(q, text.keys[i], text.values[i], heads_first=True)
-            hs = hs + c.to_out[0](o.flatten(2).to(dt)).float()
+def timestep_sinusoid(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """``[cos | sin](t * 10000^(-j / half))``, ``[N, dim]``: Wan's ``sinusoidal_embedding_1d``.
 
-            # feed-forward
-            n = _modulate(_layer_norm(hs, block.norm3), c_shift, c_scale).to(dt)
-            hs = _gate(hs, block.ffn(n), c_gate)
+    Computed in float64 as the original Wan code does, then cast to float32 (diffusers'
+    ``Timesteps`` works in float32: at t ~ 1000 its angles are off by ~1e-4 rad, the largest
+    difference to the official Self-Forcing outputs).  MPS has no float64: computed on the CPU.
+    """
+    half = dim // 2
+    where = torch.device("cpu") if t.device.type == "mps" else t.device
+    t64 = t.detach().to(where, torch.float64)
+    freqs = torch.pow(10000.0, -torch.arange(half, dtype=torch.float64, device=where) / half)
+    angles = torch.outer(t64, freqs)
+    return torch.cat([angles.cos(), angles.sin()], dim=1).to(t.device, torch.float32)
 
-        shift, scale = (tr.scale_shift_table.float() + temb[:, :, None]).unbind(2)
-        out = _modulate(_layer_norm(hs, tr.norm_out), shift, scale).to(dt)
-        out = tr.proj_out(out).float()
-        # unpatchify: [B, (F h w), (pt ph pw C)] -> [B, C, F*pt, h*ph, w*pw]
-        out = out.reshape(b, fp, hp, wp, pt, ph, pw, -1).permute(0, 7, 1, 4, 2, 5, 3, 6)
-        return out.reshape(b, -1, f, h, w)
+
+def timestep_embedding(tr: torch.nn.Module, timestep: float | torch.Tensor, batch: int,
+                       frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``temb [B, G, dim]`` and modulation ``[B, G, 6, dim]`` (float32), ``G`` in {1, F}.
+
+    ``timestep``: a float, ``[B]`` (or ``[1]``) or per frame ``[B, F]``.
+    """
+    device = tr.patch_embedding.weight.device
+    if isinstance(timestep, (int, float)):  # a fill on the device: no host->device copy (sync)
+        t = torch.full((), float(timestep), dtype=torch.float32, device=device)
+    else:
+        t = torch.as_tensor(timestep, dtype=torch.float32, device=device)
+    if t.ndim == 0:
+        t = t.expand(batch)
+    if t.ndim == 1:
+        if t.shape[0] not in (1, batch):
+            raise ValueError(f"timestep must be a float, [B] or [B, F]; got shape {tuple(t.shape)}")
+        t = t.expand(batch)[:, None]
+    elif t.ndim != 2 or t.shape[0] != batch or t.shape[1] != frames:
+        raise ValueError(f"timestep must be a float, [{batch}] or [{batch}, {frames}]; got {tuple(t.shape)}")
+    g = t.shape[1]
+    emb = tr.condition_embedder
+    sinus = timestep_sinusoid(t.reshape(-1), emb.timesteps_proj.num_channels)
+    temb = emb.time_embedder(sinus)
+    mod = emb.time_proj(F.silu(temb))
+    return temb.reshape(batch, g, -1), mod.reshape(batch, g, 6, -1)
+
+
+def _check_inputs(tr: torch.nn.Module, x: torch.Tensor, positions: Sequence[float], text: TextKV) -> None:
+    cfg = tr.config
+    patch = tuple(int(p) for p in cfg["patch_size"])
+    if x.ndim != 5 or x.shape[1] != int(cfg["in_channels"]):
+        raise ValueError(f"x must be [B, {int(cfg['in_channels'])}, F, h, w], got {tuple(x.shape)}")
+    f, h, w = x.shape[2:]
+    if f % patch[0] or h % patch[1] or w % patch[2]:
+        raise ValueError(f"latent shape {tuple(x.shape)} is not divisible by the patch {patch}")
+    if len(positions) != f // patch[0]:
+        raise ValueError(f"got {len(positions)} positions for {f // patch[0]} latent frames")
+    if text.batch not in (1, x.shape[0]):
+        raise ValueError(f"text batch {text.batch} does not match latent batch {x.shape[0]}")
+
+
+def wan_block(block: torch.nn.Module, i: int, hs: torch.Tensor, mod: torch.Tensor,
+              rotary: tuple[torch.Tensor, torch.Tensor], text: TextKV,
+              self_attention: SelfAttention, heads: int, dt: torch.dtype) -> torch.Tensor:
+    """One Wan transformer block on the float32 residual stream ``hs [B, S, dim]``.
+
+    ``mod [B, G, 6, dim]`` is the timestep modulation, ``rotary`` the q/k cos/sin table and
+    ``self_attention(i, q, k, v, k_temporal_raw)`` supplies the attention over the context
+    (a KV cache during a rollout, a mask in training); ``dt`` is the weight (compute) dtype.
+    """
+    head_dim = hs.shape[-1] // heads
+    cos, sin = rotary
+    shift, scale, gate, c_shift, c_scale, c_gate = (block.scale_shift_table.float() + mod).unbind(2)
+
+    # self-attention through the caller's hook (cache or mask)
+    n = _modulate(_layer_norm(hs, block.norm1), shift, scale).to(dt)
+    a = block.attn1
+    q = _rms_norm(a.to_q(n), a.norm_q).to(dt).unflatten(-1, (heads, head_dim))
+    k = _rms_norm(a.to_k(n), a.norm_k).to(dt).unflatten(-1, (heads, head_dim))
+    v = a.to_v(n).unflatten(-1, (heads, head_dim))
+    k_raw = k[..., : axis_dims(head_dim)[0]]
+    o = self_attention(i, apply_rotary(q, cos, sin), apply_rotary(k, cos, sin), v, k_raw)
+    hs = _gate(hs, a.to_out[0](o.flatten(2).to(dt)), gate)
+
+    # cross-attention to the prompt (norm2 is the affine cross-attention norm)
+    n = _layer_norm(hs, block.norm2).to(dt) if hasattr(block.norm2, "weight") else hs.to(dt)
+    c = block.attn2
+    q = _rms_norm(c.to_q(n), c.norm_q).to(dt).unflatten(-1, (heads, head_dim))
+    o = _sdpa(q, text.keys[i], text.values[i], heads_first=True)
+    hs = hs + c.to_out[0](o.flatten(2).to(dt)).float()
+
+    # feed-forward
+    n = _modulate(_layer_norm(hs, block.norm3), c_shift, c_scale).to(dt)
+    return _gate(hs, block.ffn(n), c_gate)
+
+
+def wan_forward(tr: torch.nn.Module, x: torch.Tensor, timestep: float | torch.Tensor,
+                text: TextKV, rotary: tuple[torch.Tensor, torch.Tensor],
+                self_attention: SelfAttention) -> torch.Tensor:
+    """Velocity ``[B, C, F, h, w]`` (float32) of diffusers' ``WanTransformer3DModel`` ``tr``.
+
+    ``rotary``: the chunk's q/k cos/sin table (:func:`fademem_core.rope.grid_cos_sin`);
+    inputs are checked by the callers (:meth:`CausalWan.forward_chunk`, :func:`forward_masked`).
+    """
+    b, _, f, h, w = x.shape
+    pt, ph, pw = (int(p) for p in tr.config["patch_size"])
+    fp, hp, wp = f // pt, h // ph, w // pw
+    weight = tr.patch_embedding.weight
+    heads, _ = _dims(tr)
+    temb, mod = timestep_embedding(tr, timestep, b, fp)
+    hs = tr.patch_embedding(x.to(device=weight.device, dtype=weight.dtype))
+    hs = hs.flatten(2).transpose(1, 2).float()  # residual stream in float32: [B, S, dim]
+    for i, block in enumerate(tr.blocks):
+        hs = wan_block(block, i, hs, mod, rotary, text, self_attention, heads, weight.dtype)
+    shift, scale = (tr.scale_shift_table.float() + temb[:, :, None]).unbind(2)
+    out = _modulate(_layer_norm(hs, tr.norm_out), shift, scale).to(weight.dtype)
+    out = tr.proj_out(out).float()
+    # unpatchify: [B, (F h w), (pt ph pw C)] -> [B, C, F*pt, h*ph, w*pw]
+    out = out.reshape(b, fp, hp, wp, pt, ph, pw, -1).permute(0, 7, 1, 4, 2, 5, 3, 6)
+    return out.reshape(b, -1, f, h, w)
+
+
+def forward_masked(tr: torch.nn.Module, x: torch.Tensor, timestep: float | torch.Tensor,
+                   text: TextKV, positions: Sequence[float],
+                   frame_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Full-sequence forward of ``tr`` with a frame-level mask ``[F, F]`` (True = may attend).
+
+    Differentiable (training calls it on a trainable transformer); :meth:`CausalWan.forward_masked`
+    is the same on a frozen model.
+    """
+    _check_inputs(tr, x, positions, text)
+    _, head_dim = _dims(tr)
+    patch = tuple(int(p) for p in tr.config["patch_size"])
+    f, hp, wp = x.shape[2], x.shape[3] // patch[1], x.shape[4] // patch[2]
+    device = tr.patch_embedding.weight.device
+    mask = None
+    if frame_mask is not None:
+        if frame_mask.shape != (f, f):
+            raise ValueError(f"frame_mask must be [{f}, {f}], got {tuple(frame_mask.shape)}")
+        mask = frame_mask.to(device=device, dtype=torch.bool)  # where q/k live
+        mask = mask.repeat_interleave(hp * wp, 0).repeat_interleave(hp * wp, 1)
+
+    def attend(i: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_raw: torch.Tensor) -> torch.Tensor:
+        return _sdpa(q, k, v, mask)
+
+    rotary = grid_cos_sin([float(p) for p in positions], hp, wp, head_dim, device=device)
+    return wan_forward(tr, x, timestep, text, rotary, attend)
 
 
 def _sdpa(
@@ -381,5 +442,7 @@ def _sdpa(
     return out.transpose(1, 2)
 
 
-__all__ = ["CausalWan", "TextKV", "cast_transformer_"]
+__all__ = ["CausalWan", "TextKV", "cast_transformer_", "forward_masked", "text_kv", "timestep_embedding",
+           "timestep_sinusoid",
+           "wan_block", "wan_forward"]
 

@@ -28,7 +28,7 @@ import torch
 from .checkpoints import CONFIG_KEY, read_file, stored_config, strip_state_dict, unwrap
 from .lora import load_lora, merge_lora_
 from .causal_wan import CausalWan, cast_transformer_
-from ..memory.planner import check_int
+from ..checks import check_int
 
 # The tiny Wan used by tests, the demo and benchmarks: real architecture, ~41k parameters.
 TINY_CONFIG: dict[str, Any] = {
@@ -111,8 +111,13 @@ def model_config(model: CausalWan | torch.nn.Module) -> dict[str, Any]:
     return cfg
 
 
-def save_model(model: CausalWan | torch.nn.Module, path: str | Path) -> Path:
-    """Write ``model`` as ``.safetensors`` (diffusers names, config in the metadata), atomically."""
+def save_model(model: CausalWan | torch.nn.Module, path: str | Path,
+               metadata: Mapping[str, str] | None = None) -> Path:
+    """Write ``model`` as ``.safetensors`` (diffusers names, config in the metadata), atomically.
+
+    ``metadata``: extra string entries stored beside the config (e.g. what it was trained on).
+    The one checkpoint writer of the pack (the tiny world's training uses it too).
+    """
     from safetensors.torch import save_file
 
     p = Path(path)
@@ -120,7 +125,7 @@ def save_model(model: CausalWan | torch.nn.Module, path: str | Path) -> Path:
         raise ValueError(f"save_model writes .safetensors files, got {p.name!r}")
     tr = model.transformer if isinstance(model, CausalWan) else model
     sd = {k: v.detach().cpu().contiguous() for k, v in tr.state_dict().items()}
-    meta = {CONFIG_KEY: json.dumps(model_config(tr)), "format": "pt"}
+    meta = {**(metadata or {}), CONFIG_KEY: json.dumps(model_config(tr)), "format": "pt"}
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
     os.close(fd)

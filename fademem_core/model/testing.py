@@ -132,6 +132,56 @@ def make_lora(model: CausalWan, rank: int = 4, alpha: float = 8.0, seed: int = 1
     return lora
 
 
+def _write_loras(model: CausalWan, d: Path) -> tuple[TinyLora, dict[str, Path]]:
+    """One LoRA of ``model`` in the PEFT, LongLive (nested) and kohya formats."""
+    lora = make_lora(model)
+    peft = {}
+    for name in lora.down:
+        on = original_name(f"{name}.weight")[: -len(".weight")]
+        peft[f"base_model.model.{on}.lora_A.weight"] = lora.down[name]
+        peft[f"base_model.model.{on}.lora_B.weight"] = lora.up[name]
+    kohya = {}
+    for name in lora.down:
+        kohya[f"diffusion_model.{name}.lora_down.weight"] = lora.down[name]
+        kohya[f"diffusion_model.{name}.lora_up.weight"] = lora.up[name]
+        kohya[f"diffusion_model.{name}.alpha"] = torch.tensor(float(lora.alpha))
+    loras = {
+        "peft.pt": _save_pt(peft, d / "lora_peft.pt"),
+        "longlive_nested.pt": _save_pt({"generator_lora": peft}, d / "lora_longlive.pt"),
+        "kohya.safetensors": _save_st(kohya, d / "lora_kohya.safetensors"),
+    }
+
+    return lora, loras
+
+
+def _write_refused(model: CausalWan, orig: dict, prefixed: dict, formats: dict[str, Path],
+                   d: Path) -> dict[str, Path]:
+    """Files the loader must refuse: image-to-video, not a Wan, truncated, pickled code, a
+    mismatched LoRA."""
+    refused = {}
+    i2v = dict(orig)
+    i2v["patch_embedding.weight"] = torch.zeros(orig["patch_embedding.weight"].shape[0], 36,
+                                                *orig["patch_embedding.weight"].shape[2:])
+    refused["i2v"] = _save_st(i2v, d / "i2v.safetensors")
+    refused["not_wan"] = _save_st({"encoder.layer.0.weight": torch.zeros(4, 4)}, d / "not_wan.safetensors")
+    whole = formats["original.safetensors"].read_bytes()
+    trunc = d / "truncated.safetensors"
+    trunc.write_bytes(whole[: len(whole) // 2])
+    refused["truncated"] = trunc
+    whole_pt = formats["self_forcing.pt"].read_bytes()
+    trunc_pt = d / "truncated.pt"
+    trunc_pt.write_bytes(whole_pt[: len(whole_pt) // 2])
+    refused["truncated_pt"] = trunc_pt
+    refused["needs_code"] = _save_pt({"generator": prefixed, "hook": _NeedsCode(d / "PAYLOAD_RAN")},
+                                     d / "needs_code.pt")
+    bad_lora = {"base_model.model.blocks.0.self_attn.q.lora_A.weight": torch.zeros(4, 7),
+                "base_model.model.blocks.0.self_attn.q.lora_B.weight": torch.zeros(model.dim, 4),
+                "base_model.model.blocks.99.self_attn.q.lora_A.weight": torch.zeros(4, model.dim),
+                "base_model.model.blocks.99.self_attn.q.lora_B.weight": torch.zeros(model.dim, 4)}
+    refused["lora_mismatch"] = _save_pt(bad_lora, d / "lora_mismatch.pt")
+    return refused
+
+
 def write_checkpoints(directory: str | Path, seed: int = 0, **config_overrides) -> TinyCheckpoints:
     """Write a tiny model (``tiny_model(seed, **config_overrides)``) in every supported format."""
     d = Path(directory)
@@ -160,44 +210,8 @@ def write_checkpoints(directory: str | Path, seed: int = 0, **config_overrides) 
     formats["flat.pt"] = _save_pt(dict(orig), d / "flat.pt")
     other = _save_pt({"generator": perturbed}, d / "generator_only.pt")
 
-    lora = make_lora(model)
-    peft = {}
-    for name in lora.down:
-        on = original_name(f"{name}.weight")[: -len(".weight")]
-        peft[f"base_model.model.{on}.lora_A.weight"] = lora.down[name]
-        peft[f"base_model.model.{on}.lora_B.weight"] = lora.up[name]
-    kohya = {}
-    for name in lora.down:
-        kohya[f"diffusion_model.{name}.lora_down.weight"] = lora.down[name]
-        kohya[f"diffusion_model.{name}.lora_up.weight"] = lora.up[name]
-        kohya[f"diffusion_model.{name}.alpha"] = torch.tensor(float(lora.alpha))
-    loras = {
-        "peft.pt": _save_pt(peft, d / "lora_peft.pt"),
-        "longlive_nested.pt": _save_pt({"generator_lora": peft}, d / "lora_longlive.pt"),
-        "kohya.safetensors": _save_st(kohya, d / "lora_kohya.safetensors"),
-    }
-
-    refused = {}
-    i2v = dict(orig)
-    i2v["patch_embedding.weight"] = torch.zeros(orig["patch_embedding.weight"].shape[0], 36,
-                                                *orig["patch_embedding.weight"].shape[2:])
-    refused["i2v"] = _save_st(i2v, d / "i2v.safetensors")
-    refused["not_wan"] = _save_st({"encoder.layer.0.weight": torch.zeros(4, 4)}, d / "not_wan.safetensors")
-    whole = formats["original.safetensors"].read_bytes()
-    trunc = d / "truncated.safetensors"
-    trunc.write_bytes(whole[: len(whole) // 2])
-    refused["truncated"] = trunc
-    whole_pt = formats["self_forcing.pt"].read_bytes()
-    trunc_pt = d / "truncated.pt"
-    trunc_pt.write_bytes(whole_pt[: len(whole_pt) // 2])
-    refused["truncated_pt"] = trunc_pt
-    refused["needs_code"] = _save_pt({"generator": prefixed, "hook": _NeedsCode(d / "PAYLOAD_RAN")},
-                                     d / "needs_code.pt")
-    bad_lora = {"base_model.model.blocks.0.self_attn.q.lora_A.weight": torch.zeros(4, 7),
-                "base_model.model.blocks.0.self_attn.q.lora_B.weight": torch.zeros(model.dim, 4),
-                "base_model.model.blocks.99.self_attn.q.lora_A.weight": torch.zeros(4, model.dim),
-                "base_model.model.blocks.99.self_attn.q.lora_B.weight": torch.zeros(model.dim, 4)}
-    refused["lora_mismatch"] = _save_pt(bad_lora, d / "lora_mismatch.pt")
+    lora, loras = _write_loras(model, d)
+    refused = _write_refused(model, orig, prefixed, formats, d)
     return TinyCheckpoints(model, formats, other, loras, lora, float(lora.rank), refused, d / "PAYLOAD_RAN")
 
 

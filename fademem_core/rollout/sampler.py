@@ -19,28 +19,20 @@ are re-run at ``context_noise`` under the new prompt and their K/V replaced.  Co
 """
 from __future__ import annotations
 
-import math
 import numbers
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
 
+from ..checks import check_int
+from ..memory.policies import CachePolicy, policy_from_name
 from ..model.causal_wan import CausalWan, TextKV
-from ..memory.planner import check_int
+from ..wan import WAN_LATENT_MEAN, WAN_LATENT_STD, from_raw, to_raw  # re-exported
+from .prompts import parse_prompt_schedule, prompt_at
+from .timesteps import DEFAULT_STEPS, NUM_TRAIN_TIMESTEPS, timestep_schedule
 
-# Wan 2.1 VAE per-channel statistics: model space = (raw - mean) / std.
-WAN_LATENT_MEAN = (
-    -0.7571, -0.7089, -0.9113, 0.1075, -0.1745, 0.9653, -0.1517, 1.5508,
-    0.4134, -0.0715, 0.5517, -0.3632, -0.1922, -0.9497, 0.2503, -0.2921,
-)
-WAN_LATENT_STD = (
-    2.8184, 1.4541, 2.3275, 2.6558, 1.2196, 1.7708, 2.6052, 2.0743,
-    3.2687, 2.1526, 2.8652, 1.5579, 1.6382, 1.1253, 2.8251, 1.9160,
-)
-NUM_TRAIN_TIMESTEPS = 1000
 SWITCH_MODES = ("recache", "keep")
-DEFAULT_STEPS = (1000, 750, 500, 250)
 
 
 class RolloutInterrupted(Exception):
@@ -69,106 +61,12 @@ class StepInfo:
         return (self.chunk * self.num_steps + self.step + 1) / (self.num_chunks * self.num_steps)
 
 
-# ---------------------------------------------------------------------------- latents
-def _stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    if x.ndim < 2 or x.shape[1] != len(WAN_LATENT_MEAN):
-        raise ValueError(f"latents must be [B, 16, ...], got {tuple(x.shape)}")
-    shape = (1, -1) + (1,) * (x.ndim - 2)
-    mean = torch.tensor(WAN_LATENT_MEAN, dtype=torch.float32, device=x.device).reshape(shape)
-    std = torch.tensor(WAN_LATENT_STD, dtype=torch.float32, device=x.device).reshape(shape)
-    return mean, std
-
-
-def to_raw(latents: torch.Tensor) -> torch.Tensor:
-    """Model-space latents -> raw Wan VAE latents (what ComfyUI's VAEDecode expects)."""
-    mean, std = _stats(latents)
-    return (latents.float() * std + mean).to(latents.dtype)
-
-
-def from_raw(latents: torch.Tensor) -> torch.Tensor:
-    """Raw Wan VAE latents -> model space (inverse of :func:`to_raw`)."""
-    mean, std = _stats(latents)
-    return ((latents.float() - mean) / std).to(latents.dtype)
-
-
-# ---------------------------------------------------------------------------- schedule
-def timestep_schedule(steps: Sequence[float] = DEFAULT_STEPS, shift: float = 5.0) -> list[float]:
-    """Warp ``steps`` through the flow shift: ``s*sigma / (1 + (s-1)*sigma)`` with ``sigma = t/1000``.
-
-    ``timestep_schedule((1000, 750, 500, 250), 5.0) == [1000.0, 937.5, 833.33..., 625.0]``.
-    """
-    if isinstance(steps, (str, bytes)) or not isinstance(steps, Sequence) or len(steps) == 0:
-        raise ValueError(f"steps must be a non-empty sequence of timesteps in (0, 1000], got {steps!r}")
-    vals = []
-    for t in steps:
-        if isinstance(t, bool) or not isinstance(t, numbers.Real) or not 0 < t <= NUM_TRAIN_TIMESTEPS:
-            raise ValueError(f"steps must be timesteps in (0, 1000], got {t!r} in {list(steps)!r}")
-        vals.append(float(t))
-    if any(b >= a for a, b in zip(vals, vals[1:])):
-        raise ValueError(f"steps must be strictly decreasing, got {vals}")
-    if isinstance(shift, bool) or not isinstance(shift, numbers.Real) or not math.isfinite(shift) or shift <= 0:
-        raise ValueError(f"shift must be a positive number, got {shift!r}")
-    out = []
-    for t in vals:
-        sigma = t / NUM_TRAIN_TIMESTEPS
-        out.append(NUM_TRAIN_TIMESTEPS * shift * sigma / (1 + (shift - 1) * sigma))
-    return out
-
-
-# ---------------------------------------------------------------------------- validation
-def _check_text(emb: object, text_dim: int, where: str) -> torch.Tensor:
-    if not isinstance(emb, torch.Tensor):
-        raise ValueError(f"{where} must be a tensor [B, L, {text_dim}], got {type(emb).__name__}")
-    if emb.ndim != 3 or emb.shape[-1] != text_dim or emb.shape[0] < 1 or emb.shape[1] < 1:
-        raise ValueError(f"{where} must be [B, L, {text_dim}] (the model's text_dim), got {tuple(emb.shape)}")
-    if not emb.is_floating_point():
-        raise ValueError(f"{where} must be a floating tensor, got {emb.dtype}")
-    if not torch.isfinite(emb).all():
-        raise ValueError(f"{where} contains NaN or inf values")
-    return emb
-
-
-def _parse_schedule(text: object, text_dim: int, num_frames: int) -> list[tuple[int, torch.Tensor]]:
-    """``[(start, emb), ...]`` sorted, first at frame 0, all the same batch."""
-    if isinstance(text, torch.Tensor):
-        return [(0, _check_text(text, text_dim, "text"))]
-    if not isinstance(text, Sequence) or isinstance(text, (str, bytes)) or len(text) == 0:
-        raise ValueError(
-            f"text must be a tensor [B, L, {text_dim}] or a prompt schedule [(start_frame, tensor), ...], "
-            f"got {type(text).__name__}"
-        )
-    sched = []
-    for i, item in enumerate(text):
-        if not isinstance(item, (tuple, list)) or len(item) != 2:
-            raise ValueError(f"prompt schedule entry {i} must be (start_frame, embeddings), got {item!r}")
-        start = check_int(f"prompt schedule entry {i} start frame", item[0], 0)
-        if start >= num_frames:
-            raise ValueError(f"prompt schedule entry {i} starts at frame {start}, past the video's {num_frames} frames")
-        sched.append((start, _check_text(item[1], text_dim, f"prompt schedule entry {i} embeddings")))
-    starts = [s for s, _ in sched]
-    if starts[0] != 0:
-        raise ValueError(f"the first prompt of a schedule must start at frame 0, got {starts[0]}")
-    if any(b <= a for a, b in zip(starts, starts[1:])):
-        raise ValueError(f"prompt schedule start frames must be strictly increasing, got {starts}")
-    batches = {e.shape[0] for _, e in sched}
-    if len(batches) > 1:
-        raise ValueError(f"all prompts of a schedule must have the same batch size, got {sorted(batches)}")
-    return sched
-
-
-def _resolve_policy(policy: object):
-    from ..memory.policies import CachePolicy, policy_from_name
-
+def _resolve_policy(policy: object) -> CachePolicy:
     if isinstance(policy, CachePolicy):
         return policy
     if isinstance(policy, str):
         return policy_from_name(policy)
     raise ValueError(f"unknown policy {policy!r}: expected a CachePolicy (FadeMem, SinkWindow, ...) or its name")
-
-
-def _prompt_at(sched: list[tuple[int, torch.Tensor]], frame: int) -> int:
-    """Index of the prompt in use for a chunk starting at ``frame``."""
-    return max(i for i, (s, _) in enumerate(sched) if s <= frame)
 
 
 # ---------------------------------------------------------------------------- rollout
@@ -216,7 +114,7 @@ def generate(
         raise ValueError(f"callback must be callable or None, got {type(callback).__name__}")
     if switch not in SWITCH_MODES:
         raise ValueError(f"switch must be one of {SWITCH_MODES}, got {switch!r}")
-    sched = _parse_schedule(text, model.text_dim, num_frames)
+    sched = parse_prompt_schedule(text, model.text_dim, num_frames)
     batch = sched[0][1].shape[0]
 
     h, w = rows * model.patch_size[1], cols * model.patch_size[2]
@@ -228,6 +126,28 @@ def generate(
                             float(context_noise), callback, switch, policy.slot_bytes(geometry))
     finally:
         cache.close()
+
+
+@dataclass
+class _Noise:
+    """The rollout's one random stream (drawn on the CPU: same seed, same video anywhere)."""
+
+    gen: torch.Generator
+    shape: tuple[int, int, int, int]  # batch, channels, h, w
+    device: torch.device
+    sigma_ctx: float  # noise level of the clean pass (0: none drawn)
+
+    def __call__(self, n: int) -> torch.Tensor:
+        b, c, h, w = self.shape
+        x = torch.randn(b, c, n, h, w, generator=self.gen, dtype=torch.float32)
+        if self.device.type == "cuda":  # pinned + non_blocking: the copy queues, the host never waits
+            return x.pin_memory().to(self.device, non_blocking=True)
+        return x.to(self.device)
+
+    def clean_input(self, x0: torch.Tensor) -> torch.Tensor:
+        if self.sigma_ctx == 0:
+            return x0
+        return (1 - self.sigma_ctx) * x0 + self.sigma_ctx * self(x0.shape[2])
 
 
 def _rollout(
@@ -246,31 +166,19 @@ def _rollout(
     switch: str,
     slot_bytes: int,
 ) -> torch.Tensor:
-    dev = model.device
-    gen = torch.Generator(device="cpu").manual_seed(seed)
-    channels = model.in_channels
-    out = torch.zeros(batch, channels, num_frames, h, w, dtype=torch.float32)
+    out = torch.zeros(batch, model.in_channels, num_frames, h, w, dtype=torch.float32)
     sigmas = [t / NUM_TRAIN_TIMESTEPS for t in times]
-    sigma_ctx = context_noise / NUM_TRAIN_TIMESTEPS
     num_chunks = -(-num_frames // chunk)
-
-    def noise(n: int) -> torch.Tensor:
-        x = torch.randn(batch, channels, n, h, w, generator=gen, dtype=torch.float32)
-        if dev.type == "cuda":  # pinned + non_blocking: the copy queues, the host never waits
-            return x.pin_memory().to(dev, non_blocking=True)
-        return x.to(dev)
-
-    def clean_input(x0: torch.Tensor) -> torch.Tensor:
-        if context_noise == 0:
-            return x0
-        return (1 - sigma_ctx) * x0 + sigma_ctx * noise(x0.shape[2])
+    noise = _Noise(torch.Generator(device="cpu").manual_seed(seed), (batch, model.in_channels, h, w),
+                   model.device, context_noise / NUM_TRAIN_TIMESTEPS)
+    clean_input = noise.clean_input
 
     prompt = -1
     text: TextKV | None = None
     for k in range(num_chunks):
         start = k * chunk
         n = min(chunk, num_frames - start)
-        wanted = _prompt_at(sched, start)
+        wanted = prompt_at(sched, start)
         if wanted != prompt:
             text = None  # drop the previous prompt's K/V before encoding the next
             text = model.encode_text(sched[wanted][1])

@@ -25,17 +25,9 @@ __all__ = [
     "Mp4Writer",
     "LatentPreviewDecoder",
     "load_wan_vae",
-    "video_frames_for_latents",
     "read_video_info",
     "set_default_permissions",
 ]
-
-
-def video_frames_for_latents(latent_frames: int, temporal_factor: int = 4) -> int:
-    """Number of video frames the Wan VAE makes from ``latent_frames`` latent frames (1 + 4(n-1))."""
-    if latent_frames <= 0:
-        return 0
-    return 1 + temporal_factor * (latent_frames - 1)
 
 
 def load_wan_vae(wan_dir: str | os.PathLike, dtype: torch.dtype = torch.float32,

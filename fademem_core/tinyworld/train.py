@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..model.loading import build_transformer, save_model
 from . import world
 from .forward import masked_velocity, teacher_forcing_mask
 
@@ -48,7 +49,6 @@ CLIP_FRAMES = 21
 CHUNK = 3
 SHIFT = 5.0
 SAMPLER_TIMESTEPS = (1000.0, 750.0, 500.0, 250.0)
-CONFIG_KEY = "fademem_config"  # the engine's loader reads the model config from this metadata
 # sprite channels are few pixels: weight them up so identity is learned, not just background
 CHANNEL_WEIGHT = torch.tensor([1.0] * 6 + [4.0] * 10)
 
@@ -64,14 +64,10 @@ def sampler_sigmas() -> torch.Tensor:
     return warp(torch.tensor(SAMPLER_TIMESTEPS, dtype=torch.float64) / 1000.0)
 
 
-def build_transformer(seed: int, config: dict | None = None) -> torch.nn.Module:
-    """A freshly initialised ``WanTransformer3DModel`` of the tiny config."""
-    from diffusers import WanTransformer3DModel
-
-    cfg = dict(MODEL_CONFIG if config is None else config)
-    cfg["patch_size"] = tuple(cfg["patch_size"])
+def init_transformer(seed: int) -> torch.nn.Module:
+    """A freshly initialised ``WanTransformer3DModel`` of the tiny config (seeded)."""
     torch.manual_seed(seed)
-    return WanTransformer3DModel(**cfg)
+    return build_transformer(MODEL_CONFIG)
 
 
 def make_batch(rng: np.random.Generator, batch: int, frames: int, text_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -129,20 +125,9 @@ def lr_at(step: int, total: int, peak: float, warmup: int = 100) -> float:
 
 
 def save_weights(transformer: torch.nn.Module, out: Path, info: dict) -> None:
-    """Write the safetensors (config in metadata) and the JSON record, atomically."""
-    from safetensors.torch import save_file
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    sd = {k: v.detach().contiguous().float() for k, v in transformer.state_dict().items()}
-    meta = {CONFIG_KEY: json.dumps(MODEL_CONFIG), "trained_on": "fademem_core.tinyworld"}
-    fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(sd, tmp, metadata=meta)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """Write the safetensors (the engine's writer, config in metadata) and the JSON record,
+    atomically."""
+    save_model(transformer, out, metadata={"trained_on": "fademem_core.tinyworld"})
     js = out.with_suffix(".json")
     fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".tmp")
     with os.fdopen(fd, "w") as fh:
@@ -167,7 +152,7 @@ def train(
         raise ValueError(f"steps must be >= 1, got {steps!r}")
     if minutes is not None and minutes <= 0:
         raise ValueError(f"minutes must be > 0, got {minutes!r}")
-    tr = build_transformer(seed)
+    tr = init_transformer(seed)
     tr.train()
     ema = copy.deepcopy(tr).requires_grad_(False)
     opt = torch.optim.AdamW(tr.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.99))

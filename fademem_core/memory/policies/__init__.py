@@ -1,11 +1,14 @@
-"""Cache policies behind one interface (see ``base.py`` for the contract).
+"""Cache policies behind one interface (``base.py``), registered by name.
 
 Adding a policy: write one small file with a frozen dataclass subclassing
-:class:`CachePolicy`, then list it in ``POLICIES`` below.
+:class:`CachePolicy` (``history_frames``, ``visible_frames``, ``decide``), then list it in
+``POLICIES`` below.
 """
 from __future__ import annotations
 
-from .base import POSITION_STRATEGIES, CachePolicy, KVCache, KVGeometry, LayerKV
+from ..contract import Decision, Entry, Evict, KVCache, KVGeometry, Keep, LayerKV, Merge, MemoryView
+from ..positions import POSITION_STRATEGIES
+from .base import CachePolicy
 from .fademem import FadeMem
 from .full import FullCache
 from .windows import SinkWindow, SlidingWindow
@@ -43,11 +46,17 @@ __all__ = [
     "POLICIES",
     "POSITION_STRATEGIES",
     "CachePolicy",
+    "Decision",
+    "Entry",
+    "Evict",
     "FadeMem",
     "FullCache",
     "KVCache",
     "KVGeometry",
+    "Keep",
     "LayerKV",
+    "Merge",
+    "MemoryView",
     "SinkWindow",
     "SlidingWindow",
     "policy_from_name",

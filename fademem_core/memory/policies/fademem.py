@@ -3,31 +3,38 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..planner import Layout, check_beta, check_budget
+from ...checks import check_beta, check_budget, check_int
+from ..contract import Decision, Keep, Merge, MemoryView
+from ..planner import closest_pair, merged_entry
+from ..positions import check_positions
 from ..storage import check_operator
-from .base import CachePolicy, KVCache, KVGeometry, check_int, check_positions
-
-
-def _follow_layout(layout: Layout):
-    """Admit rule: mirror the planner; merge exactly the pair it merged, with its (mu, span)."""
-
-    def admit(cache) -> None:
-        pair = layout.insert()
-        if pair is not None:
-            mu, span = layout.entries[pair]
-            cache.merge(pair, mu=mu, span=span)
-
-    return admit
+from .base import CachePolicy
 
 
 @dataclass(frozen=True)
 class FadeMem(CachePolicy):
-    """Distance-aware KV consolidation.
+    """Distance-aware KV consolidation: merge the adjacent pair closest in warped time.
 
-    ``budget`` counts history entries (the anchor included); a chunk sees ``budget + chunk``
-    frames.  When an inserted frame overflows the budget, the adjacent pair closest in warped
-    time ``(t - mu) ** beta`` is merged with ``operator`` (``weighted_average``, ``average``,
-    ``select_nearest`` or ``max_pool``).  ``anchor`` protects the first frame.
+    When an inserted frame overflows the budget, the adjacent pair whose warped times
+    ``(t - mu) ** beta`` are closest is merged (:func:`~fademem_core.memory.planner.closest_pair`,
+    the planner's own rule), so the far past fades into ever coarser entries while recent
+    frames stay exact.  A chunk sees ``budget + chunk`` frames.
+
+    Parameters
+    ----------
+    budget : int
+        Memory entries held between chunks, the anchor included (>= 3 with the anchor, >= 2
+        without).  Paper: *FadeMem*, Sec. 3.3 and Algorithm 1 (budget ``M``).
+    beta : float
+        Distance warp in (0, 1]; smaller merges the far past harder (paper Eq. 4, ``beta``;
+        suggested by the spectral analysis of Sec. 3.2).
+    anchor : bool
+        Keep the first frame exact forever (the paper's first-frame anchor).
+    operator : str
+        How a merged pair's K/V combine: ``weighted_average`` (span-weighted, the paper's),
+        ``average``, ``select_nearest`` (keep the newer) or ``max_pool`` (ablations, Table 4).
+    positions : str
+        Position strategy: ``absolute`` (an entry at its centre ``mu``) or ``packed``.
     """
 
     budget: int = 12
@@ -49,16 +56,16 @@ class FadeMem(CachePolicy):
         return self.budget + check_int("chunk", chunk, 1)
 
     @property
-    def needs_raw_temporal(self) -> bool:
-        # a merged entry moves to its new centre (packed: every entry's index shifts), so its
-        # key is re-encoded from the un-roped temporal channels whatever the operator
+    def merges(self) -> bool:
+        # a merged entry moves to its new centre, so its key is re-encoded from the un-roped
+        # temporal channels whatever the operator
         return True
 
-    def make_cache(
-        self, geometry: KVGeometry, chunk: int, max_frames: int | None = None
-    ) -> KVCache:
-        from ..cache import SlotCache  # memory imports this package's base module
-
-        layout = Layout(self.budget, self.beta, self.anchor)
-        return SlotCache(geometry, chunk, self.budget, self.positions, operator=self.operator,
-                         admit=_follow_layout(layout), raw_temporal=self.needs_raw_temporal)
+    def decide(self, memory: MemoryView) -> Decision:
+        held = memory.held
+        if len(held) <= self.budget:
+            return Keep()
+        i = closest_pair([e.mu for e in held], memory.newest, self.beta, self.anchor)
+        a, b = held[i], held[i + 1]
+        mu, span = merged_entry(a.mu, a.span, b.mu, b.span)
+        return Merge(i, mu, span, self.operator)

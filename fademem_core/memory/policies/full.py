@@ -3,7 +3,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .base import CachePolicy, KVCache, KVGeometry, check_int, check_positions
+from ...checks import check_int
+from ..contract import Decision, Keep, MemoryView
+from ..positions import check_positions
+from .base import CachePolicy
 
 
 @dataclass(frozen=True)
@@ -12,6 +15,13 @@ class FullCache(CachePolicy):
 
     ``make_cache(..., max_frames=n)`` preallocates ``n`` frames; without it the storage grows
     by doubling.
+
+    Parameters
+    ----------
+    positions : str
+        Position strategy: ``absolute`` (frame indices) or ``packed``.  Source: the plain
+        causal KV cache of autoregressive video diffusion (CausVid, Self-Forcing), with no
+        eviction: the exact reference every bounded memory approximates.
     """
 
     positions: str = "absolute"
@@ -26,10 +36,5 @@ class FullCache(CachePolicy):
         check_int("chunk", chunk, 1)
         return None
 
-    def make_cache(
-        self, geometry: KVGeometry, chunk: int, max_frames: int | None = None
-    ) -> KVCache:
-        from ..cache import SlotCache  # memory imports this package's base module
-
-        return SlotCache(geometry, chunk, None, self.positions, max_frames=max_frames,
-                         raw_temporal=self.needs_raw_temporal)
+    def decide(self, memory: MemoryView) -> Decision:
+        return Keep()

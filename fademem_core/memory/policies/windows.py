@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .base import CachePolicy, KVCache, KVGeometry, check_int, check_positions
+from ...checks import check_int
+from ..contract import Decision, Evict, Keep, MemoryView
+from ..positions import check_positions
+from .base import CachePolicy
 
 
 def _check_chunk(chunk: object, window: int) -> int:
@@ -18,21 +21,28 @@ def _check_chunk(chunk: object, window: int) -> int:
     return chunk
 
 
-def _evict_oldest_after(sink: int, history: int):
-    """Admit rule: while over ``history``, drop the oldest entry not in the first ``sink`` frames."""
-
-    def admit(cache) -> None:
-        held = cache.held
-        while len(held) > history:
-            victim = next(i for i, e in enumerate(held) if e.frame >= sink)
-            cache.evict(victim)
-
-    return admit
+def evict_oldest_after(memory: MemoryView, sink: int) -> Decision:
+    """Over ``memory.history`` entries: evict the oldest entry that is not one of the first
+    ``sink`` frames (the newest frame itself when only sink frames are older).  One eviction
+    per inserted frame suffices: the memory grows by one entry at a time."""
+    held = memory.held
+    if memory.history is None or len(held) <= memory.history:
+        return Keep()
+    return Evict(next(i for i, e in enumerate(held) if e.frame >= sink))
 
 
 @dataclass(frozen=True)
 class SlidingWindow(CachePolicy):
-    """Attend to the ``window`` most recent frames, current chunk included."""
+    """Attend to the ``window`` most recent frames, current chunk included (FIFO eviction).
+
+    Parameters
+    ----------
+    window : int
+        Frames one chunk sees, itself included (>= the chunk).  Source: the rolling KV cache
+        of Self-Forcing (Huang et al., 2025) past its training length.
+    positions : str
+        Position strategy: ``absolute`` (frame indices) or ``packed``.
+    """
 
     window: int = 12
     positions: str = "absolute"
@@ -48,20 +58,24 @@ class SlidingWindow(CachePolicy):
         _check_chunk(chunk, self.window)
         return self.window
 
-    def make_cache(
-        self, geometry: KVGeometry, chunk: int, max_frames: int | None = None
-    ) -> KVCache:
-        from ..cache import SlotCache  # memory imports this package's base module
-
-        history = self.history_frames(chunk)
-        return SlotCache(geometry, chunk, history, self.positions,
-                         admit=_evict_oldest_after(0, history),
-                         raw_temporal=self.needs_raw_temporal)
+    def decide(self, memory: MemoryView) -> Decision:
+        return evict_oldest_after(memory, 0)
 
 
 @dataclass(frozen=True)
 class SinkWindow(CachePolicy):
-    """LongLive: the first ``sink`` frames forever + the ``window`` most recent (chunk included)."""
+    """LongLive: the first ``sink`` frames forever + the ``window`` most recent (chunk included).
+
+    Parameters
+    ----------
+    sink : int
+        First frames kept forever (the attention sink).  Source: LongLive (Yang et al., 2025),
+        frame sink + short window; its release uses sink 3.
+    window : int
+        Most recent frames one chunk sees besides the sink, itself included (LongLive: 9).
+    positions : str
+        Position strategy: ``absolute`` (frame indices) or ``packed``.
+    """
 
     sink: int = 3
     window: int = 9
@@ -79,12 +93,5 @@ class SinkWindow(CachePolicy):
         _check_chunk(chunk, self.window)
         return self.sink + self.window
 
-    def make_cache(
-        self, geometry: KVGeometry, chunk: int, max_frames: int | None = None
-    ) -> KVCache:
-        from ..cache import SlotCache  # memory imports this package's base module
-
-        history = self.history_frames(chunk)
-        return SlotCache(geometry, chunk, history, self.positions,
-                         admit=_evict_oldest_after(self.sink, history),
-                         raw_temporal=self.needs_raw_temporal)
+    def decide(self, memory: MemoryView) -> Decision:
+        return evict_oldest_after(memory, self.sink)

@@ -1,0 +1,185 @@
+"""The cache contract between the memory, the model and the sampler (read docs/ARCHITECTURE.md).
+
+:class:`KVGeometry` is the allocation unit; a :class:`KVCache` owns one :class:`LayerKV` per
+transformer block (the model calls ``layer.attend`` inside self-attention, the sampler drives
+``begin_chunk`` / ``commit``).  A policy sees the memory as plain host-side :class:`Entry`
+records and answers with one :data:`Decision` per inserted frame.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+from ..checks import check_int
+from ..rope import axis_dims
+
+__all__ = ["Decision", "Entry", "Evict", "KVCache", "KVGeometry", "Keep", "LayerKV", "Merge",
+           "MemoryRule", "MemoryView"]
+
+
+@dataclass(frozen=True)
+class Entry:
+    """What a policy sees of one memory entry (host-side numbers, no tensors)."""
+
+    mu: float  # temporal centre, in frames
+    span: int  # frames it summarises
+    frame: int  # first frame it covers
+
+
+@dataclass(frozen=True)
+class MemoryView:
+    """What a policy is shown after each inserted frame (plain host-side data, no tensors).
+
+    Policies that need more (the chunk's queries, the text keys, per-step flags: issue 14)
+    get further fields here, filled only for the policies that declare them.
+    """
+
+    held: tuple[Entry, ...]  # oldest first; the newest frame is the last entry
+    newest: int  # index of the frame just inserted
+    history: int | None  # entries the memory may hold between chunks (None: unbounded)
+
+
+@dataclass(frozen=True)
+class Keep:
+    """Decision: change nothing."""
+
+
+@dataclass(frozen=True)
+class Evict:
+    """Decision: drop entry ``index`` (oldest first); its slot becomes free."""
+
+    index: int
+
+
+@dataclass(frozen=True)
+class Merge:
+    """Decision: merge entries ``index`` and ``index + 1`` into one at ``mu`` covering ``span``
+    frames, combining their K/V with ``operator`` (see ``storage.OPERATORS``)."""
+
+    index: int
+    mu: float
+    span: int
+    operator: str = "weighted_average"
+
+
+# what a policy answers after each inserted frame (issue 14's policies add variants here)
+Decision = Keep | Evict | Merge
+
+
+@dataclass(frozen=True)
+class KVGeometry:
+    """Shapes of the self-attention keys/values of one model at one resolution."""
+
+    num_layers: int
+    batch: int
+    tokens_per_frame: int
+    num_heads: int
+    head_dim: int
+    dtype: torch.dtype = torch.float32
+    device: torch.device | str = "cpu"
+
+    def __post_init__(self) -> None:
+        for name in ("num_layers", "batch", "tokens_per_frame", "num_heads", "head_dim"):
+            check_int(name, getattr(self, name), 1)
+        axis_dims(self.head_dim)  # raises for odd head_dim
+        if not isinstance(self.dtype, torch.dtype) or not self.dtype.is_floating_point:
+            raise ValueError(f"dtype must be a floating torch.dtype, got {self.dtype!r}")
+
+    @property
+    def temporal_channels(self) -> int:
+        """Tc: the leading channels of a head that carry the temporal RoPE axis."""
+        return axis_dims(self.head_dim)[0]
+
+    @property
+    def itemsize(self) -> int:
+        return torch.empty((), dtype=self.dtype).element_size()
+
+    def bytes_per_frame(self) -> int:
+        """K + V bytes of one latent frame over all layers (what attention reads)."""
+        return (
+            2 * self.num_layers * self.batch * self.tokens_per_frame * self.num_heads
+            * self.head_dim * self.itemsize
+        )
+
+    def slot_bytes(self, raw_temporal: bool = True) -> int:
+        """Bytes one memory slot allocates: K, V and, with ``raw_temporal``, the un-roped
+        temporal channels of K (only policies whose positions move keep those; see
+        :attr:`CachePolicy.needs_raw_temporal` and :meth:`CachePolicy.slot_bytes`)."""
+        channels = 2 * self.head_dim + (self.temporal_channels if raw_temporal else 0)
+        return (self.num_layers * self.batch * self.tokens_per_frame * self.num_heads * channels
+                * self.itemsize)
+
+
+class LayerKV(ABC):
+    """One transformer block's view of the cache."""
+
+    @abstractmethod
+    def attend(
+        self, k: torch.Tensor, v: torch.Tensor, k_temporal_raw: torch.Tensor, write: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Place the chunk's keys/values and return the attention context ``(K_ctx, V_ctx)``.
+
+        ``k``/``v`` are ``[B, S_chunk, H, D]`` (``k`` fully roped at the positions
+        ``begin_chunk`` returned), ``k_temporal_raw`` is ``[B, S_chunk, H, Tc]``, the temporal
+        channels of ``k`` before RoPE.  The context is ``[B, S_ctx, H, D]``: memory entries
+        (keys at their positions) plus the chunk; key order is arbitrary (positions are
+        explicit) and no mask is needed.  ``write=True`` marks the clean pass whose K/V
+        ``commit`` will keep.
+        """
+
+
+class KVCache(ABC):
+    """The memory of one rollout: per-layer storage plus host-side bookkeeping."""
+
+    layers: list[LayerKV]
+
+    @abstractmethod
+    def begin_chunk(self, start_frame: int, num_frames: int) -> list[float]:
+        """Start a chunk of ``num_frames`` latent frames; return their temporal positions."""
+
+    @abstractmethod
+    def commit(self) -> None:
+        """Insert the chunk written by the ``write=True`` pass (or end a re-cache)."""
+
+    @abstractmethod
+    def entries(self) -> list[tuple[float, int]]:
+        """``(mu, span)`` per held entry, oldest first (mu = the entry's temporal centre)."""
+
+    @abstractmethod
+    def nbytes(self) -> int:
+        """Bytes allocated right now (K, V and, if the policy needs them, the un-roped
+        temporal channels of K)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Free the buffers; idempotent."""
+
+    @abstractmethod
+    def exact_frames(self) -> list[int]:
+        """Frame indices of the entries that hold exactly one frame (span 1), oldest first."""
+
+    @abstractmethod
+    def begin_recache(self, frames: list[int]) -> list[float]:
+        """Start re-computing the K/V of ``frames`` (a subset of :meth:`exact_frames`).
+
+        Returns their positions; the next ``write=True`` pass over those frames' latents
+        replaces their K/V in place (they attend to the whole memory, themselves included) and
+        ``commit()`` ends the re-cache.
+        """
+
+
+class MemoryRule(Protocol):
+    """What the cache needs of a policy (every :class:`~fademem_core.memory.policies.CachePolicy`
+    is one): its size, its storage needs, its position strategy and its decision."""
+
+    positions: str
+
+    @property
+    def needs_raw_temporal(self) -> bool: ...
+
+    def history_frames(self, chunk: int = 3) -> int | None: ...
+
+    def decide(self, memory: MemoryView) -> Decision: ...

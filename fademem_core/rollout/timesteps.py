@@ -1,0 +1,40 @@
+"""The few-step timestep schedule of the rollout (flow matching with a timestep shift)."""
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Sequence
+
+NUM_TRAIN_TIMESTEPS = 1000
+DEFAULT_STEPS = (1000, 750, 500, 250)
+
+__all__ = ["DEFAULT_STEPS", "NUM_TRAIN_TIMESTEPS", "check_steps", "timestep_schedule"]
+
+
+def check_steps(steps: object) -> list[float]:
+    """``steps`` as floats: a non-empty, strictly decreasing sequence of timesteps in (0, 1000]."""
+    if isinstance(steps, (str, bytes)) or not isinstance(steps, Sequence) or len(steps) == 0:
+        raise ValueError(f"steps must be a non-empty sequence of timesteps in (0, 1000], got {steps!r}")
+    vals = []
+    for t in steps:
+        if isinstance(t, bool) or not isinstance(t, numbers.Real) or not 0 < t <= NUM_TRAIN_TIMESTEPS:
+            raise ValueError(f"steps must be timesteps in (0, 1000], got {t!r} in {list(steps)!r}")
+        vals.append(float(t))
+    if any(b >= a for a, b in zip(vals, vals[1:])):
+        raise ValueError(f"steps must be strictly decreasing, got {vals}")
+    return vals
+
+
+def timestep_schedule(steps: Sequence[float] = DEFAULT_STEPS, shift: float = 5.0) -> list[float]:
+    """Warp ``steps`` through the flow shift: ``s*sigma / (1 + (s-1)*sigma)`` with ``sigma = t/1000``.
+
+    ``timestep_schedule((1000, 750, 500, 250), 5.0) == [1000.0, 937.5, 833.33..., 625.0]``.
+    """
+    vals = check_steps(steps)
+    if isinstance(shift, bool) or not isinstance(shift, numbers.Real) or not math.isfinite(shift) or shift <= 0:
+        raise ValueError(f"shift must be a positive number, got {shift!r}")
+    out = []
+    for t in vals:
+        sigma = t / NUM_TRAIN_TIMESTEPS
+        out.append(NUM_TRAIN_TIMESTEPS * shift * sigma / (1 + (shift - 1) * sigma))
+    return out
