@@ -51,7 +51,7 @@ def warped(steps, shift: float) -> list[float]:
 
 
 @torch.no_grad()
-def reference_rollout(
+def diffusers_rollout(
     transformer,
     text: torch.Tensor,
     num_frames: int,

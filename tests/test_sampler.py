@@ -18,7 +18,7 @@ from fademem_core.rollout.sampler import (
     to_raw,
 )
 
-from reference import full_visible, reference_rollout, window_visible
+from reference import diffusers_rollout, full_visible, window_visible
 
 H = W = 64  # pixels -> 8x8 latents -> 16 tokens per frame on the tiny model
 TOL = 1e-5
@@ -78,7 +78,7 @@ def test_to_raw_from_raw():
 @pytest.mark.parametrize("num_frames", [9, 10])
 def test_full_cache_equals_masked_reference(model, text, num_frames):
     out = generate(model, text, FullCache(), num_frames, H, W, seed=3)
-    ref = reference_rollout(model.transformer, text, num_frames, 8, 8, 3, full_visible(3))
+    ref = diffusers_rollout(model.transformer, text, num_frames, 8, 8, 3, full_visible(3))
     assert out.shape == (2, 16, num_frames, 8, 8) and out.dtype == torch.float32
     assert (out - ref).abs().max() <= TOL
     assert ref.abs().max() > 0.5
@@ -86,20 +86,20 @@ def test_full_cache_equals_masked_reference(model, text, num_frames):
 
 def test_context_noise_equals_masked_reference(model, text):
     out = generate(model, text, FullCache(), 6, H, W, seed=4, context_noise=100.0)
-    ref = reference_rollout(model.transformer, text, 6, 8, 8, 4, full_visible(3), context_noise=100.0)
+    ref = diffusers_rollout(model.transformer, text, 6, 8, 8, 4, full_visible(3), context_noise=100.0)
     assert (out - ref).abs().max() <= TOL
 
 
 def test_other_steps_and_chunk_equal_reference(model, text):
     out = generate(model, text[:1], FullCache(), 8, H, W, seed=1, steps=(1000, 500), shift=3.0, chunk=2)
-    ref = reference_rollout(model.transformer, text[:1], 8, 8, 8, 1, full_visible(2), steps=(1000, 500),
+    ref = diffusers_rollout(model.transformer, text[:1], 8, 8, 8, 1, full_visible(2), steps=(1000, 500),
                             shift=3.0, chunk=2)
     assert (out - ref).abs().max() <= TOL
 
 
 def test_sliding_window_equals_window_reference(model, text):
     out = generate(model, text, SlidingWindow(window=6), 15, H, W, seed=5)
-    ref = reference_rollout(model.transformer, text, 15, 8, 8, 5, window_visible(3, 6))
+    ref = diffusers_rollout(model.transformer, text, 15, 8, 8, 5, window_visible(3, 6))
     assert (out - ref).abs().max() <= TOL
     full = generate(model, text, FullCache(), 15, H, W, seed=5)
     assert (out - full).abs().max() > 1e-3  # the window really cut something
@@ -107,7 +107,7 @@ def test_sliding_window_equals_window_reference(model, text):
 
 def test_sink_window_equals_window_reference(model, text):
     out = generate(model, text, SinkWindow(sink=3, window=6), 15, H, W, seed=6)
-    ref = reference_rollout(model.transformer, text, 15, 8, 8, 6, window_visible(3, 6, sink=3))
+    ref = diffusers_rollout(model.transformer, text, 15, 8, 8, 6, window_visible(3, 6, sink=3))
     assert (out - ref).abs().max() <= TOL
 
 
@@ -269,7 +269,7 @@ def test_keep_equals_masked_reference_with_per_chunk_text(model, prompts):
     """With switch="keep" the memory is untouched: chunks 0-1 see prompt a, chunk 2 prompt b."""
     a, b = prompts
     sw = generate(model, [(0, a), (6, b)], FullCache(), 9, H, W, seed=2, switch="keep")
-    first = reference_rollout(model.transformer, a, 6, 8, 8, 2, full_visible(3))
+    first = diffusers_rollout(model.transformer, a, 6, 8, 8, 2, full_visible(3))
     assert (sw[:, :, :6] - first).abs().max() <= TOL
     plain_b = generate(model, b, FullCache(), 9, H, W, seed=2)
     assert (sw[:, :, 6:] - plain_b[:, :, 6:]).abs().max() > 1e-3  # history under a mattered
