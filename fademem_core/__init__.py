@@ -43,6 +43,11 @@ _EXPORTS = {
     "RolloutInterrupted": "rollout.sampler",
     "StepInfo": "rollout.sampler",
     "timestep_schedule": "rollout.timesteps",
+    "resolve_switch": "rollout.switching",
+    # option choices (pure Python): what the CLI and the node widgets offer
+    "SWITCH_MODES": "checks",
+    "CONTEXT_INPUTS": "checks",
+    "WEIGHT_CHOICES": "checks",
     # analysis
     "analyze_video": "analysis.spectral",
     "suggest_beta": "analysis.spectral",

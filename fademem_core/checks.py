@@ -10,7 +10,17 @@ import math
 import numbers
 from typing import Sequence
 
-__all__ = ["check_beta", "check_budget", "check_choice", "check_int", "check_real"]
+__all__ = ["CONTEXT_INPUTS", "SWITCH_MODES", "WEIGHT_CHOICES", "check_beta", "check_budget",
+           "check_choice", "check_int", "check_real"]
+
+# The choices of the engine's string options, defined once here (no torch) so the CLI's --help
+# and the node widgets list exactly what the engine accepts.
+# generate(switch=...): the memory at a prompt switch (fademem_core.rollout.switching)
+SWITCH_MODES = ("auto", "recache", "longlive", "longlive_resink", "keep")
+# generate(context_input=...): what the pass writing a chunk into the memory sees
+CONTEXT_INPUTS = ("clean", "noised")
+# load_model(weights=...): which weights of a training checkpoint (fademem_core.model.checkpoints)
+WEIGHT_CHOICES = ("auto", "ema", "generator")
 
 
 def check_int(name: str, value: object, minimum: int) -> int:

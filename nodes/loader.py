@@ -1,6 +1,8 @@
 """FadeMemModelLoader: a causal Wan2.1 checkpoint (+ optional LoRA) as a FADEMEM_MODEL."""
 from __future__ import annotations
 
+from fademem_core import WEIGHT_CHOICES
+
 from . import comfy
 
 MODEL_TYPE = "FADEMEM_MODEL"
@@ -52,18 +54,34 @@ class FadeMemModelLoader:
                     "tooltip": "Weight dtype. default: bf16 on a GPU, fp32 on CPU. fp16 saves nothing "
                                "over bf16 and may overflow.",
                 }),
+                "weights": (list(WEIGHT_CHOICES), {
+                    "default": "auto",
+                    "tooltip": "For a training .pt holding both generator_ema and generator: which to "
+                               "load. auto: what the file's own project loads (Self-Forcing: ema, as "
+                               "its --use_ema; LongLive: generator, its use_ema: false), ema when that "
+                               "cannot be told (the console says which was loaded). Other files: ignored.",
+                }),
+                "lora_alpha": ("FLOAT", {
+                    "default": 0.0, "min": 0.0, "max": 65536.0, "step": 1.0,
+                    "tooltip": "LoRA alpha (scale = strength * alpha / rank). 0: from the file; a plain "
+                               "PEFT file (LongLive's lora.pt, FadeMem-FT) stores none, so it comes from "
+                               "an adapter_config.json beside the file, else alpha = rank is ASSUMED "
+                               "(scale 1: right for LongLive's rank-256/alpha-256 LoRA). Set it for a "
+                               "PEFT LoRA trained with another alpha.",
+                }),
             }
         }
 
-    def load(self, model_name, lora_name, lora_strength, weight_dtype):
+    def load(self, model_name, lora_name, lora_strength, weight_dtype, weights="auto", lora_alpha=0.0):
         from fademem_core import load_model
 
         dtype = _dtype(weight_dtype)
         path = comfy.model_path("diffusion_models", model_name)
         lora = None if lora_name in (NO_LORA, "", None) else comfy.model_path("loras", lora_name)
         comfy.free_vram_for_new_model()
+        alpha = None if not lora_alpha else float(lora_alpha)  # 0: from the file
         model = load_model(path, lora=lora, lora_strength=float(lora_strength), dtype=dtype,
-                           device=comfy.torch_device())
+                           device=comfy.torch_device(), weights=weights, lora_alpha=alpha)
         return (model,)
 
 

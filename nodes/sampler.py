@@ -6,7 +6,8 @@ rollout itself is ``fademem_core.generate``.
 """
 from __future__ import annotations
 
-from fademem_core import latent_frame_of_video_frame, latents_for_video_frames
+from fademem_core import (CONTEXT_INPUTS, SWITCH_MODES, latent_frame_of_video_frame,
+                          latents_for_video_frames)
 
 from . import comfy
 from .cache import CACHE_TYPE
@@ -152,20 +153,40 @@ class FadeMemSampler:
                 "seed": ("INT", {"default": 0, "min": 0, "max": MAX_SEED, "control_after_generate": True,
                                  "tooltip": "Random seed: same seed, same video, on any device."}),
                 "context_noise": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 999.0, "step": 1.0,
-                                            "tooltip": "Timestep of the clean pass that writes a chunk into "
-                                                       "the memory (0 = clean, as LongLive/Self-Forcing)."}),
+                                            "tooltip": "Timestep label of the pass that writes a finished chunk "
+                                                       "into the memory (0 = clean, as LongLive/Self-Forcing "
+                                                       "ship). What that pass sees: context_input."}),
+                "context_input": (list(CONTEXT_INPUTS), {
+                    "default": "clean",
+                    "tooltip": "With context_noise > 0: clean = the pass sees the clean chunk labelled "
+                               "with that timestep, as Self-Forcing's and LongLive's inference do "
+                               "(default); noised = the chunk is noised to that timestep first, as "
+                               "Self-Forcing's training rollout does (its 1000-step grid: 100 -> "
+                               "sigma 0.1011).",
+                }),
+                "switch": (list(SWITCH_MODES), {
+                    "default": "auto",
+                    "tooltip": "Memory at a prompt switch (FadeMem Prompt Schedule). longlive: "
+                               "LongLive's re-cache (re-runs its last sink + window frames, keeps "
+                               "the sink as it was, global_sink on). longlive_resink: its "
+                               "global_sink off (the oldest re-run frames become the sink). recache: "
+                               "this pack's own, re-runs what the memory holds exactly (works for "
+                               "FadeMem). keep: leave the memory. auto: longlive for the sink_window "
+                               "cache, recache otherwise.",
+                }),
             },
             "hidden": {"unique_id": "UNIQUE_ID"},
         }
 
     def sample(self, model, positive, cache, width, height, length, chunk, steps, shift, seed,
-               context_noise, unique_id=None):
-        from fademem_core import generate, to_raw
+               context_noise, context_input="clean", switch="auto", unique_id=None):
+        from fademem_core import generate, resolve_switch, to_raw
 
         frames = latent_frames(length)
         times = timesteps(steps)
         text = conditioning_to_text(positive, model.text_dim)
         geometry = model.geometry(1, height, width)  # validates width/height before any work
+        resolve_switch(switch, cache)  # a switch mode the cache cannot do fails here too
         bound = cache.memory_bytes(geometry, chunk)
         comfy.free_memory(bound)
         num_chunks = -(-frames // chunk)
@@ -173,7 +194,7 @@ class FadeMemSampler:
         try:
             latents = generate(model, text, cache, frames, height, width, seed=int(seed), steps=times,
                                shift=float(shift), chunk=int(chunk), context_noise=float(context_noise),
-                               callback=reporter)
+                               context_input=context_input, switch=switch, callback=reporter)
         finally:
             # generate() frees its cache; hand that memory back to the driver on Cancel too
             comfy.soft_empty_cache()
@@ -193,8 +214,9 @@ class FadeMemPromptSchedule:
     DESCRIPTION = (
         "Combines up to 4 prompts into a schedule: prompt 1 from the first frame, prompt k from "
         "video frame start_k. Switches happen at the first chunk starting at or after that frame; "
-        "the frames the memory still holds exactly are then re-encoded under the new prompt "
-        "(LongLive style). Unconnected prompts are skipped."
+        "the sampler's `switch` decides what the memory does then (default: LongLive's re-cache "
+        "for the sink_window cache, re-encoding what FadeMem holds exactly otherwise). "
+        "Unconnected prompts are skipped."
     )
 
     @classmethod

@@ -249,10 +249,12 @@ def side_by_side() -> Workflow:
                 kind="sink_window", sink=3, window=9, positions="absolute")
     common = dict(model=loader.out(), positive=text.out(), width=832, height=480, length=957, chunk=3,
                   steps=4, shift=5.0, seed=2026, context_noise=0.0)
+    # each memory switches prompts its own way: FadeMem re-encodes what it holds exactly,
+    # LongLive's window is re-cached exactly as LongLive's interactive pipeline does
     a = wf.add("FadeMemSampler", (800, 0), title="FadeMem Sampler (FadeMem)", control="fixed",
-               cache=fm.out(), **common)
+               cache=fm.out(), switch="recache", **common)
     b = wf.add("FadeMemSampler", (800, 480), title="FadeMem Sampler (sink + window)", control="fixed",
-               cache=ll.out(), **common)
+               cache=ll.out(), switch="longlive", **common)
     _decode_save(wf, a.out(), vae, 1160, 0, "video/compare_fademem")
     _decode_save(wf, b.out(), vae, 1160, 480, "video/compare_sink_window")
     wf.add("MarkdownNote", (0, 480), size=(330, 300), text=(

@@ -42,6 +42,16 @@ def window_visible(chunk: int, window: int, sink: int = 0) -> Callable[[int, int
     return visible
 
 
+def peer_context_sigma(t: float, shift: float) -> float:
+    """Noise level Self-Forcing's training rollout adds for timestep ``t``: its scheduler
+    (FlowMatchScheduler(shift, sigma_min=0, extra_one_step=True), 1000 steps) tabulates
+    sigma = shift*u / (1 + (shift-1)*u) for u = linspace(1, 0, 1001)[:-1] and ``add_noise``
+    takes the entry whose timestep (1000 * sigma) is nearest ``t``."""
+    u = torch.linspace(1.0, 0.0, 1001, dtype=torch.float64)[:-1]
+    table = shift * u / (1 + (shift - 1) * u)
+    return float(table[(1000.0 * table - t).abs().argmin()])
+
+
 def warped(steps, shift: float) -> list[float]:
     out = []
     for t in steps:
@@ -63,8 +73,13 @@ def diffusers_rollout(
     shift: float = 5.0,
     chunk: int = 3,
     context_noise: float = 0.0,
+    context_input: str = "clean",
 ) -> torch.Tensor:
-    """Latents ``[B, 16, num_frames, h, w]`` of the rollout, computed without any KV cache."""
+    """Latents ``[B, 16, num_frames, h, w]`` of the rollout, computed without any KV cache.
+
+    Earlier frames enter as context labelled ``context_noise``: their clean x0 (Self-Forcing's
+    and LongLive's inference pipelines) or, with ``context_input="noised"``, x0 noised to that
+    timestep's grid sigma (Self-Forcing's training rollout)."""
     from diffusers.models.transformers.transformer_wan import WanAttnProcessor
 
     procs = []
@@ -99,8 +114,8 @@ def diffusers_rollout(
                 if j + 1 < len(times):
                     x = (1 - sigmas[j + 1]) * x0 + sigmas[j + 1] * torch.randn(b, 16, n, h, w, generator=gen)
             out[:, :, start:end] = x0
-            if context_noise > 0:
-                sc = context_noise / 1000.0
+            if context_noise > 0 and context_input == "noised":
+                sc = peer_context_sigma(context_noise, shift)
                 ctx[:, :, start:end] = (1 - sc) * x0 + sc * torch.randn(b, 16, n, h, w, generator=gen)
             else:
                 ctx[:, :, start:end] = x0

@@ -232,6 +232,40 @@ def test_generate_schedule_and_lora(capsys, tmp_path, tiny_checkpoint, tiny_wan_
     assert read_video_info(out) == (21, 32, 48)
 
 
+def test_generate_passes_weights_alpha_switch_and_context_input(capsys, tmp_path, tiny_wan_dir,
+                                                                 monkeypatch):
+    import fademem_core.model.loading as loading
+    import fademem_core.rollout.sampler as sampler
+    from fademem_core.model.testing import write_checkpoints
+
+    ck = write_checkpoints(tmp_path / "ck")
+    seen = {}
+
+    def spy(real, name):
+        def wrapped(*args, **kwargs):
+            seen[name] = kwargs
+            return real(*args, **kwargs)
+        return wrapped
+
+    monkeypatch.setattr(loading, "load_model", spy(loading.load_model, "load"))
+    monkeypatch.setattr(sampler, "generate", spy(sampler.generate, "generate"))
+    sched = tmp_path / "story.txt"
+    sched.write_text("0|a red fox walks\n1|the cat sleeps on the sofa\n")
+    code, _, err = run_cli(capsys, *gen_args(ck.formats["self_forcing.pt"], tiny_wan_dir, "--schedule",
+                                             sched, "--seconds", 1.5, "--lora", ck.loras["peft.pt"],
+                                             "--lora-alpha", 8, "--weights", "generator",
+                                             "--policy", "sink_window", "--sink", 1, "--window", 3,
+                                             "--switch", "longlive_resink", "--context-noise", 50,
+                                             "--context-input", "noised", "--out", tmp_path / "s.mp4"))
+    assert code == 0, err
+    assert (seen["load"]["weights"], seen["load"]["lora_alpha"]) == ("generator", 8.0)
+    kw = seen["generate"]
+    assert (kw["switch"], kw["context_input"], kw["context_noise"]) == ("longlive_resink", "noised", 50.0)
+    code, _, err = run_cli(capsys, *gen_args(ck.formats["self_forcing.pt"], tiny_wan_dir, "--prompt", "x",
+                                             "--weights", "best"))
+    assert code != 0 and "--weights" in err
+
+
 def test_generate_prompt_file_names_by_index_and_resumes(capsys, tmp_path, tiny_checkpoint,
                                                          tiny_wan_dir):
     prompts = tmp_path / "p.txt"

@@ -20,7 +20,8 @@ def _weights(model):
 
 FORMATS = [
     "diffusers_meta.safetensors", "diffusers.safetensors", "original.safetensors", "comfy.safetensors",
-    "model_prefix.safetensors", "self_forcing.pt", "longlive.pth", "causvid.pt", "flat.pt",
+    "model_prefix.safetensors", "self_forcing.pt", "longlive.pth", "longlive_trainer.pt", "causvid.pt",
+    "flat.pt",
 ]
 
 
@@ -42,12 +43,48 @@ def test_bf16_file_loads_rounded_weights(ck):
         assert torch.equal(_weights(m)[k], v.bfloat16().float()), k
 
 
-def test_training_checkpoint_prefers_ema_then_generator(ck):
-    ema = load_model(ck.formats["self_forcing.pt"], device="cpu")
-    gen_only = load_model(ck.other_generator, device="cpu")
-    w = _weights(ck.model)["proj_out.weight"]
-    assert torch.equal(_weights(ema)["proj_out.weight"], w)
-    assert torch.equal(_weights(gen_only)["proj_out.weight"], w + 1.0)
+def _proj(model):
+    return _weights(model)["proj_out.weight"]
+
+
+def test_training_checkpoint_weights_follow_their_project(ck, capsys):
+    """Self-Forcing's inference loads generator_ema (--use_ema), LongLive's generator."""
+    w = _proj(ck.model)  # the fixtures put the perturbed (w + 1) weights in the other set
+    assert torch.equal(_proj(load_model(ck.formats["self_forcing.pt"], device="cpu")), w)
+    note = capsys.readouterr().err
+    assert "loaded 'generator_ema'" in note and "Self-Forcing" in note and "weights='generator'" in note
+    assert torch.equal(_proj(load_model(ck.formats["longlive_trainer.pt"], device="cpu")), w)
+    note = capsys.readouterr().err
+    assert "loaded 'generator'" in note and "LongLive" in note and "weights='ema'" in note
+    # asked for explicitly: the other set, no note
+    assert torch.equal(_proj(load_model(ck.formats["self_forcing.pt"], weights="generator")), w + 1.0)
+    assert torch.equal(_proj(load_model(ck.formats["longlive_trainer.pt"], weights="ema")), w + 1.0)
+    assert torch.equal(_proj(load_model(ck.formats["longlive_trainer.pt"], weights="generator")), w)
+    assert capsys.readouterr().err == ""
+    # one set only: that one, whatever the project
+    assert torch.equal(_proj(load_model(ck.other_generator, device="cpu")), w + 1.0)
+    assert torch.equal(_proj(load_model(ck.formats["longlive.pth"], weights="ema")), w)
+
+
+def test_weights_of_an_unknown_project_default_to_ema_with_a_note(ck, tmp_path, capsys):
+    from fademem_core.model.testing import original_state_dict
+
+    sd = original_state_dict(ck.model, "model.")
+    path = tmp_path / "someone.pt"
+    torch.save({"generator": {k: v + 1.0 for k, v in sd.items()}, "generator_ema": sd, "step": 7}, path)
+    assert torch.equal(_proj(load_model(path, device="cpu")), _proj(ck.model))
+    note = capsys.readouterr().err
+    assert "someone.pt" in note and "loaded 'generator_ema'" in note and "cannot be told" in note
+    assert "weights='generator'" in note and "--weights generator" in note
+
+
+def test_weights_choice_is_checked(ck, tmp_path):
+    with pytest.raises(ValueError, match="weights must be one of"):
+        load_model(tmp_path / "not_read.pt", weights="best")  # refused before any read
+    with pytest.raises(ValueError, match="weights='ema'.*'generator_ema'"):
+        load_model(ck.other_generator, weights="ema")
+    with pytest.raises(ValueError, match="weights='generator'"):
+        load_model(ck.formats["original.safetensors"], weights="generator")
 
 
 def test_loaded_model_generates_like_the_original(ck):
@@ -111,6 +148,83 @@ def test_lora_merge_formula(ck, name, strength):
         assert (got[f"{mod}.weight"] - want).abs().max() <= 1e-6, mod
     untouched = [k for k in base if k[: -len(".weight")] not in ck.lora.down]
     assert untouched and all(torch.equal(got[k], base[k]) for k in untouched)
+
+
+def _assert_merged(model, ck, scale_of):
+    """Every adapted Linear is W + scale * B @ A (PEFT: scale = lora_alpha / r)."""
+    base, got = _weights(ck.model), _weights(model)
+    for mod in ck.lora.down:
+        want = base[f"{mod}.weight"] + scale_of(mod) * ck.lora.up[mod] @ ck.lora.down[mod]
+        assert (got[f"{mod}.weight"] - want).abs().max() <= 1e-5, mod
+
+
+def _peft_dir(ck, tmp_path, config=None):
+    import json
+    import shutil
+
+    d = tmp_path / "adapter"
+    d.mkdir()
+    path = shutil.copy(ck.loras["peft.pt"], d / "adapter_model.pt")
+    if config is not None:
+        (d / "adapter_config.json").write_text(json.dumps(config))
+    return path
+
+
+def test_peft_alpha_is_assumed_rank_without_config(ck, tmp_path, capsys):
+    m = load_model(ck.formats["original.safetensors"], lora=_peft_dir(ck, tmp_path), device="cpu")
+    _assert_merged(m, ck, lambda mod: 1.0)  # rank 4, alpha 4
+    note = capsys.readouterr().err
+    assert "alpha 4 at rank 4" in note and "assumed alpha = rank" in note and "--lora-alpha" in note
+
+
+def test_peft_alpha_from_adapter_config_beside_the_file(ck, tmp_path, capsys):
+    cfg = {"peft_type": "LORA", "r": 4, "lora_alpha": 16, "alpha_pattern": {"self_attn.q": 32},
+           "target_modules": ["q", "k", "v", "o"]}
+    m = load_model(ck.formats["original.safetensors"], lora=_peft_dir(ck, tmp_path, cfg), device="cpu")
+    _assert_merged(m, ck, lambda mod: (32 if mod.endswith("attn1.to_q") else 16) / 4)
+    assert "from adapter_config.json beside it" in capsys.readouterr().err
+
+
+def test_peft_rslora_config(ck, tmp_path):
+    cfg = {"r": 4, "lora_alpha": 16, "use_rslora": True}
+    m = load_model(ck.formats["original.safetensors"], lora=_peft_dir(ck, tmp_path, cfg), lora_strength=0.5)
+    _assert_merged(m, ck, lambda mod: 0.5 * 16 / 4 ** 0.5)  # rsLoRA: alpha / sqrt(r)
+
+
+def test_explicit_lora_alpha_wins(ck, tmp_path, capsys):
+    path = _peft_dir(ck, tmp_path, {"lora_alpha": "not a number"})  # never read
+    m = load_model(ck.formats["original.safetensors"], lora=path, lora_alpha=2.0, device="cpu")
+    _assert_merged(m, ck, lambda mod: 2.0 / 4)
+    kohya = load_model(ck.formats["original.safetensors"], lora=ck.loras["kohya.safetensors"], lora_alpha=2.0)
+    _assert_merged(kohya, ck, lambda mod: 2.0 / 4)
+    assert capsys.readouterr().err == ""
+
+
+def test_file_alpha_beats_adapter_config(ck, tmp_path):
+    import shutil
+
+    d = tmp_path / "k"
+    d.mkdir()
+    path = shutil.copy(ck.loras["kohya.safetensors"], d / "kohya.safetensors")
+    (d / "adapter_config.json").write_text('{"r": 4, "lora_alpha": 1000}')
+    m = load_model(ck.formats["original.safetensors"], lora=path)
+    _assert_merged(m, ck, lambda mod: ck.lora.alpha / 4)
+
+
+@pytest.mark.parametrize("cfg,match", [
+    ({"r": 8, "lora_alpha": 16}, "another adapter"),
+    ({"r": 4, "lora_alpha": 16, "use_dora": True}, "DoRA"),
+    ({"r": 4}, "lora_alpha"),
+])
+def test_bad_adapter_config_is_refused(ck, tmp_path, cfg, match):
+    with pytest.raises(ValueError, match=match):
+        load_model(ck.formats["original.safetensors"], lora=_peft_dir(ck, tmp_path, cfg))
+
+
+@pytest.mark.parametrize("alpha", [0, -1.0, float("nan"), "16", True])
+def test_bad_lora_alpha_is_refused_before_reading(tmp_path, alpha):
+    with pytest.raises(ValueError, match="lora_alpha"):
+        load_model(tmp_path / "not_read.safetensors", lora=tmp_path / "nor.pt", lora_alpha=alpha)
 
 
 def test_lora_strength_zero_is_identity(ck):

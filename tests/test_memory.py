@@ -267,6 +267,80 @@ def test_recache_writes_every_frame_into_its_own_slot(make, chunk, frames, order
             assert (k_e - rope_ref(k_raw, [pos], HH, WW)).abs().max() < 1e-5
 
 
+def _recache_pass(cache, frames, keep):
+    """A re-cache of ``frames`` (fresh K/V); returns per layer the context's values as a set
+    of frames, recognised by their values."""
+    before = [{e.frame: cache.entry_kv(layer, i)[1].clone() for i, e in enumerate(cache.held())}
+              for layer in range(LAYERS)]
+    positions = cache.begin_recache(frames, keep)
+    assert positions == [float(f) for f in frames]  # absolute: each at its own frame index
+    seen = []
+    for layer, lkv in enumerate(cache.layers):
+        parts = [_fresh_frame(f, layer) for f in frames]
+        k_raw = torch.cat([p[0] for p in parts], 1)
+        v = torch.cat([p[1] for p in parts], 1)
+        _, v_ctx = lkv.attend(rope_ref(k_raw, positions, HH, WW), v, k_raw[..., :TC].clone(), True)
+        known = {f: _fresh_frame(f, layer)[1] for f in frames}
+        known.update({f: val for f, val in before[layer].items() if f not in known})
+        got = set()
+        for j in range(v_ctx.shape[1] // N):
+            block = v_ctx[:, j * N:(j + 1) * N]
+            (f,) = [f for f, val in known.items() if torch.equal(block, val)]
+            got.add(f)
+        seen.append(got)
+    cache.commit()
+    return seen
+
+
+def test_recache_reruns_evicted_frames_and_rebuilds_the_sink():
+    """LongLive's switch at frame 15 with sink 3 + window 9: the memory holds 0-2 and 9-14."""
+    policy = SinkWindow(sink=3, window=9)
+    cache = policy.make_cache(geometry(), 3)
+    for start in range(0, 15, 3):
+        run_chunk(cache, start, 3)
+    sink_before = [cache.entry_kv(layer, i)[1].clone() for layer in range(LAYERS) for i in range(3)]
+    # global_sink: frames 6-14 re-run (6-8 only as context), the old sink visible and untouched
+    seen = _recache_pass(cache, list(range(6, 15)), None)
+    assert seen == [set(range(15)) - {3, 4, 5}] * LAYERS
+    assert cache.exact_frames() == [0, 1, 2, 9, 10, 11, 12, 13, 14]
+    sink_after = [cache.entry_kv(layer, i)[1] for layer in range(LAYERS) for i in range(3)]
+    assert all(torch.equal(a, b) for a, b in zip(sink_before, sink_after))
+    for layer in range(LAYERS):
+        for i, e in enumerate(cache.held()[3:], start=3):
+            assert torch.equal(cache.entry_kv(layer, i)[1], _fresh_frame(e.frame, layer)[1])
+    # global_sink false: frames 3-14 re-run, the old sink gone, frames 3-5 the new sink
+    keep = [3, 4, 5, 9, 10, 11, 12, 13, 14]
+    seen = _recache_pass(cache, list(range(3, 15)), keep)
+    assert seen == [set(range(3, 15))] * LAYERS
+    assert cache.exact_frames() == keep and cache.encoded_positions() == [float(f) for f in keep]
+    run_chunk(cache, 15, 3)  # the new sink stays; the oldest frames after it go
+    assert cache.exact_frames() == [3, 4, 5, 12, 13, 14, 15, 16, 17]
+    assert cache.nbytes() == policy.memory_bytes(geometry(), 3)  # never grew
+
+
+def test_recache_refuses_what_cannot_be_rerun():
+    cache = FadeMem(budget=4).make_cache(geometry(), 3)
+    for start in range(0, 12, 3):
+        run_chunk(cache, start, 3)
+    merged = next(e for e in cache.held() if e.span > 1)
+    with pytest.raises(ValueError, match="consolidated"):
+        cache.begin_recache([merged.frame + 1])
+    with pytest.raises(ValueError, match=r"\[0, 12\)"):
+        cache.begin_recache([12])
+    with pytest.raises(ValueError, match="keep"):
+        cache.begin_recache(cache.exact_frames(), keep=[99])
+    packed = SinkWindow(positions="packed").make_cache(geometry(), 3)
+    for start in range(0, 15, 3):
+        run_chunk(packed, start, 3)
+    with pytest.raises(ValueError, match="absolute"):
+        packed.begin_recache([3])
+    window = SinkWindow(sink=3, window=9).make_cache(geometry(), 3)
+    for start in range(0, 15, 3):
+        run_chunk(window, start, 3)
+    with pytest.raises(ValueError, match="at most the policy's history of 9"):
+        window.begin_recache(list(range(3, 15)), keep=list(range(3, 15)))  # one eviction a frame
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_reduced_precision_reencoding_rounds_like_the_model(dtype):
     """A key re-encoded at an integer position equals, bit for bit, the model's key roped there

@@ -150,6 +150,25 @@ def test_loader_loads_checkpoint_and_merges_lora(models_dir, checkpoints):
     assert merged.dtype == torch.float32  # default on CPU
 
 
+def test_loader_weights_and_lora_alpha(models_dir, checkpoints, capsys):
+    loader = NODES["FadeMemModelLoader"]()
+    name = "blocks.0.attn1.to_q.weight"
+    ref = checkpoints.model.transformer.state_dict()[name]
+    (gen,) = loader.load("self_forcing_dmd.pt", "None", 1.0, "fp32", "generator", 0.0)
+    torch.testing.assert_close(gen.transformer.state_dict()[name], ref + 1.0, rtol=0, atol=0)
+    (ema,) = loader.load("self_forcing_dmd.pt", "None", 1.0, "fp32", "auto", 0.0)
+    torch.testing.assert_close(ema.transformer.state_dict()[name], ref, rtol=0, atol=0)
+    assert "loaded 'generator_ema'" in capsys.readouterr().err
+    (merged,) = loader.load("longlive_base.pt", "lora.pt", 1.0, "default", "auto", 8.0)
+    lora, module = checkpoints.lora, "blocks.0.attn1.to_q"
+    expected = ref + 8.0 / lora.rank * lora.up[module] @ lora.down[module]
+    torch.testing.assert_close(merged.transformer.state_dict()[name], expected, rtol=1e-5, atol=1e-6)
+    tooltip = NODES["FadeMemModelLoader"].INPUT_TYPES()["required"]["lora_alpha"][1]["tooltip"]
+    assert "alpha = rank" in tooltip and "ASSUMED" in tooltip and "adapter_config.json" in tooltip
+    with pytest.raises(ValueError, match="weights"):
+        loader.load("self_forcing_dmd.pt", "None", 1.0, "fp32", "best", 0.0)
+
+
 def test_loader_frees_vram_first_and_uses_comfy_device(models_dir, monkeypatch):
     calls = []
     monkeypatch.setattr(comfy, "free_vram_for_new_model", lambda: calls.append("free"))
@@ -313,7 +332,27 @@ def test_sampler_validates_before_any_work(model, spy_generate):
         run_sampler(model, cond(0) + cond(1), fademem())
     with pytest.raises(ValueError, match="multiples of 16"):
         run_sampler(model, cond(0), fademem(), width=40)
+    with pytest.raises(ValueError, match="FadeMem"):  # LongLive's re-cache needs LongLive's memory
+        run_sampler(model, cond(0), fademem(), switch="longlive")
     assert spy_generate["calls"] == 0
+
+
+@pytest.mark.parametrize("switch,context_input", [("longlive_resink", "noised"), ("keep", "clean")])
+def test_sampler_passes_switch_and_context_input(model, switch, context_input):
+    from fademem_core.rollout.sampler import from_raw, generate
+
+    a, b = cond(1), cond(2)
+    (schedule,) = NODES["FadeMemPromptSchedule"]().build(a, conditioning_2=b, start_2=60)
+    policy = NODES["FadeMemBaselineCache"]().build("sink_window", 3, 6, "absolute")[0]
+    node = NODES["FadeMemSampler"]().sample(model, schedule, policy, 64, 32, 81, 3, 1, 5.0, 1, 100.0,
+                                            context_input=context_input, switch=switch)[0]
+    kw = dict(steps=[1000.0], shift=5.0, chunk=3, context_noise=100.0)
+    sched = [(0, a[0][0]), (15, b[0][0])]
+    direct = generate(model, sched, policy, 21, 32, 64, seed=1, switch=switch,
+                      context_input=context_input, **kw)
+    torch.testing.assert_close(from_raw(node["samples"]), direct, rtol=1e-5, atol=1e-5)
+    default = generate(model, sched, policy, 21, 32, 64, seed=1, **kw)  # auto + clean
+    assert (direct - default).abs().max() > 1e-4
 
 
 def test_prompt_schedule_drives_the_core_schedule(model):

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import fademem_core
-from fademem_core.memory.policies import POLICIES, Decision, FadeMem, FullCache, Keep, KVGeometry, Merge, \
-    MemoryView, SinkWindow, SlidingWindow, policy_from_name
+from fademem_core.memory.policies import POLICIES, Decision, Entry, Evict, FadeMem, FullCache, Keep, \
+    KVGeometry, Merge, MemoryView, SinkWindow, SlidingWindow, policy_from_name
 from kv_reference import attention_ref, rope_ref
 
 # Every registered policy at its defaults and with packed positions, plus variants: a policy
@@ -221,6 +221,20 @@ def test_window_contents():
     assert FullCache().visible_frames(3) is None and FullCache().history_frames() is None
     with pytest.raises(ValueError, match="chunk"):
         SlidingWindow(window=2).visible_frames(3)
+
+
+def test_window_decision_evicts_the_entry_after_the_held_sink():
+    """The windows' pure decision counts held entries: after a LongLive re-sink (frames 3-5 the
+    sink, issue 16) the entry after them goes, not the oldest frame >= sink."""
+    def view(frames, history):
+        return MemoryView(tuple(Entry(float(f), 1, f) for f in frames), frames[-1], history)
+
+    resunk = [3, 4, 5, 9, 10, 11, 12, 13, 14, 15]
+    assert SinkWindow(sink=3, window=9).decide(view(resunk, 9)) == Evict(3)  # frame 9
+    assert SinkWindow(sink=3, window=9).decide(view(resunk[:-1], 9)) == Keep()
+    assert SinkWindow(sink=3, window=3).decide(view([0, 1, 2, 3], 3)) == Evict(3)  # the newest
+    assert SlidingWindow(window=4).decide(view([5, 6, 7], 2)) == Evict(0)
+    assert FullCache().decide(view(list(range(50)), None)) == Keep()
 
 
 def test_geometry_bytes_at_the_13b_shapes():

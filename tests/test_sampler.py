@@ -12,13 +12,15 @@ from fademem_core.rollout.sampler import (
     WAN_LATENT_MEAN,
     WAN_LATENT_STD,
     RolloutInterrupted,
+    context_sigma,
     StepInfo,
     from_raw,
     timestep_schedule,
     to_raw,
 )
 
-from reference import diffusers_rollout, full_visible, window_visible
+from fademem_core.rollout.switching import SWITCH_MODES
+from reference import diffusers_rollout, full_visible, peer_context_sigma, window_visible
 
 H = W = 64  # pixels -> 8x8 latents -> 16 tokens per frame on the tiny model
 TOL = 1e-5
@@ -84,10 +86,29 @@ def test_full_cache_equals_masked_reference(model, text, num_frames):
     assert ref.abs().max() > 0.5
 
 
-def test_context_noise_equals_masked_reference(model, text):
-    out = generate(model, text, FullCache(), 6, H, W, seed=4, context_noise=100.0)
-    ref = diffusers_rollout(model.transformer, text, 6, 8, 8, 4, full_visible(3), context_noise=100.0)
+@pytest.mark.parametrize("context_input", ["clean", "noised"])
+def test_context_noise_equals_masked_reference(model, text, context_input):
+    """clean (default): Self-Forcing's inference pipeline, the context pass sees the clean x0
+    labelled t; noised: its training rollout, x0 noised to t's grid sigma first."""
+    out = generate(model, text, FullCache(), 6, H, W, seed=4, context_noise=100.0,
+                   context_input=context_input)
+    ref = diffusers_rollout(model.transformer, text, 6, 8, 8, 4, full_visible(3), context_noise=100.0,
+                            context_input=context_input)
     assert (out - ref).abs().max() <= TOL
+    other = diffusers_rollout(model.transformer, text, 6, 8, 8, 4, full_visible(3), context_noise=100.0,
+                              context_input="noised" if context_input == "clean" else "clean")
+    assert (out - other).abs().max() > 1e-3  # the two inputs really differ
+    if context_input == "clean":  # the label matters too: not the same as context_noise=0
+        assert (out - generate(model, text, FullCache(), 6, H, W, seed=4)).abs().max() > 1e-4
+
+
+def test_context_sigma_is_rounded_to_the_peers_grid():
+    # shift 5: the table entry nearest t=100 is u=0.022 -> 5*0.022/(1+4*0.022) = 0.11/1.088
+    assert context_sigma(100, 5.0) == pytest.approx(0.11 / 1.088, abs=1e-12)
+    assert context_sigma(100, 5.0) == pytest.approx(0.10110, abs=5e-6)
+    for t, shift in [(100, 5.0), (37, 5.0), (250, 3.0), (999, 1.0), (1, 5.0)]:
+        assert context_sigma(t, shift) == pytest.approx(peer_context_sigma(t, shift), abs=1e-9)
+    assert context_sigma(0, 5.0) == 0.0
 
 
 def test_other_steps_and_chunk_equal_reference(model, text):
@@ -223,6 +244,7 @@ def test_callback_exception_stops_and_frees_memory(model, text, exc):
         ({"seed": 2**64}, "seed"),  # past torch.Generator's 64 bits
         ({"context_noise": -1}, "context_noise"),
         ({"switch": "bogus"}, "switch"),
+        ({"context_input": "noisy"}, "context_input"),
         ({"callback": 3}, "callback"),
         ({"text": [(3, torch.randn(1, 4, 32))]}, "frame 0"),
         ({"text": [(0, torch.randn(1, 4, 32)), (0, torch.randn(1, 4, 32))]}, "increasing"),
@@ -256,7 +278,7 @@ def test_single_entry_schedule_equals_plain_text(model, prompts):
     assert torch.equal(generate(model, [(0, a)], FullCache(), 6, H, W), generate(model, a, FullCache(), 6, H, W))
 
 
-@pytest.mark.parametrize("switch", ["keep", "recache"])
+@pytest.mark.parametrize("switch", SWITCH_MODES)
 def test_switch_changes_only_later_frames(model, prompts, switch):
     a, b = prompts
     base = generate(model, a, SinkWindow(sink=3, window=6), 12, H, W, seed=1)

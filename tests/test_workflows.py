@@ -209,7 +209,9 @@ def test_side_by_side_uses_the_same_seed_for_both_memories():
     samplers = nodes_of(wf, "FadeMemSampler")
     assert len(samplers) == 2
     a, b = (s["widgets_values"] for s in samplers)
-    assert a == b and a[7] == "fixed"  # same settings, same seed, not re-randomised
+    assert a[:10] == b[:10] and a[7] == "fixed"  # same settings, same seed, not re-randomised
+    # each memory switches prompts its own way: the sink + window one exactly as LongLive does
+    assert (a[10], b[10]) == ("recache", "longlive")
     (base,) = nodes_of(wf, "FadeMemBaselineCache")
     assert base["widgets_values"][:3] == ["sink_window", 3, 9]
     caches = {lk[1] for lk in wf["links"] if lk[5] == "FADEMEM_CACHE"}

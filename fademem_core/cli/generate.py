@@ -17,6 +17,7 @@ from typing import Any
 
 from .common import (CliError, Progress, existing_dir, existing_file, finite_float, int_at_least,
                      multiple_of_16, positive_float, writable_dir, writable_file)
+from ..checks import SWITCH_MODES, WEIGHT_CHOICES
 from ..rollout.batch import output_name
 from ..rollout.prompts import read_prompt_file, read_schedule_file, schedule_to_latent_frames
 from ..wan import FPS, latent_frames_for_seconds, video_frames_for_latents
@@ -36,6 +37,13 @@ def register(sub: Any) -> None:
     m.add_argument("--lora", default=None, help="LoRA file (LongLive lora.pt, FadeMem-FT)")
     m.add_argument("--lora-strength", type=finite_float, default=1.0,
                    help="LoRA strength (default 1)")
+    m.add_argument("--lora-alpha", type=positive_float, default=None,
+                   help="LoRA alpha (default: from the file, else a PEFT adapter_config.json "
+                        "beside it, else alpha = rank, right for LongLive's lora.pt)")
+    m.add_argument("--weights", choices=WEIGHT_CHOICES, default="auto",
+                   help="training .pt holding generator_ema and generator: which to load "
+                        "(default auto: what the file's project loads, Self-Forcing ema, "
+                        "LongLive generator; ema when it cannot be told)")
     m.add_argument("--wan-dir", required=True,
                    help="diffusers-format Wan2.1-T2V-1.3B folder (text_encoder/, tokenizer/, vae/)")
     m.add_argument("--dtype", choices=("bf16", "fp16", "fp32"), default=None,
@@ -48,9 +56,11 @@ def register(sub: Any) -> None:
     src.add_argument("--prompt-file", help="one prompt per line -> one video each (--out-dir)")
     src.add_argument("--schedule", help="START_SECONDS|prompt lines -> one video with prompt "
                                         "switches (--out)")
-    t.add_argument("--switch", choices=("recache", "keep"), default="recache",
-                   help="memory at a prompt switch: re-run held frames under the new prompt "
-                        "(recache, default) or keep it")
+    t.add_argument("--switch", choices=SWITCH_MODES, default="auto",
+                   help="memory at a prompt switch: longlive (LongLive's re-cache, global_sink "
+                        "on), longlive_resink (global_sink off), recache (re-run what the memory "
+                        "holds exactly), keep; auto (default): longlive for --policy "
+                        "sink_window, recache otherwise")
     v = p.add_argument_group("video")
     length = v.add_mutually_exclusive_group()
     length.add_argument("--seconds", type=positive_float, default=None,
@@ -144,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
     if todo:
         _quiet_libraries()
         texts = _encode(items, todo, wan_dir, device)  # the encoder is gone after this
-        model, vae = _load(checkpoint, lora, args.lora_strength, dtype, wan_dir, device)
+        model, vae = _load(checkpoint, lora, args, dtype, wan_dir, device)
         say(f"model {checkpoint.name}{' + ' + lora.name if lora else ''} on {device}; "
             f"policy {policy}; {num_frames} latent frames = {video_frames_for_latents(num_frames)} video "
             f"frames at {args.width}x{args.height}")
@@ -170,16 +180,16 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _load(checkpoint: Path, lora: Path | None, lora_strength: float, dtype: Any, wan_dir: Path,
-          device: Any) -> tuple[Any, Any]:
-    """The causal Wan (with its LoRA merged) and the Wan VAE on ``device``."""
+def _load(checkpoint: Path, lora: Path | None, args: argparse.Namespace, dtype: Any,
+          wan_dir: Path, device: Any) -> tuple[Any, Any]:
+    """The causal Wan (the ``--weights`` set, its LoRA merged) and the Wan VAE on ``device``."""
     import torch
 
     from ..model.loading import load_model
     from ..rollout.video import load_wan_vae
 
-    model = load_model(checkpoint, lora=lora, lora_strength=lora_strength, dtype=dtype,
-                       device=device)
+    model = load_model(checkpoint, lora=lora, lora_strength=args.lora_strength, dtype=dtype,
+                       device=device, weights=args.weights, lora_alpha=args.lora_alpha)
     vae = load_wan_vae(wan_dir, device=device,
                        dtype=torch.float32 if device.type == "cpu" else torch.bfloat16)
     return model, vae
@@ -234,7 +244,8 @@ def _render_one(model: Any, vae: Any, text: Any, policy: Any, num_frames: int,
             model, _to_device(text, model.device), policy, num_frames, args.height, args.width,
             lambda x0: decoder.decode(to_raw(x0[:1]))[0], out, FPS, progress=progress,
             seed=args.seed, steps=steps, shift=args.shift, chunk=args.chunk,
-            context_noise=args.context_noise, switch=args.switch)
+            context_noise=args.context_noise, context_input=args.context_input,
+            switch=args.switch)
     finally:
         decoder.close()
     return res.video

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..checks import check_beta, check_budget
+from ..checks import CONTEXT_INPUTS, check_beta, check_budget
 from ..memory.policies import policy_from_name
 from ..memory.storage import OPERATORS
 from ..memory.positions import POSITION_STRATEGIES
@@ -53,7 +53,12 @@ def add_sampling_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--shift", type=positive_float, default=5.0,
                    help="flow-matching timestep shift (default 5.0)")
     g.add_argument("--context-noise", type=nonneg_float, default=0.0,
-                   help="timestep of the clean pass that writes a chunk into memory (default 0)")
+                   help="timestep label of the clean pass that writes a chunk into memory "
+                        "(default 0)")
+    g.add_argument("--context-input", choices=CONTEXT_INPUTS, default="clean",
+                   help="what that pass sees: the clean x0 (default, as Self-Forcing's and "
+                        "LongLive's inference do) or x0 noised to --context-noise first (as "
+                        "Self-Forcing's training rollout does; level on its 1000-step grid)")
 
 
 def parse_steps(text: str) -> tuple[float, ...]:

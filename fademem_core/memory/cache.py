@@ -73,6 +73,8 @@ class _Pending:
     start: int
     recache: bool
     written: set[int] = field(default_factory=set)
+    frames: list[int] = field(default_factory=list)  # re-cache: the frames the pass runs
+    keep: list[int] = field(default_factory=list)  # re-cache: first frames of the entries kept
 
 
 class _SlotLayer(LayerKV):
@@ -185,6 +187,7 @@ class SlotCache(KVCache):
             )
         self._pending = None
         if pending.recache:
+            self._end_recache(pending)
             return
         for j, (slot, pos) in enumerate(zip(pending.slots, pending.positions)):
             frame = pending.start + j
@@ -233,23 +236,52 @@ class SlotCache(KVCache):
     def exact_frames(self) -> list[int]:
         return [e.frame for e in self._held if e.span == 1]
 
-    def begin_recache(self, frames: list[int]) -> list[float]:
-        self._live_storage()
-        by_frame = {e.frame: e for e in self._held if e.span == 1}
+    def begin_recache(self, frames: list[int], keep: list[int] | None = None) -> list[float]:
+        """Start re-computing the K/V of ``frames``; returns their positions.
+
+        ``frames``: exact entries, or (absolute positions only) earlier frames the memory no
+        longer holds, which the pass runs again so the others can attend to them.  ``keep``:
+        first frames of the entries held after :meth:`commit` (default: every entry held now,
+        at most the policy's history); a held entry outside ``frames`` is visible to the pass
+        only if it is kept.  The memory is rebuilt at ``commit()``; a re-cache that is never
+        committed leaves it unusable.
+        """
+        storage = self._live_storage()
         frames = list(frames)
-        if not frames:
-            raise ValueError("frames must name at least one exact frame, got []")
-        if len(set(frames)) != len(frames) or any(f not in by_frame for f in frames):
+        exact = {e.frame: e for e in self._held if e.span == 1}
+        held = [e.frame for e in self._held]
+        if not frames or len(set(frames)) != len(frames):
+            raise ValueError(f"frames must be distinct frame indices, at least one, got {frames}")
+        for f in frames:
+            if f not in exact:
+                self._check_rerun(f)
+        keep = held if keep is None else list(keep)
+        if len(set(keep)) != len(keep) or not set(keep) <= set(held) | set(frames):
             raise ValueError(
-                f"frames must be distinct members of exact_frames() {sorted(by_frame)}, "
-                f"got {frames}"
+                f"keep must name distinct held entries {held} or re-run frames {frames}, got {keep}"
             )
-        self._pack_into(len(self._held))
-        chosen = [by_frame[f] for f in frames]
-        self._pending = _Pending(
-            [e.slot for e in chosen], [e.pos for e in chosen], len(self._held), -1, True
-        )
-        return [e.pos for e in chosen]
+        if self.history is not None and len(keep) > self.history:
+            # the policy evicts one entry per inserted frame: it must start within its bound
+            raise ValueError(
+                f"keep must name at most the policy's history of {self.history} entries, "
+                f"got {len(keep)}: {keep}"
+            )
+        running, kept = set(frames), set(keep)
+        fixed = [e for e in self._held if e.frame in kept and e.frame not in running]
+        context = len(fixed) + len(frames)
+        if context > storage.capacity:
+            storage.grow(context)
+        free = self._pack_into(context, fixed + [exact[f] for f in frames if f in exact])
+        slots, positions = [], []
+        for f in frames:
+            if f in exact:
+                slots.append(exact[f].slot)
+                positions.append(exact[f].pos)
+            else:
+                slots.append(free.pop(0))
+                positions.append(float(f))
+        self._pending = _Pending(slots, positions, context, -1, True, frames=frames, keep=keep)
+        return list(positions)
 
     # ----------------------------------------------------------------- internals
     def _live_storage(self) -> SlotStorage:
@@ -257,12 +289,39 @@ class SlotCache(KVCache):
             raise RuntimeError("the cache was closed")
         return self._storage
 
-    def _pack_into(self, context: int) -> list[int]:
-        """Move entries so all sit in slots < ``context``; return the free slots there."""
+    def _check_rerun(self, frame: object) -> None:
+        """A frame the memory no longer holds exactly may be re-run only if nothing covers it."""
+        if isinstance(frame, bool) or not isinstance(frame, int) or not 0 <= frame < self._frames_seen:
+            raise ValueError(
+                f"frames must be exact_frames() {self.exact_frames()} or earlier frames in "
+                f"[0, {self._frames_seen}), got {frame!r}"
+            )
+        if any(e.frame <= frame < e.frame + e.span for e in self._held):
+            raise ValueError(f"frame {frame} is inside a consolidated entry; it cannot be re-run")
+        if self.policy.positions != "absolute":
+            raise ValueError(
+                f"re-running frame {frame}, which the memory no longer holds, needs "
+                f"positions='absolute', got {self.policy.positions!r}"
+            )
+
+    def _end_recache(self, pending: _Pending) -> None:
+        """Rebuild the entry list from the re-cache's ``keep`` (time order), new frames included."""
+        by_frame = {e.frame: e for e in self._held}
+        for f, slot, pos in zip(pending.frames, pending.slots, pending.positions):
+            by_frame.setdefault(f, _Held(float(f), 1, f, slot, pos))
+        self._held = sorted((by_frame[f] for f in pending.keep), key=lambda e: e.frame)
+        self._encode_positions()
+
+    def _pack_into(self, context: int, entries: list[_Held] | None = None) -> list[int]:
+        """Move ``entries`` (default all) into slots < ``context``; return the free slots there.
+
+        Slots of entries left out count as free (a re-cache drops or overwrites them).
+        """
         storage = self._live_storage()
-        used = {e.slot for e in self._held}
+        entries = self._held if entries is None else entries
+        used = {e.slot for e in entries}
         free = [s for s in range(context) if s not in used]
-        for e in self._held:
+        for e in entries:
             if e.slot >= context:  # only after a short final chunk or a re-cache
                 dst = free.pop(0)
                 storage.move(dst, e.slot)

@@ -162,12 +162,13 @@ class KVCache(ABC):
         """Frame indices of the entries that hold exactly one frame (span 1), oldest first."""
 
     @abstractmethod
-    def begin_recache(self, frames: list[int]) -> list[float]:
-        """Start re-computing the K/V of ``frames`` (a subset of :meth:`exact_frames`).
+    def begin_recache(self, frames: list[int], keep: list[int] | None = None) -> list[float]:
+        """Start re-computing the K/V of ``frames`` (exact entries, or earlier frames no longer held).
 
         Returns their positions; the next ``write=True`` pass over those frames' latents
-        replaces their K/V in place (they attend to the whole memory, themselves included) and
-        ``commit()`` ends the re-cache.
+        replaces their K/V (they attend to each other and to the held entries that are kept)
+        and ``commit()`` ends the re-cache, leaving the entries whose first frames are ``keep``
+        (default: those held now).
         """
 
 

@@ -16,12 +16,19 @@ from typing import Any, Mapping
 
 import torch
 
+from ..checks import WEIGHT_CHOICES, check_choice
+
 SAFETENSORS_SUFFIXES = (".safetensors",)
 PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
 
-# Where training scripts keep the weights, most preferred first (EMA weights are what
-# Self-Forcing / LongLive publish results with).
+# Where training scripts keep the weights, in the order they are looked for when a file holds
+# one set (which of generator_ema / generator a file holding both gives: select_weights).
 NESTED_KEYS = ("generator_ema", "generator", "model", "state_dict", "module", "transformer")
+_WEIGHT_KEYS = {"ema": "generator_ema", "generator": "generator"}
+# top-level keys only LongLive's trainer writes beside the weights (Self-Forcing's writes
+# generator, critic and generator_ema alone)
+_LONGLIVE_KEYS = ("generator_optimizer", "critic_optimizer")
+_SELF_FORCING_KEYS = {"generator", "generator_ema", "critic"}
 
 # Name segments added by wrappers (FSDP, torch.compile, activation checkpointing, DDP).
 WRAPPER_SEGMENTS = ("_fsdp_wrapped_module.", "_orig_mod.", "_checkpoint_wrapped_module.")
@@ -113,6 +120,64 @@ def unwrap(obj: Any, keys: tuple[str, ...] = NESTED_KEYS) -> tuple[dict[str, tor
         return {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}, ""
     found = ", ".join(f"{k!r}: {type(v).__name__}" for k, v in list(obj.items())[:8])
     raise ValueError(f"no tensors found (looked under {', '.join(keys)}); top level holds {{{found}}}")
+
+
+def check_weights(weights: object) -> str:
+    """Validate a ``weights`` choice (``"auto"``, ``"ema"``, ``"generator"``; None = auto)."""
+    return "auto" if weights is None else check_choice("weights", weights, WEIGHT_CHOICES)
+
+
+def checkpoint_project(obj: Mapping[str, Any]) -> str | None:
+    """The training code that wrote ``obj``, where its layout tells: "LongLive", "Self-Forcing".
+
+    LongLive's trainer stores its optimizer states beside the weights and its EMA names keep
+    FSDP's ``_fsdp_wrapped_module.`` (its inference strips them); Self-Forcing's stores only
+    ``generator``, ``critic`` and ``generator_ema``, EMA names clean (its inference loads them
+    strictly).  None: neither is certain.
+    """
+    ema = obj.get("generator_ema")
+    fsdp_ema = is_state_dict(ema) and any(WRAPPER_SEGMENTS[0] in k for k in ema)
+    if any(k in obj for k in _LONGLIVE_KEYS) or fsdp_ema:
+        return "LongLive"
+    if set(obj) <= _SELF_FORCING_KEYS:
+        return "Self-Forcing"
+    return None
+
+
+def select_weights(obj: Any, weights: str = "auto") -> tuple[dict[str, torch.Tensor], str, str | None]:
+    """The weights a checkpoint holds, ``(state_dict, where, note)``.
+
+    A file holding both ``generator_ema`` and ``generator`` gives the one ``weights`` names;
+    ``"auto"`` follows the file's own project (Self-Forcing's inference reads the EMA weights,
+    ``--use_ema``; LongLive's reads ``generator``, ``use_ema: false``), EMA when that cannot be
+    told, and ``note`` says which was loaded and how to load the other.  ``"ema"`` /
+    ``"generator"`` on a file without that set raise ValueError; other files ignore ``"auto"``.
+    """
+    weights = check_weights(weights)
+    if not isinstance(obj, Mapping):
+        raise ValueError(f"expected a dict of tensors, found a {type(obj).__name__}")
+    present = [c for c, key in _WEIGHT_KEYS.items() if is_state_dict(obj.get(key))]
+    if weights != "auto" and weights not in present:
+        held = ", ".join(repr(k) for k in list(obj)[:8])
+        raise ValueError(f"weights={weights!r} asks for the {_WEIGHT_KEYS[weights]!r} weights, "
+                         f"which this checkpoint does not hold (top level: {held})")
+    note = None
+    if weights == "auto" and len(present) == 2:
+        project = checkpoint_project(obj)
+        weights = "generator" if project == "LongLive" else "ema"
+        why = {"LongLive": "LongLive's layout; its inference runs with use_ema: false",
+               "Self-Forcing": "Self-Forcing's layout; its inference runs with --use_ema",
+               None: "the training project cannot be told from the file; LongLive's inference "
+                     "would load 'generator'"}[project]
+        other = "generator" if weights == "ema" else "ema"
+        note = (f"checkpoint holds 'generator_ema' and 'generator': loaded "
+                f"{_WEIGHT_KEYS[weights]!r} ({why}); for the other pass weights={other!r} "
+                f"(CLI --weights {other}, loader node 'weights')")
+    if weights != "auto":
+        key = _WEIGHT_KEYS[weights]
+        return {k: v for k, v in obj[key].items() if isinstance(v, torch.Tensor)}, key, note
+    sd, where = unwrap(obj)
+    return sd, where, note
 
 
 def strip_wrappers(name: str) -> str:

@@ -4,7 +4,9 @@
   ``model.``) or diffusers names (ComfyUI repackages, diffusers exports, our own
   :func:`save_model` files);
 * training checkpoints ``.pt``/``.pth`` (Self-Forcing, LongLive, CausVid): weights under
-  ``generator_ema`` (preferred), ``generator`` or ``model``, names prefixed ``model.`` and maybe
+  ``generator_ema``, ``generator`` or ``model`` (a file holding both of the first two gives the
+  one ``weights`` names, by default the one the file's own project loads; see
+  :func:`fademem_core.model.checkpoints.select_weights`), names prefixed ``model.`` and maybe
   decorated with ``_fsdp_wrapped_module.``; read with ``torch.load(weights_only=True, mmap=True)``.
 
 Original names go through diffusers' own converter; the configuration is inferred from tensor
@@ -19,14 +21,15 @@ import json
 import math
 import os
 import re
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 
-from .checkpoints import CONFIG_KEY, read_file, stored_config, strip_state_dict, unwrap
-from .lora import load_lora, merge_lora_
+from .checkpoints import CONFIG_KEY, check_weights, read_file, select_weights, stored_config, strip_state_dict
+from .lora import check_alpha, load_lora, merge_lora_
 from .causal_wan import CausalWan, cast_transformer_
 from ..checks import check_int
 
@@ -246,13 +249,23 @@ def _resolve_dtype_device(dtype: Any, device: Any) -> tuple[torch.dtype, torch.d
 
 
 # ---------------------------------------------------------------------------- loading
-def load_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
-    """Read a DiT checkpoint into diffusers names; returns ``(state_dict, stored config)``."""
+def load_state_dict(
+    path: str | Path, weights: str = "auto"
+) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
+    """Read a DiT checkpoint into diffusers names; returns ``(state_dict, stored config)``.
+
+    ``weights``: ``"auto"``, ``"ema"`` or ``"generator"`` for a training checkpoint holding both
+    (see :func:`fademem_core.model.checkpoints.select_weights`); which one ``"auto"`` loaded is printed
+    to stderr.
+    """
+    weights = check_weights(weights)
     obj, meta = read_file(path, what="checkpoint")
     try:
-        sd, _where = unwrap(obj)
+        sd, _where, note = select_weights(obj, weights)
     except ValueError as e:
         raise ValueError(f"not a Wan DiT checkpoint ({Path(path).name}): {e}") from e
+    if note is not None:
+        print(f"{Path(path).name}: {note}", file=sys.stderr)
     sd = to_diffusers_names(strip_state_dict(sd))
     _refuse_i2v(sd)
     return sd, stored_config(obj, meta)
@@ -264,20 +277,31 @@ def load_model(
     lora_strength: float = 1.0,
     dtype: torch.dtype | str | None = None,
     device: torch.device | str | None = None,
+    weights: str = "auto",
+    lora_alpha: float | None = None,
 ) -> CausalWan:
     """Load a causal Wan2.1 T2V DiT (any supported format), optionally merging a LoRA.
+
+    ``weights`` picks the set of a training checkpoint that holds both ``generator_ema`` and
+    ``generator``: ``"ema"``, ``"generator"`` or ``"auto"`` (default: what the file's own
+    project loads, Self-Forcing the EMA, LongLive ``generator``; the EMA when that cannot be
+    told; a note on stderr says which was loaded).
 
     ``dtype`` defaults to bfloat16 on CUDA and float32 on CPU (norms, modulation and the time
     embedding stay float32 either way); ``device`` defaults to CUDA when available.
     ``lora`` (LongLive ``lora.pt``, FadeMem-FT, PEFT/kohya files) is merged as
-    ``W + lora_strength * alpha / rank * B @ A``.
+    ``W + lora_strength * alpha / rank * B @ A``; ``lora_alpha`` replaces the alpha, which
+    otherwise comes from the file, a PEFT ``adapter_config.json`` beside it, or is assumed
+    = rank (printed; right for LongLive's rank-256/alpha-256 ``lora.pt``).
     Raises FileNotFoundError / ValueError with what was found for anything it cannot load.
     """
     dt, dev = _resolve_dtype_device(dtype, device)
+    weights = check_weights(weights)
+    lora_alpha = check_alpha(lora_alpha)
     if not isinstance(lora_strength, (int, float)) or isinstance(lora_strength, bool) or not math.isfinite(lora_strength):
         raise ValueError(f"lora_strength must be a finite number, got {lora_strength!r}")
-    adapters = load_lora(lora) if lora is not None else None  # fail on a bad LoRA before the big read
-    sd, stored = load_state_dict(path)
+    adapters = load_lora(lora, alpha=lora_alpha) if lora is not None else None  # fail on a bad LoRA before the big read
+    sd, stored = load_state_dict(path, weights)
     cfg = infer_config(sd, stored)
     if adapters is not None:
         merge_lora_(sd, adapters, float(lora_strength), dtype=dt)

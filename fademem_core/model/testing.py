@@ -3,8 +3,9 @@
 ``write_checkpoints(directory)`` writes one tiny random Wan (``tiny_model(seed)``) as
 safetensors with diffusers names (with and without our config metadata), original Wan names
 (bare, ``model.diffusion_model.`` and ``model.`` prefixes), and the training pickles of
-Self-Forcing (``generator`` + ``generator_ema``), LongLive (FSDP-decorated EMA names) and
-CausVid (``model``); LoRA files in the LongLive/FadeMem-FT (PEFT, nested ``generator_lora``)
+Self-Forcing (``generator`` + ``critic`` + ``generator_ema``), LongLive (FSDP-decorated EMA
+names; its trainer's layout with optimizer states, whose ``generator`` is the model) and CausVid
+(``model``); LoRA files in the LongLive/FadeMem-FT (PEFT, nested ``generator_lora``)
 and kohya (per-module alpha) layouts; and files that must be refused.
 
 The diffusers -> original renaming below is written independently of the loader (which uses
@@ -200,12 +201,20 @@ def write_checkpoints(directory: str | Path, seed: int = 0, **config_overrides) 
     }
     prefixed = original_state_dict(model, "model.")
     perturbed = {k: v + 1.0 for k, v in prefixed.items()}
-    formats["self_forcing.pt"] = _save_pt({"generator": perturbed, "generator_ema": prefixed, "step": 1000},
+    # Self-Forcing's trainer layout: its inference reads generator_ema (--use_ema)
+    formats["self_forcing.pt"] = _save_pt({"generator": perturbed, "critic": perturbed, "generator_ema": prefixed},
                                           d / "self_forcing.pt")
     # FSDP wraps the model and each block: model._fsdp_wrapped_module.blocks.0._fsdp_wrapped_module.q...
-    fsdp = {re.sub(r"^model\.(blocks\.\d+\.)?", lambda m: "model._fsdp_wrapped_module." + (
-        m.group(1) + "_fsdp_wrapped_module." if m.group(1) else ""), k): v for k, v in prefixed.items()}
-    formats["longlive.pth"] = _save_pt({"generator_ema": fsdp}, d / "longlive.pth")
+    def fsdp_names(sd):
+        return {re.sub(r"^model\.(blocks\.\d+\.)?", lambda m: "model._fsdp_wrapped_module." + (
+            m.group(1) + "_fsdp_wrapped_module." if m.group(1) else ""), k): v for k, v in sd.items()}
+
+    formats["longlive.pth"] = _save_pt({"generator_ema": fsdp_names(prefixed)}, d / "longlive.pth")
+    # LongLive's trainer layout (optimizer states beside the weights): its inference reads generator
+    optim = {"state": {}, "param_groups": [{"lr": 1e-5, "params": [0]}]}
+    formats["longlive_trainer.pt"] = _save_pt(
+        {"generator": prefixed, "critic": perturbed, "generator_ema": fsdp_names(perturbed),
+         "generator_optimizer": optim, "critic_optimizer": optim, "step": 1200}, d / "longlive_trainer.pt")
     formats["causvid.pt"] = _save_pt({"model": prefixed}, d / "causvid.pt")
     formats["flat.pt"] = _save_pt(dict(orig), d / "flat.pt")
     other = _save_pt({"generator": perturbed}, d / "generator_only.pt")

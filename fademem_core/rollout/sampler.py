@@ -4,35 +4,40 @@ For every chunk of ``chunk`` latent frames: start from seeded Gaussian noise, ru
 few-step schedule (``x0 = x - sigma * v``, fresh noise between steps), then one clean pass at
 ``context_noise`` writes the chunk's K/V into the memory (the policy decides what stays).
 
+The clean pass is labelled with timestep ``context_noise``.  ``context_input="clean"``
+(default) feeds it the clean x0, as Self-Forcing's and LongLive's inference pipelines do;
+``"noised"`` first noises x0 to that timestep, as Self-Forcing's training rollout does, with the
+noise level rounded to the peers' 1000-step grid (:func:`context_sigma`: t = 100 -> 0.10110).
+
 Random numbers come from one CPU ``torch.Generator`` seeded with ``seed``, drawn in this order:
 chunk noise ``[B, 16, n, h, w]``, then one fresh draw of the same shape after every step but the
-last, then (only when ``context_noise > 0``) one for the clean pass; a prompt-switch re-cache
-with ``context_noise > 0`` draws one for the re-cached frames first.  Same seed, same video,
-on any device.
+last, then (only with ``context_input="noised"`` and ``context_noise > 0``) one for the clean
+pass; such a noised prompt-switch re-cache draws one for the re-run frames first.  Same seed,
+same video, on any device.
 
 Prompt schedules: ``text`` may be ``[(0, emb0), (start1, emb1), ...]`` (start in latent frames).
 A switch takes effect at the first chunk that starts at or after ``start`` (switches happen at
-chunk boundaries).  The memory is then either kept as is (``switch="keep"``) or re-cached
-(``switch="recache"``, the default, as LongLive does): the frames the memory still holds exactly
-are re-run at ``context_noise`` under the new prompt and their K/V replaced.  Consolidated
-(merged) FadeMem entries have no single frame to re-run and are kept.
+chunk boundaries).  What the memory does then is ``switch`` (see
+:mod:`fademem_core.rollout.switching`): ``"longlive"`` / ``"longlive_resink"`` reproduce
+LongLive's re-cache, ``"recache"`` re-runs what this pack's memory holds exactly, ``"keep"``
+leaves it; ``"auto"`` (default) picks ``"longlive"`` for LongLive's ``SinkWindow`` and
+``"recache"`` otherwise.
 """
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable, Sequence
 
 import torch
 
-from ..checks import check_int
+from ..checks import CONTEXT_INPUTS, check_choice, check_int, check_real
 from ..memory.policies import CachePolicy, policy_from_name
 from ..model.causal_wan import CausalWan, TextKV
 from ..wan import WAN_LATENT_MEAN, WAN_LATENT_STD, from_raw, to_raw  # re-exported
 from .prompts import parse_prompt_schedule, prompt_at
-from .timesteps import DEFAULT_STEPS, NUM_TRAIN_TIMESTEPS, timestep_schedule
-
-SWITCH_MODES = ("recache", "keep")
+from .switching import RecachePlan, recache_plan, resolve_switch
+from .timesteps import DEFAULT_STEPS, NUM_TRAIN_TIMESTEPS, context_sigma, timestep_schedule
 
 
 class RolloutInterrupted(Exception):
@@ -69,6 +74,15 @@ def _resolve_policy(policy: object) -> CachePolicy:
     raise ValueError(f"unknown policy {policy!r}: expected a CachePolicy (FadeMem, SinkWindow, ...) or its name")
 
 
+def _context_noise_level(context_noise: object, context_input: object, shift: float) -> float:
+    """Validate ``context_noise`` / ``context_input``; the sigma the clean pass's input gets."""
+    t = check_real("context_noise", context_noise, 0.0, NUM_TRAIN_TIMESTEPS, high_open=True,
+                   expected="a timestep in [0, 1000)")
+    if check_choice("context_input", context_input, CONTEXT_INPUTS) == "clean":
+        return 0.0
+    return context_sigma(t, float(shift))
+
+
 # ---------------------------------------------------------------------------- rollout
 def generate(
     model: CausalWan,
@@ -83,7 +97,8 @@ def generate(
     chunk: int = 3,
     context_noise: float = 0.0,
     callback: Callable[[StepInfo], None] | None = None,
-    switch: str = "recache",
+    switch: str = "auto",
+    context_input: str = "clean",
 ) -> torch.Tensor:
     """Generate ``num_frames`` latent frames chunk by chunk; returns model-space latents.
 
@@ -93,8 +108,10 @@ def generate(
     in pixels (multiples of 16).  Returns ``[B, 16, num_frames, height/8, width/8]`` float32
     on the CPU; use :func:`to_raw` before a Wan VAE decode.  ``callback(StepInfo)`` runs after
     every step; an exception raised from it (e.g. :class:`RolloutInterrupted`) frees the memory
-    and propagates.  ``switch``: ``"recache"`` (default) or ``"keep"`` at prompt switches.
-    Every argument is validated before any compute.
+    and propagates.  ``switch``: the memory at prompt switches (``SWITCH_MODES``, default
+    ``"auto"``; see :mod:`fademem_core.rollout.switching`).  ``context_input``: what the pass
+    writing a chunk into the memory sees, ``"clean"`` x0 (default) or x0 ``"noised"`` to
+    ``context_noise``.  Every argument is validated before any compute.
     """
     if not isinstance(model, CausalWan):
         raise ValueError(f"model must be a CausalWan (see load_model / tiny_model), got {type(model).__name__}")
@@ -108,24 +125,29 @@ def generate(
     if seed >= 2**64:  # torch.Generator takes 64-bit seeds
         raise ValueError(f"seed must be an integer in [0, 2**64), got {seed!r}")
     times = timestep_schedule(steps, shift)
-    if isinstance(context_noise, bool) or not isinstance(context_noise, numbers.Real) or not 0 <= context_noise < NUM_TRAIN_TIMESTEPS:
-        raise ValueError(f"context_noise must be a timestep in [0, 1000), got {context_noise!r}")
+    sigma_ctx = _context_noise_level(context_noise, context_input, shift)
     if callback is not None and not callable(callback):
         raise ValueError(f"callback must be callable or None, got {type(callback).__name__}")
-    if switch not in SWITCH_MODES:
-        raise ValueError(f"switch must be one of {SWITCH_MODES}, got {switch!r}")
+    mode = resolve_switch(switch, policy)
     sched = parse_prompt_schedule(text, model.text_dim, num_frames)
     batch = sched[0][1].shape[0]
 
     h, w = rows * model.patch_size[1], cols * model.patch_size[2]
     geometry = model.geometry(batch, height, width)
     cache = policy.make_cache(geometry, chunk, max_frames=num_frames)
+    plan = partial(_plan, mode, policy, chunk, cache)
     try:
         with torch.no_grad():
             return _rollout(model, cache, sched, batch, num_frames, h, w, seed, times, chunk,
-                            float(context_noise), callback, switch, policy.slot_bytes(geometry))
+                            float(context_noise), sigma_ctx, callback, plan,
+                            policy.slot_bytes(geometry))
     finally:
         cache.close()
+
+
+def _plan(mode: str, policy: CachePolicy, chunk: int, cache, start: int) -> RecachePlan | None:
+    """The re-cache of a prompt switch before frame ``start`` (what ``cache`` holds now)."""
+    return recache_plan(mode, policy, chunk, start, cache.exact_frames())
 
 
 @dataclass
@@ -162,15 +184,16 @@ def _rollout(
     times: list[float],
     chunk: int,
     context_noise: float,
+    sigma_ctx: float,
     callback: Callable[[StepInfo], None] | None,
-    switch: str,
+    plan: Callable[[int], RecachePlan | None],
     slot_bytes: int,
 ) -> torch.Tensor:
     out = torch.zeros(batch, model.in_channels, num_frames, h, w, dtype=torch.float32)
     sigmas = [t / NUM_TRAIN_TIMESTEPS for t in times]
     num_chunks = -(-num_frames // chunk)
     noise = _Noise(torch.Generator(device="cpu").manual_seed(seed), (batch, model.in_channels, h, w),
-                   model.device, context_noise / NUM_TRAIN_TIMESTEPS)
+                   model.device, sigma_ctx)
     clean_input = noise.clean_input
 
     prompt = -1
@@ -182,8 +205,9 @@ def _rollout(
         if wanted != prompt:
             text = None  # drop the previous prompt's K/V before encoding the next
             text = model.encode_text(sched[wanted][1])
-            if prompt >= 0 and switch == "recache":
-                _recache(model, cache, out, text, context_noise, clean_input)
+            todo = plan(start) if prompt >= 0 else None
+            if todo is not None:
+                _recache(model, cache, out, text, context_noise, clean_input, todo)
             prompt = wanted
 
         positions = cache.begin_chunk(start, n)
@@ -205,12 +229,12 @@ def _rollout(
     return out
 
 
-def _recache(model: CausalWan, cache, out: torch.Tensor, text: TextKV, context_noise: float, clean_input) -> None:
-    """Re-run the frames the memory holds exactly under the new prompt (LongLive-style)."""
-    frames = list(cache.exact_frames())
-    if not frames:
-        return
-    positions = cache.begin_recache(frames)
+def _recache(model: CausalWan, cache, out: torch.Tensor, text: TextKV, context_noise: float,
+             clean_input, todo: RecachePlan) -> None:
+    """Re-run ``todo.frames`` under the new prompt in one pass; the memory keeps ``todo.keep``."""
+    frames = list(todo.frames)
+    keep = None if todo.keep is None else list(todo.keep)
+    positions = cache.begin_recache(frames, keep)
     x = out[:, :, frames].to(model.device)
     model.forward_chunk(clean_input(x), context_noise, text, cache, positions, write=True)
     cache.commit()
@@ -221,6 +245,7 @@ __all__ = [
     "StepInfo",
     "WAN_LATENT_MEAN",
     "WAN_LATENT_STD",
+    "context_sigma",
     "from_raw",
     "generate",
     "timestep_schedule",

@@ -8,7 +8,7 @@ from typing import Sequence
 NUM_TRAIN_TIMESTEPS = 1000
 DEFAULT_STEPS = (1000, 750, 500, 250)
 
-__all__ = ["DEFAULT_STEPS", "NUM_TRAIN_TIMESTEPS", "check_steps", "timestep_schedule"]
+__all__ = ["DEFAULT_STEPS", "NUM_TRAIN_TIMESTEPS", "check_steps", "context_sigma", "timestep_schedule"]
 
 
 def check_steps(steps: object) -> list[float]:
@@ -33,8 +33,23 @@ def timestep_schedule(steps: Sequence[float] = DEFAULT_STEPS, shift: float = 5.0
     vals = check_steps(steps)
     if isinstance(shift, bool) or not isinstance(shift, numbers.Real) or not math.isfinite(shift) or shift <= 0:
         raise ValueError(f"shift must be a positive number, got {shift!r}")
-    out = []
-    for t in vals:
-        sigma = t / NUM_TRAIN_TIMESTEPS
-        out.append(NUM_TRAIN_TIMESTEPS * shift * sigma / (1 + (shift - 1) * sigma))
-    return out
+    return [NUM_TRAIN_TIMESTEPS * _shifted(t / NUM_TRAIN_TIMESTEPS, shift) for t in vals]
+
+
+def context_sigma(t: float, shift: float) -> float:
+    """Noise level Self-Forcing's scheduler adds for timestep ``t`` (``add_noise``).
+
+    Its table has 1000 entries, sigma = ``s*u / (1 + (s-1)*u)`` for ``u = 1, 0.999, ..., 0.001``
+    (timestep = 1000 * sigma); a timestep is rounded to the nearest entry, so with shift 5
+    ``t = 100`` gets sigma 0.10110 rather than 0.1.  ``t = 0`` is exactly clean.
+    """
+    if t == 0:
+        return 0.0
+    u = min(range(1, NUM_TRAIN_TIMESTEPS + 1),
+            key=lambda k: abs(NUM_TRAIN_TIMESTEPS * _shifted(k / NUM_TRAIN_TIMESTEPS, shift) - t))
+    return _shifted(u / NUM_TRAIN_TIMESTEPS, shift)
+
+
+def _shifted(sigma: float, shift: float) -> float:
+    """The flow shift's warp of a noise level."""
+    return shift * sigma / (1 + (shift - 1) * sigma)

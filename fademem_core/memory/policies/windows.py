@@ -22,13 +22,17 @@ def _check_chunk(chunk: object, window: int) -> int:
 
 
 def evict_oldest_after(memory: MemoryView, sink: int) -> Decision:
-    """Over ``memory.history`` entries: evict the oldest entry that is not one of the first
-    ``sink`` frames (the newest frame itself when only sink frames are older).  One eviction
-    per inserted frame suffices: the memory grows by one entry at a time."""
-    held = memory.held
-    if memory.history is None or len(held) <= memory.history:
+    """Over ``memory.history`` entries: evict the entry right after the first ``sink`` held
+    (the newest frame itself when only sink entries are older).
+
+    The first ``sink`` entries are frames 0..sink-1, or the frames a LongLive re-sink at a
+    prompt switch made the sink (``switch="longlive_resink"``), so the rule counts held
+    entries, not frame indices.  ``history >= sink`` always (windows count the chunk), so that
+    entry exists.  One eviction per inserted frame suffices: the memory grows by one entry at
+    a time (a re-cache keeps at most ``history`` entries)."""
+    if memory.history is None or len(memory.held) <= memory.history:
         return Keep()
-    return Evict(next(i for i, e in enumerate(held) if e.frame >= sink))
+    return Evict(sink)
 
 
 @dataclass(frozen=True)
