@@ -20,6 +20,8 @@ _EXPORTS = {
     # memory planner (pure Python)
     "plan_layout": "memory.planner",
     "plan_history": "memory.planner",
+    "plan_snapshots": "memory.planner",
+    "check_plan_cost": "memory.planner",
     "Layout": "memory.planner",
     # cache policies
     "CachePolicy": "memory.policies",

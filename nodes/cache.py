@@ -10,6 +10,7 @@ from fademem_core import OPERATORS, POSITION_STRATEGIES
 CACHE_TYPE = "FADEMEM_CACHE"
 CATEGORY = "FadeMem"
 BASELINES = ("sink_window", "sliding_window", "full")
+MAX_BUDGET = 256  # FadeMem Cache's budget widget (also the plan route's cap)
 
 
 def _positions_input() -> tuple[list[str], dict]:
@@ -44,7 +45,7 @@ class FadeMemCache:
         return {
             "required": {
                 "budget": ("INT", {
-                    "default": 12, "min": 3, "max": 256, "step": 1,
+                    "default": 12, "min": 3, "max": MAX_BUDGET, "step": 1,
                     "tooltip": "M: memory entries (latent frames of keys/values) held between chunks, "
                                "the anchor included. A chunk sees M + chunk frames. KV memory grows "
                                "linearly with M (about 274 MiB per entry at 480x832 in bf16).",

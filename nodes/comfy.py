@@ -184,7 +184,8 @@ def send_text(text: str, node_id: str | None) -> None:
 def register_get_route(path: str, handler: Callable[[dict[str, str]], tuple[int, dict]]) -> bool:
     """Register GET ``path`` on ComfyUI's server; ``handler(query) -> (status, json)``.
 
-    Returns False (and does nothing) outside ComfyUI.
+    Returns False (and does nothing) outside ComfyUI.  The handler runs in the event loop's
+    default thread pool, so a request never holds up the server's other requests.
     """
     server = _comfy("server")
     instance = getattr(getattr(server, "PromptServer", None), "instance", None) if server else None
@@ -195,7 +196,10 @@ def register_get_route(path: str, handler: Callable[[dict[str, str]], tuple[int,
 
     @routes.get(path)
     async def _get(request):  # noqa: ANN001 - aiohttp request
-        status, body = handler(dict(request.rel_url.query))
+        import asyncio
+
+        query = dict(request.rel_url.query)
+        status, body = await asyncio.get_running_loop().run_in_executor(None, handler, query)
         return web.json_response(body, status=status)
 
     return True

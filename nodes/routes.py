@@ -9,9 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from . import comfy
+from .cache import MAX_BUDGET
 
 ROUTE = "/fademem/plan"
-MAX_FRAMES = 4096  # 17 minutes of video; keeps one request well under a second
+MAX_FRAMES = 4096  # 17 minutes of video; with MAX_BUDGET, one request stays under ~0.3 s
 MAX_ROWS = 96  # history rows sent to the browser (the drawing is ~100 px tall)
 
 
@@ -55,21 +56,23 @@ def parse_plan_query(query: dict[str, str]) -> dict[str, Any]:
     anchor = _flag(query, "anchor", True)
     if not 1 <= frames <= MAX_FRAMES:
         raise ValueError(f"frames must be between 1 and {MAX_FRAMES} latent frames, got {frames}")
+    if budget > MAX_BUDGET:  # the FadeMem Cache widget's maximum
+        raise ValueError(f"budget must be at most {MAX_BUDGET}, got {budget}")
     return {"frames": frames, "budget": budget, "beta": beta, "anchor": anchor}
 
 
 def plan_response(query: dict[str, str]) -> tuple[int, dict[str, Any]]:
     """Handle GET /fademem/plan: (200, plan) or (400, {"error": message})."""
-    from fademem_core import plan_history
+    from fademem_core import plan_snapshots
 
     try:
         p = parse_plan_query(query)
-        history = plan_history(p["frames"], p["budget"], p["beta"], anchor=p["anchor"])
+        wanted = _rows(p["frames"], MAX_ROWS)
+        layouts = plan_snapshots(p["frames"], p["budget"], p["beta"], p["anchor"], wanted)
     except ValueError as e:
         return 400, {"error": str(e)}
-    wanted = set(_rows(p["frames"], MAX_ROWS))
-    rows = [[t, _pairs(layout)] for t, layout in enumerate(history, start=1) if t in wanted]
-    return 200, {**p, "entries": _pairs(history[-1]), "history": rows}
+    rows = [[t, _pairs(layout)] for t, layout in zip(wanted, layouts)]
+    return 200, {**p, "entries": rows[-1][1], "history": rows}
 
 
 def _pairs(layout) -> list[list[float]]:

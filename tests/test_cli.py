@@ -352,3 +352,19 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+@pytest.mark.parametrize("argv", [["--seconds", "1e300"], ["--frames", "3000000"],
+                                  ["--frames", "60000", "--budget", "4000"]])
+def test_plan_refuses_a_plan_over_the_cost_cap_at_once(capsys, argv, monkeypatch):
+    import fademem_core.cli.plan as plan_cli
+    from fademem_core.memory import planner as schedule
+
+    def never(*a, **k):
+        raise AssertionError("the plan was started")
+
+    monkeypatch.setattr(plan_cli, "plan_layout", never)
+    code, out, err = run_cli(capsys, "plan", *argv)
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and "--frames" in err
+    assert str(schedule.MAX_PLAN_FRAMES) in err or str(schedule.MAX_PLAN_WORK) in err

@@ -113,3 +113,26 @@ def test_comfy_uses_comfyui_services_when_present(fake_comfyui):
     assert status == 200 and sum(s for _, s in body["entries"]) == 9
     bad = types.SimpleNamespace(rel_url=types.SimpleNamespace(query={"beta": "2"}))
     assert asyncio.run(handler(bad))[0] == 400
+
+
+def test_route_handler_runs_off_the_event_loop_thread(fake_comfyui):
+    import asyncio
+    import threading
+
+    threads = []
+
+    def handler(query):
+        threads.append(threading.get_ident())
+        return 200, {"ok": True}
+
+    assert comfy.register_get_route("/x", handler) is True
+    _, _, get = fake_comfyui.log[-1]
+
+    async def call():
+        loop_thread = threading.get_ident()
+        request = types.SimpleNamespace(rel_url=types.SimpleNamespace(query={}))
+        return loop_thread, await get(request)
+
+    loop_thread, (status, body) = asyncio.run(call())
+    assert (status, body) == (200, {"ok": True})
+    assert threads and threads[0] != loop_thread

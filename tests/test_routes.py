@@ -89,3 +89,23 @@ def test_history_rows_are_spread_and_end_at_the_last_frame():
     assert len(rows) == 96 and rows[-1] == 1000 and rows[0] >= 1
     gaps = [b - a for a, b in zip(rows, rows[1:])]
     assert max(gaps) - min(gaps) <= 1
+
+
+def test_budget_is_capped_at_the_cache_widgets_maximum():
+    cache = node_module("cache")
+    assert cache.FadeMemCache.INPUT_TYPES()["required"]["budget"][1]["max"] == cache.MAX_BUDGET
+    assert plan(frames=routes.MAX_FRAMES, budget=cache.MAX_BUDGET)[0] == 200
+    status, body = plan(frames=routes.MAX_FRAMES, budget=cache.MAX_BUDGET + 1)
+    assert status == 400 and "budget" in body["error"] and str(cache.MAX_BUDGET) in body["error"]
+
+
+def test_the_route_never_builds_the_whole_history(monkeypatch):
+    from fademem_core.memory import planner as schedule
+
+    def refuse(*a, **k):
+        raise AssertionError("plan_history holds every row; the route needs MAX_ROWS of them")
+
+    monkeypatch.setattr(schedule, "plan_history", refuse)
+    status, body = plan(frames=routes.MAX_FRAMES, budget=200)
+    assert status == 200 and len(body["history"]) == routes.MAX_ROWS
+    assert body["history"][-1] == [routes.MAX_FRAMES, body["entries"]]

@@ -137,3 +137,46 @@ def test_planner_does_not_import_torch():
     code = "import sys, fademem_core.memory.planner as s; s.plan_layout(40, 12, 0.3); " \
            "sys.exit(1 if 'torch' in sys.modules else 0)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+# ----------------------------------------------------------------------------- cost caps
+def test_snapshots_are_the_history_rows():
+    from fademem_core.memory.planner import plan_snapshots
+
+    history = plan_history(50, 7, 0.4, anchor=True)
+    at = [1, 2, 9, 30, 50]
+    assert plan_snapshots(50, 7, 0.4, True, at) == [history[t - 1] for t in at]
+    with pytest.raises(ValueError, match="ascending"):
+        plan_snapshots(50, 7, 0.4, True, [9, 2])
+    with pytest.raises(ValueError, match="ascending"):
+        plan_snapshots(50, 7, 0.4, True, [51])
+
+
+@pytest.mark.parametrize("plan", [plan_layout, plan_history])
+def test_a_plan_longer_than_the_cap_is_refused_before_any_work(plan):
+    from fademem_core.memory.planner import MAX_PLAN_FRAMES
+
+    with pytest.raises(ValueError, match=f"num_frames must be <= {MAX_PLAN_FRAMES}"):
+        plan(10**300, 12, 0.3)
+    with pytest.raises(ValueError, match="num_frames"):
+        plan(MAX_PLAN_FRAMES + 1, 12, 0.3)
+
+
+@pytest.mark.parametrize("plan", [plan_layout, plan_history])
+def test_a_plan_with_too_many_merge_evaluations_is_refused(plan):
+    from fademem_core.memory.planner import MAX_PLAN_FRAMES, MAX_PLAN_WORK
+
+    budget = 4096  # (frames - budget) * (budget - 1) evaluations
+    frames = budget + MAX_PLAN_WORK // (budget - 1) + 1
+    assert frames <= MAX_PLAN_FRAMES
+    with pytest.raises(ValueError, match=f"{MAX_PLAN_WORK}.*budget"):
+        plan(frames, budget, 0.3)
+
+
+def test_a_history_holding_too_many_entries_is_refused_a_layout_is_not():
+    from fademem_core.memory.planner import MAX_HISTORY_ENTRIES
+
+    frames = 2 * int(MAX_HISTORY_ENTRIES ** 0.5)  # no merge at all: the copies are the cost
+    with pytest.raises(ValueError, match="entries"):
+        plan_history(frames, frames, 0.3)
+    assert len(plan_layout(frames, frames, 0.3)) == frames

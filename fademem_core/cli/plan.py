@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from ..checks import check_budget
-from ..memory.planner import plan_layout
+from ..memory.planner import check_plan_cost, plan_layout
 from ..wan import FPS, latent_frames_for_seconds, video_frames_for_latents
-from .common import (format_bytes, int_at_least, multiple_of_16, positive_float, writable_file,
+from .common import (CliError, format_bytes, int_at_least, multiple_of_16, positive_float, writable_file,
                      write_atomic)
 from .options import add_fademem_options
 
@@ -78,6 +78,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         num_frames = 240
     check_budget(args.budget, args.anchor)
+    try:  # refuse a plan that would run for ever before starting it
+        check_plan_cost(num_frames, args.budget)
+    except ValueError as e:
+        raise CliError(f"--frames/--seconds/--budget: {e}") from None
     picture = writable_file(args.picture, ".png", "--picture") if args.picture else None
 
     entries = plan_layout(num_frames, args.budget, args.beta, anchor=args.anchor)

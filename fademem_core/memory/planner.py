@@ -93,12 +93,39 @@ class Layout:
         return i
 
 
+# What one plan may cost, whoever asks (CLI, HTTP route, nodes): insertions (each a few
+# microseconds of CPython), merge-pair evaluations (one ``**`` each) and, for a history, the
+# entries copied into it.  ~1 s of work at most on a slow core.
+MAX_PLAN_FRAMES = 65536  # latent frames: 4.5 hours of video at 16 fps
+MAX_PLAN_WORK = 1 << 22  # merge-pair evaluations, ~(frames - budget) * budget
+MAX_HISTORY_ENTRIES = 1 << 22  # entries a full history holds, ~frames * min(frames, budget)
+
+
+def check_plan_cost(num_frames: object, budget: int, history: bool = False) -> int:
+    """``num_frames`` as an int after checking the plan fits the caps above (ValueError)."""
+    frames = check_int("num_frames", num_frames, 0)
+    if frames > MAX_PLAN_FRAMES:
+        raise ValueError(f"num_frames must be <= {MAX_PLAN_FRAMES} latent frames (4.5 hours) for "
+                         f"a plan, got {frames}")
+    work = max(0, frames - budget) * (budget - 1)
+    if work > MAX_PLAN_WORK:
+        raise ValueError(f"a plan of {frames} frames with budget {budget} costs {work} merge "
+                         f"evaluations, over the cap of {MAX_PLAN_WORK}: lower the budget or "
+                         f"the number of frames")
+    held = frames * min(frames, budget)
+    if history and held > MAX_HISTORY_ENTRIES:
+        raise ValueError(f"a plan history of {frames} frames with budget {budget} holds {held} "
+                         f"entries, over the cap of {MAX_HISTORY_ENTRIES}: lower the budget or "
+                         f"the number of frames")
+    return frames
+
+
 def plan_history(
     num_frames: int, budget: int, beta: float, anchor: bool = True
 ) -> list[list[LayoutEntry]]:
     """The layout after each insertion: element ``t`` is the memory once frames 0..t are in."""
     layout = Layout(budget, beta, anchor)
-    frames = check_int("num_frames", num_frames, 0)
+    frames = check_plan_cost(num_frames, layout.budget, history=True)
     history = []
     for _ in range(frames):
         layout.insert()
@@ -109,7 +136,27 @@ def plan_history(
 def plan_layout(num_frames: int, budget: int, beta: float, anchor: bool = True) -> list[LayoutEntry]:
     """The memory after frames ``0..num_frames-1`` were inserted: ``(mu, span)`` oldest first."""
     layout = Layout(budget, beta, anchor)
-    frames = check_int("num_frames", num_frames, 0)
+    frames = check_plan_cost(num_frames, layout.budget)
     for _ in range(frames):
         layout.insert()
     return layout.entries
+
+
+def plan_snapshots(
+    num_frames: int, budget: int, beta: float, anchor: bool, at: list[int]
+) -> list[list[LayoutEntry]]:
+    """The layouts once ``t`` frames are in, for each ``t`` of ``at`` (ascending, 1..num_frames).
+
+    What :func:`plan_history` gives at those rows, without holding every other row.
+    """
+    layout = Layout(budget, beta, anchor)
+    frames = check_plan_cost(num_frames, layout.budget)
+    wanted = [check_int("snapshot frame", t, 1) for t in at]
+    if wanted != sorted(set(wanted)) or (wanted and wanted[-1] > frames):
+        raise ValueError(f"at must be ascending frame counts in 1..{frames}, got {at!r}")
+    out = []
+    for t in wanted:
+        while layout.frames_seen < t:
+            layout.insert()
+        out.append(layout.entries)
+    return out
