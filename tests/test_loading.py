@@ -364,3 +364,116 @@ def test_non_finite_lora_strength_is_refused(ck, strength):
 def test_tiny_model_refuses_a_bad_seed(seed):
     with pytest.raises(ValueError, match="seed"):
         tiny_model(seed=seed)
+
+
+# ----------------------------------------------------------------------------- crafted files
+def _diffusers_sd(ck) -> dict:
+    return {k: v.detach().clone().contiguous() for k, v in ck.model.transformer.state_dict().items()}
+
+
+def _write(tmp_path, sd, config=None, name="crafted.safetensors"):
+    import json
+
+    from safetensors.torch import save_file
+
+    meta = {"fademem_config": config if isinstance(config, str) else json.dumps(config)} if config is not None else None
+    path = tmp_path / name
+    save_file(sd, str(path), metadata=meta)
+    return path
+
+
+def _edit(key, value):
+    def edit(sd):
+        if value is None:
+            del sd[key]
+        else:
+            sd[key] = value
+    return edit
+
+
+CRAFTED = [
+    ("far block index", _edit("blocks.30000.attn1.to_q.weight", torch.zeros(32, 32)), "block indices must run 0..30000"),
+    ("inconsistent shape", _edit("blocks.1.attn1.to_q.weight", torch.zeros(32, 31)),
+     r"blocks\.1\.attn1\.to_q\.weight is \(32, 31\), expected \(32, 32\)"),
+    ("integer weights", _edit("blocks.0.attn1.to_k.weight", torch.zeros(32, 32, dtype=torch.int32)),
+     r"blocks\.0\.attn1\.to_k\.weight must hold floating-point weights, got torch\.int32"),
+    ("zero-size patch", _edit("patch_embedding.weight", torch.zeros(32, 16, 0, 2, 2)),
+     r"patch_embedding\.weight is \(32, 16, 0, 2, 2\), expected a non-empty 5-D"),
+    ("scalar proj_out", _edit("proj_out.weight", torch.zeros(())), r"proj_out\.weight is \(\), expected a non-empty 2-D"),
+    ("1-D text embedder", _edit("condition_embedder.text_embedder.linear_1.weight", torch.zeros(32)),
+     r"text_embedder\.linear_1\.weight is \(32,\), expected a non-empty 2-D"),
+    ("proj_out not a patch multiple", _edit("proj_out.weight", torch.zeros(63, 32)), "proj_out.weight has 63 rows"),
+    ("missing weight", _edit("blocks.1.ffn.net.2.bias", None), r"missing 'blocks\.1\.ffn\.net\.2\.bias'"),
+    ("unknown weight", _edit("blocks.1.extra.weight", torch.zeros(3)), r"unexpected 'blocks\.1\.extra\.weight'"),
+    ("NaN weight", _edit("blocks.1.attn2.to_v.weight", torch.full((32, 32), float("nan"))),
+     r"blocks\.1\.attn2\.to_v\.weight holds NaN or inf"),
+]
+
+
+@pytest.mark.parametrize("what,edit,match", CRAFTED, ids=[c[0] for c in CRAFTED])
+def test_crafted_checkpoint_is_refused_naming_the_key(ck, tmp_path, monkeypatch, what, edit, match):
+    from fademem_core import loading
+
+    built = []
+    real = loading.build_transformer
+    monkeypatch.setattr(loading, "build_transformer",
+                        lambda cfg, device=None: built.append(cfg["num_layers"]) or real(cfg, device))
+    sd = _diffusers_sd(ck)
+    edit(sd)
+    with pytest.raises(ValueError, match=match):
+        load_model(_write(tmp_path, sd), device="cpu")
+    assert max(built, default=0) <= 2  # nothing the size the file claims was ever built
+
+
+@pytest.mark.parametrize("config,match", [
+    ({"num_attention_heads": "two"}, "num_attention_heads"),
+    ({"num_attention_heads": [2]}, "num_attention_heads"),
+    ('{"num_attention_heads": 1e400}', "num_attention_heads"),
+    ({"num_attention_heads": 3}, "num_attention_heads"),
+    ({"num_attention_heads": 0}, "num_attention_heads"),
+    ({"num_attention_heads": True}, "num_attention_heads"),
+    ({"num_attention_heads": 32}, "attention_head_dim must be even"),
+    ({"num_attention_heads": 2, "eps": "small"}, "eps"),
+    ('{"num_attention_heads": 2, "eps": NaN}', "eps"),
+    ({"num_attention_heads": 2, "eps": -1e-6}, "eps"),
+    ({"num_attention_heads": 2, "eps": 0}, "eps"),
+    ('{"num_attention_heads": 2, "eps": 1e400}', "eps"),
+])
+def test_lying_config_metadata_is_refused(ck, tmp_path, config, match):
+    with pytest.raises(ValueError, match=match):
+        load_model(_write(tmp_path, _diffusers_sd(ck), config), device="cpu")
+
+
+def test_weights_that_overflow_the_requested_dtype_are_refused(ck, tmp_path):
+    sd = _diffusers_sd(ck)
+    sd["blocks.0.ffn.net.2.weight"] = torch.full_like(sd["blocks.0.ffn.net.2.weight"], 1e6)
+    path = _write(tmp_path, sd)
+    load_model(path, device="cpu")  # fine in float32
+    with pytest.raises(ValueError, match=r"blocks\.0\.ffn\.net\.2\.weight holds NaN or inf .*float16"):
+        load_model(path, dtype="fp16", device="cpu")
+
+
+def _kohya(ck, **change):
+    sd = {}
+    for name in ck.lora.down:
+        sd[f"diffusion_model.{name}.lora_down.weight"] = ck.lora.down[name]
+        sd[f"diffusion_model.{name}.lora_up.weight"] = ck.lora.up[name]
+        sd[f"diffusion_model.{name}.alpha"] = torch.tensor(float(ck.lora.alpha))
+    name = next(iter(ck.lora.down))
+    for part, value in change.items():
+        sd[f"diffusion_model.{name}.{part}"] = value
+    return sd
+
+
+@pytest.mark.parametrize("change,match", [
+    ({"lora_down.weight": torch.zeros(0, 32), "lora_up.weight": torch.zeros(32, 0)}, "rank >= 1"),
+    ({"alpha": torch.tensor(float("nan"))}, "alpha must be a finite number"),
+    ({"alpha": torch.tensor(float("inf"))}, "alpha must be a finite number"),
+    ({"lora_up.weight": torch.full((32, 4), float("nan"))}, "B holds NaN or inf"),
+    ({"lora_down.weight": torch.ones(4, 32, dtype=torch.int64)}, "A must hold floating-point"),
+    ({"lora_down.weight": torch.zeros(())}, "non-empty matrices"),
+])
+def test_crafted_lora_is_refused_naming_the_module(ck, tmp_path, change, match):
+    path = _write(tmp_path, _kohya(ck, **change), name="lora.safetensors")
+    with pytest.raises(ValueError, match=match):
+        load_model(ck.formats["original.safetensors"], lora=path, device="cpu")

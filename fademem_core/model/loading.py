@@ -74,7 +74,14 @@ def _check_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
         raise ValueError(f"attention_head_dim must be even (RoPE pairs), got {hd}")
     if out.get("in_channels") == I2V_IN_CHANNELS:
         raise ValueError("in_channels 36 is an image-to-video Wan; only text-to-video (16) is supported for now")
-    out["patch_size"] = tuple(int(p) for p in out.get("patch_size", (1, 2, 2)))
+    patch = out.get("patch_size", (1, 2, 2))
+    if (not isinstance(patch, (list, tuple)) or len(patch) != 3
+            or any(isinstance(p, bool) or not isinstance(p, int) or p < 1 for p in patch)):
+        raise ValueError(f"patch_size must be three positive integers, got {patch!r}")
+    eps = out.get("eps", 1e-6)
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < 1:
+        raise ValueError(f"eps must be a number in (0, 1), got {eps!r}")
+    out["patch_size"] = tuple(patch)
     return out
 
 
@@ -170,6 +177,27 @@ def _refuse_i2v(sd: Mapping[str, torch.Tensor]) -> None:
         )
 
 
+def _tensor(sd: Mapping[str, torch.Tensor], key: str, ndim: int) -> torch.Tensor:
+    t = sd[key]
+    if t.ndim != ndim or 0 in t.shape:
+        raise ValueError(f"not a Wan DiT checkpoint: {key} is {tuple(t.shape)}, expected a "
+                         f"non-empty {ndim}-D tensor")
+    return t
+
+
+def _stored_heads_eps(stored: Mapping[str, Any], dim: int) -> tuple[int | None, float | None]:
+    """The heads and eps a file's own config states, validated (files can lie)."""
+    heads, eps = stored.get("num_attention_heads"), stored.get("eps")
+    if heads is not None and (isinstance(heads, bool) or not isinstance(heads, int) or not 1 <= heads <= dim
+                              or dim % heads):
+        raise ValueError(f"{CONFIG_KEY} num_attention_heads must be a positive integer dividing the model "
+                         f"width {dim}, got {heads!r}")
+    if eps is not None and (isinstance(eps, bool) or not isinstance(eps, (int, float))
+                            or not 0 < float(eps) < 1):  # NaN fails too
+        raise ValueError(f"{CONFIG_KEY} eps must be a number in (0, 1), got {eps!r}")
+    return heads or None, None if eps is None else float(eps)
+
+
 def infer_config(sd: Mapping[str, torch.Tensor], stored: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """diffusers config from tensor shapes (diffusers names); ``stored`` supplies the heads."""
     required = (
@@ -182,40 +210,82 @@ def infer_config(sd: Mapping[str, torch.Tensor], stored: Mapping[str, Any] | Non
     missing = [k for k in required if k not in sd]
     if missing:
         raise ValueError(f"not a Wan DiT checkpoint: missing {missing} (keys: {_sample(sd)})")
-    pe = sd["patch_embedding.weight"]
-    if pe.ndim != 5:
-        raise ValueError(f"not a Wan DiT checkpoint: patch_embedding.weight is {tuple(pe.shape)}, expected 5-D")
+    pe = _tensor(sd, "patch_embedding.weight", 5)
     dim, in_ch = int(pe.shape[0]), int(pe.shape[1])
     patch = tuple(int(s) for s in pe.shape[2:])
     layers = 1 + max(int(m.group(1)) for k in sd if (m := _BLOCK.match(k)))
-    out_ch = int(sd["proj_out.weight"].shape[0]) // (patch[0] * patch[1] * patch[2])
+    proj = _tensor(sd, "proj_out.weight", 2)
+    if proj.shape[0] % math.prod(patch):
+        raise ValueError(f"not a Wan DiT checkpoint: proj_out.weight has {proj.shape[0]} rows, not a "
+                         f"multiple of the patch volume {math.prod(patch)} (patch {patch})")
     cfg: dict[str, Any] = {
         "patch_size": patch,
         "in_channels": in_ch,
-        "out_channels": out_ch,
-        "text_dim": int(sd["condition_embedder.text_embedder.linear_1.weight"].shape[1]),
-        "freq_dim": int(sd["condition_embedder.time_embedder.linear_1.weight"].shape[1]),
-        "ffn_dim": int(sd["blocks.0.ffn.net.0.proj.weight"].shape[0]),
+        "out_channels": int(proj.shape[0]) // math.prod(patch),
+        "text_dim": int(_tensor(sd, "condition_embedder.text_embedder.linear_1.weight", 2).shape[1]),
+        "freq_dim": int(_tensor(sd, "condition_embedder.time_embedder.linear_1.weight", 2).shape[1]),
+        "ffn_dim": int(_tensor(sd, "blocks.0.ffn.net.0.proj.weight", 2).shape[0]),
         "num_layers": layers,
         "cross_attn_norm": "blocks.0.norm2.weight" in sd,
         "qk_norm": "rms_norm_across_heads",
         "eps": 1e-6,
     }
-    if stored is not None and stored.get("num_attention_heads"):
-        heads = int(stored["num_attention_heads"])
-        if dim % heads:
-            raise ValueError(f"stored config says {heads} heads but the model width {dim} is not divisible by it")
-        if stored.get("eps") is not None:
-            cfg["eps"] = float(stored["eps"])
-    elif dim % REAL_HEAD_DIM == 0:
-        heads = dim // REAL_HEAD_DIM
-    elif dim % TINY_HEAD_DIM == 0:
-        heads = dim // TINY_HEAD_DIM
-    else:
-        raise ValueError(f"cannot infer the number of heads for width {dim} (not a multiple of 128 or 16)")
+    heads, eps = _stored_heads_eps(stored or {}, dim)
+    if eps is not None:
+        cfg["eps"] = eps
+    if heads is None:
+        if dim % REAL_HEAD_DIM == 0:
+            heads = dim // REAL_HEAD_DIM
+        elif dim % TINY_HEAD_DIM == 0:
+            heads = dim // TINY_HEAD_DIM
+        else:
+            raise ValueError(f"cannot infer the number of heads for width {dim} (not a multiple of 128 or 16)")
     cfg["num_attention_heads"] = heads
     cfg["attention_head_dim"] = dim // heads
     return cfg
+
+
+def check_structure(sd: Mapping[str, torch.Tensor], cfg: Mapping[str, Any]) -> None:
+    """Refuse (ValueError naming the key) a state dict that does not fit ``cfg`` exactly.
+
+    Runs before the model is built: block indices must be 0..num_layers-1, every name must be
+    one the architecture has (and none missing), every tensor floating point with the shape a
+    model of ``cfg`` gives it.  The expected shapes come from a one-block model on the meta
+    device (nothing allocated), so a file naming ``blocks.30000`` costs nothing to refuse.
+    """
+    cfg = _check_config(cfg)
+    layers = cfg["num_layers"]
+    found = {int(m.group(1)) for k in sd if (m := _BLOCK.match(k))}
+    if found != set(range(layers)):
+        gaps = sorted(set(range(layers)) - found)
+        raise ValueError(f"block indices must run 0..{layers - 1} without gaps; missing "
+                         f"{_sample(f'blocks.{i}' for i in gaps)}")
+    one = build_transformer({**cfg, "num_layers": 1}, device="meta").state_dict()
+    shared = {k: tuple(v.shape) for k, v in one.items() if not k.startswith("blocks.")}
+    per_block = {k[len("blocks.0."):]: tuple(v.shape) for k, v in one.items() if k.startswith("blocks.0.")}
+    expected = dict(shared)
+    for i in range(layers):
+        expected.update({f"blocks.{i}.{k}": shape for k, shape in per_block.items()})
+    missing = [k for k in expected if k not in sd]
+    unexpected = [k for k in sd if k not in expected]
+    if missing or unexpected:
+        raise ValueError(f"weights do not fit a Wan DiT of the inferred shape (missing {_sample(missing)}; "
+                         f"unexpected {_sample(unexpected)})")
+    for key, want in expected.items():
+        t = sd[key]
+        if not t.is_floating_point():
+            raise ValueError(f"{key} must hold floating-point weights, got {t.dtype}")
+        if tuple(t.shape) != want:
+            raise ValueError(f"{key} is {tuple(t.shape)}, expected {want} for the inferred config "
+                             f"(width {cfg['num_attention_heads'] * cfg['attention_head_dim']}, "
+                             f"ffn {cfg['ffn_dim']}, text {cfg['text_dim']}, freq {cfg['freq_dim']})")
+
+
+def check_finite(module: torch.nn.Module, source: str) -> None:
+    """ValueError naming the first weight holding NaN/inf (in the dtype the model runs in)."""
+    for key, t in module.state_dict().items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise ValueError(f"{source}: weight {key} holds NaN or inf values (as {t.dtype})")
 
 
 def _resolve_device(device: Any) -> torch.device:
@@ -305,15 +375,15 @@ def load_model(
     cfg = infer_config(sd, stored)
     if adapters is not None:
         merge_lora_(sd, adapters, float(lora_strength), dtype=dt)
+    try:
+        check_structure(sd, cfg)
+    except ValueError as e:
+        raise ValueError(f"{Path(path).name}: {e}") from None
     tr = build_transformer(cfg, device="meta")
-    result = tr.load_state_dict(sd, strict=False, assign=True)
-    if result.missing_keys or result.unexpected_keys:
-        raise ValueError(
-            f"{Path(path).name}: weights do not fit a Wan DiT of the inferred shape "
-            f"(missing {_sample(result.missing_keys)}; unexpected {_sample(result.unexpected_keys)})"
-        )
+    tr.load_state_dict(sd, strict=True, assign=True)
     _rebuild_rope(tr, cfg)
     cast_transformer_(tr, dt)
+    check_finite(tr, Path(path).name + (f" + {Path(lora).name}" if lora is not None else ""))
     tr.to(dev)
     return CausalWan(tr)
 
@@ -328,6 +398,8 @@ def _rebuild_rope(tr: torch.nn.Module, cfg: Mapping[str, Any]) -> None:
 __all__ = [
     "TINY_CONFIG",
     "build_transformer",
+    "check_finite",
+    "check_structure",
     "infer_config",
     "load_model",
     "load_state_dict",

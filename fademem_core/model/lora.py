@@ -118,17 +118,27 @@ def parse_lora(
     modules: dict[str, LoraModule] = {}
     for name in sorted(downs):
         a, b = downs[name], ups[name]
+        if a.ndim < 2 or b.ndim < 2 or 0 in a.shape or 0 in b.shape:  # rank 0 among them
+            raise ValueError(f"LoRA module {name!r}: A {tuple(a.shape)} and B {tuple(b.shape)} must be "
+                             f"non-empty matrices (rank >= 1)")
         a2 = a.reshape(a.shape[0], -1) if a.ndim > 2 else a  # 1x1 convs saved as 4-D
         b2 = b.reshape(b.shape[0], -1) if b.ndim > 2 else b
-        if a2.ndim != 2 or b2.ndim != 2 or b2.shape[1] != a2.shape[0]:
+        if b2.shape[1] != a2.shape[0]:
             raise ValueError(f"LoRA module {name!r}: A {tuple(a.shape)} and B {tuple(b.shape)} do not compose")
         rank = a2.shape[0]
+        for part, t in (("A", a2), ("B", b2)):
+            if not t.is_floating_point():
+                raise ValueError(f"LoRA module {name!r}: {part} must hold floating-point weights, got {t.dtype}")
+            if not bool(torch.isfinite(t).all()):
+                raise ValueError(f"LoRA module {name!r}: {part} holds NaN or inf values")
         if alpha is not None:
             mod_alpha = float(alpha)
         elif name in alphas or file_alpha is not None:
             mod_alpha = alphas.get(name, file_alpha)
         else:
             mod_alpha = fallback(peft_names[name], rank) if fallback else float(rank)
+        if not math.isfinite(mod_alpha):
+            raise ValueError(f"LoRA module {name!r}: alpha must be a finite number, got {mod_alpha!r}")
         modules[names[name]] = LoraModule(a2, b2, mod_alpha)
     return modules
 
