@@ -185,9 +185,10 @@ class FadeMemSampler:
         frames = latent_frames(length)
         times = timesteps(steps)
         text = conditioning_to_text(positive, model.text_dim)
-        geometry = model.geometry(1, height, width)  # validates width/height before any work
+        batch = (text[0][1] if isinstance(text, list) else text).shape[0]
+        geometry = model.geometry(batch, height, width)  # validates width/height before any work
         resolve_switch(switch, cache)  # a switch mode the cache cannot do fails here too
-        bound = cache.memory_bytes(geometry, chunk)
+        bound = cache.memory_bytes(geometry, chunk, max_frames=frames)  # what generate allocates
         comfy.free_memory(bound)
         num_chunks = -(-frames // chunk)
         reporter = _Reporter(num_chunks * len(times), unique_id, bound)

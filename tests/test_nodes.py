@@ -402,3 +402,21 @@ def test_preview_image_projects_a_latent_frame():
     assert image.size == (6 * 8, 4 * 8)
     r, g, b = image.getpixel((0, 0))
     assert r > 240 and g == b == 128
+
+
+@pytest.mark.parametrize("batch,length", [(3, 45), (2, 9)])
+def test_sampler_frees_and_shows_the_bound_generate_allocates(model, spy_generate, monkeypatch, batch, length):
+    """The conditioning's batch and the video's length set what is allocated; the node asks
+    ComfyUI to free exactly that and shows it."""
+    freed, texts = [], []
+    monkeypatch.setattr(comfy, "free_memory", lambda nbytes: freed.append(nbytes))
+    monkeypatch.setattr(comfy, "send_text", lambda text, node: texts.append(text))
+    g = torch.Generator().manual_seed(3)
+    positive = [[torch.randn(batch, 16, TEXT_DIM, generator=g), {"pooled_output": None}]]
+    policy = fademem(budget=12)
+    run_sampler(model, positive, policy, length=length, chunk=3, steps=1)
+    allocated = {i.kv_bytes for i in spy_generate["infos"]}
+    frames = (length - 1) // 4 + 1
+    slot = model.geometry(batch, 32, 64).slot_bytes(True)
+    assert allocated == {min(12 + 3, frames) * slot} == set(freed)  # written out: slots x slot bytes
+    assert f"bound {freed[0] / 2**20:.1f} MiB" in texts[-1]

@@ -391,3 +391,74 @@ def test_policy_from_name():
         policy_from_name("fademem", size=3)
     with pytest.raises(ValueError, match="beta"):
         policy_from_name("fademem", beta=2)
+
+
+# ----------------------------------------------------------------------------- allocation bounds
+SHORT = 5  # latent frames of a video shorter than most policies' history + chunk
+
+
+@pytest.mark.parametrize("policy", ALL_POLICIES + [FadeMem(budget=1000), FadeMem(budget=10**9)],
+                         ids=IDS + ["FadeMem(budget=1000)", "FadeMem(budget=10**9)"])
+def test_a_short_video_allocates_only_the_slots_it_can_use(policy):
+    geo = geometry()
+    slot = geo.slot_bytes(policy.needs_raw_temporal)
+    chunk = min(CHUNK, policy.visible_frames(CHUNK) or CHUNK)
+    history = policy.history_frames(chunk)
+    slots = SHORT if history is None else min(history + chunk, SHORT)  # written out
+    assert policy.memory_bytes(geo, chunk, max_frames=SHORT) == slots * slot
+    cache = policy.make_cache(geo, chunk, max_frames=SHORT)
+    assert cache.nbytes() == slots * slot
+    # the same rollout without the length promise (a huge budget merges nothing: keep everything)
+    free = (policy if history is None or history < 100 else FullCache()).make_cache(geo, chunk)
+    for start in range(0, SHORT, chunk):
+        num = min(chunk, SHORT - start)
+        for c in (cache, free):
+            positions = c.begin_chunk(start, num)
+            write_pass(c, range(start, start + num), positions)
+            c.commit()
+        assert cache.entries() == free.entries()
+        assert cache.nbytes() == slots * slot  # never grew
+    cache.close()
+    free.close()
+
+
+@pytest.mark.parametrize("policy", [FadeMem(budget=4), SlidingWindow(window=6), SinkWindow(sink=1, window=4)],
+                         ids=repr)
+def test_a_bounded_cache_fed_past_its_length_promise_grows_to_its_bound_only(policy):
+    geo = geometry()
+    bound = (policy.history_frames(CHUNK) + CHUNK) * geo.slot_bytes(policy.needs_raw_temporal)
+    cache = policy.make_cache(geo, CHUNK, max_frames=3)
+    ref = rollout(policy, 30)
+    for start in range(0, 30, CHUNK):
+        positions = cache.begin_chunk(start, CHUNK)
+        write_pass(cache, range(start, start + CHUNK), positions)
+        cache.commit()
+        assert cache.nbytes() <= bound
+    assert cache.entries() == ref.entries() and cache.nbytes() == bound
+
+
+def test_a_cache_larger_than_the_machine_is_refused_with_its_size():
+    geo = geometry()
+    want = 10**12 * geo.slot_bytes(False)
+    with pytest.raises(ValueError, match=f"needs {want} bytes"):
+        FullCache().make_cache(geo, CHUNK, max_frames=10**12)
+    with pytest.raises(ValueError, match="bytes"):
+        FadeMem(budget=10**12).make_cache(geo, CHUNK)
+
+
+def test_the_size_check_uses_the_devices_memory_and_allocation_failures_become_valueerror(monkeypatch):
+    from fademem_core.memory import storage as slot_storage
+
+    geo = geometry()
+    slot = geo.slot_bytes(True)
+    monkeypatch.setattr(slot_storage, "device_memory_bytes", lambda device: 10 * slot)
+    FadeMem(budget=7).make_cache(geo, CHUNK)  # 10 slots: fits exactly
+    with pytest.raises(ValueError, match=f"needs {11 * slot} bytes .* more than the {10 * slot} bytes"):
+        FadeMem(budget=8).make_cache(geo, CHUNK)
+
+    def oom(*a, **k):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 GiB")
+
+    monkeypatch.setattr(torch, "zeros", oom)
+    with pytest.raises(ValueError, match=f"needs {4 * slot} bytes .* could not be allocated: .?CUDA out of memory"):
+        FadeMem(budget=3).make_cache(geo, 1)

@@ -317,3 +317,24 @@ def test_callback_reports_prompt_index(model, prompts):
     infos: list[StepInfo] = []
     generate(model, [(0, a), (3, b)], FullCache(), 6, H, W, callback=infos.append)
     assert [i.prompt for i in infos if i.step == 0] == [0, 1]
+
+
+def test_a_huge_video_is_refused_with_the_bytes_it_asks_for_before_any_compute(monkeypatch):
+    model = tiny_model(seed=0)
+    calls = []
+    monkeypatch.setattr(model, "forward_chunk", lambda *a, **k: calls.append(1))
+    for policy in (FullCache(), FadeMem()):
+        with pytest.raises(ValueError, match=r"needs \d+ bytes"):
+            generate(model, torch.zeros(1, 4, model.text_dim), policy, 10**9, 64, 64)
+    assert calls == []
+
+
+def test_a_large_budget_on_a_short_video_allocates_the_video_only():
+    model = tiny_model(seed=0)
+    seen = []
+    text = torch.randn(1, 4, model.text_dim, generator=torch.Generator().manual_seed(0))
+    out = generate(model, text, FadeMem(budget=10**9), 3, 32, 32, callback=lambda i: seen.append(i.kv_bytes))
+    ref = generate(model, text, FullCache(), 3, 32, 32)
+    assert torch.equal(out, ref)  # nothing merged: the same memory as keeping every frame
+    slot = FadeMem().slot_bytes(model.geometry(1, 32, 32))
+    assert set(seen) == {3 * slot}

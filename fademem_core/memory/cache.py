@@ -31,14 +31,14 @@ __all__ = ["OPERATORS", "SlotBuffers", "SlotCache", "SlotStorage", "check_operat
 
 
 def preallocated_slots(history: int | None, chunk: int, max_frames: int | None) -> int | None:
-    """Slots a cache allocates up front: ``history + chunk`` for a bounded memory,
-    ``max(max_frames, chunk)`` for an unbounded one told the video length, else None (it then
+    """Slots a cache allocates up front: what ``history`` entries plus a chunk need
+    (``history + chunk``), but never more than a video of ``max_frames`` can fill
+    (``max(max_frames, chunk)``); None for an unbounded memory not told the length (it then
     starts at one chunk and grows by doubling)."""
-    if history is not None:
-        return history + chunk
-    if max_frames is not None:
-        return max(check_int("max_frames", max_frames, 1), chunk)
-    return None
+    video = None if max_frames is None else max(check_int("max_frames", max_frames, 1), chunk)
+    if history is None:
+        return video
+    return history + chunk if video is None else min(history + chunk, video)
 
 
 @dataclass
@@ -111,7 +111,9 @@ class SlotCache(KVCache):
     fixes the size (``history_frames``), whether the un-roped temporal channels of K are kept
     (``needs_raw_temporal``: merges and moving positions need them), the position strategy
     (``positions``) and, after each inserted frame, what to keep, evict or merge.  An unbounded
-    policy preallocates ``max_frames`` slots when given, else grows by doubling.
+    policy preallocates ``max_frames`` slots when given, else grows by doubling; a bounded one
+    allocates no more than ``max_frames`` can use and grows (to ``history + chunk`` at most) only
+    if fed past that promise.
     """
 
     def __init__(self, geometry: KVGeometry, chunk: int, policy: MemoryRule,
@@ -170,7 +172,9 @@ class SlotCache(KVCache):
             )
         context = len(self._held) + num_frames
         if context > storage.capacity:
-            storage.grow(max(context, 2 * storage.capacity))
+            wanted = max(context, 2 * storage.capacity)
+            bound = None if self.history is None else self.history + self.chunk
+            storage.grow(wanted if bound is None else min(wanted, bound))
         free = self._pack_into(context)
         positions = self._strategy.chunk_positions(self.held(), start_frame, num_frames)
         self._pending = _Pending(free[:num_frames], positions, context, start_frame, False)

@@ -9,6 +9,8 @@ them K is never re-encoded.  Bookkeeping (which entry sits in which slot) is
 """
 from __future__ import annotations
 
+import os
+
 import torch
 
 from ..rope import rotate_into_
@@ -22,6 +24,35 @@ def check_operator(value: object) -> str:
     if value not in OPERATORS:
         raise ValueError(f"operator must be one of {OPERATORS}, got {value!r}")
     return str(value)
+
+
+def device_memory_bytes(device: torch.device | str) -> int | None:
+    """Physical memory of ``device`` (the machine's RAM for the CPU); None when unknown."""
+    dev = torch.device(device)
+    if dev.type == "cpu":
+        try:
+            return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError, AttributeError):  # not a POSIX system
+            return None
+    if dev.type == "cuda" and torch.cuda.is_available():
+        return int(torch.cuda.get_device_properties(dev).total_memory)
+    return None
+
+
+def check_allocation(what: str, nbytes: int, device: torch.device | str) -> None:
+    """ValueError, before allocating, when ``nbytes`` exceed all the memory ``device`` has."""
+    limit = device_memory_bytes(device)
+    if limit is not None and nbytes > limit:
+        raise ValueError(f"{what} needs {nbytes} bytes ({nbytes / 2**30:.1f} GiB), more than the "
+                         f"{limit} bytes ({limit / 2**30:.1f} GiB) {torch.device(device).type} "
+                         f"memory holds: shorten the video, lower the resolution or use a "
+                         f"bounded policy")
+
+
+def allocation_failed(what: str, nbytes: int, error: BaseException) -> ValueError:
+    """The ValueError for an allocation the device refused (out of memory right now)."""
+    return ValueError(f"{what} needs {nbytes} bytes ({nbytes / 2**30:.1f} GiB), which could not "
+                      f"be allocated: {str(error).splitlines()[0] if str(error) else error!r}")
 
 
 class SlotStorage:
@@ -53,11 +84,17 @@ class SlotStorage:
 
     def _allocate(self, capacity: int) -> None:
         g = self.geometry
+        nbytes = capacity * g.slot_bytes(self.raw_temporal)
+        what = f"a KV cache of {capacity} frame slots"
+        check_allocation(what, nbytes, g.device)  # computed from the geometry, nothing allocated
         shape = (g.num_layers, g.batch, capacity, g.tokens_per_frame, g.num_heads)
         opts = {"dtype": g.dtype, "device": g.device}
-        k = torch.zeros(shape + (g.head_dim,), **opts)
-        v = torch.zeros(shape + (g.head_dim,), **opts)
-        kt = torch.zeros(shape + (g.temporal_channels,), **opts) if self.raw_temporal else None
+        try:
+            k = torch.zeros(shape + (g.head_dim,), **opts)
+            v = torch.zeros(shape + (g.head_dim,), **opts)
+            kt = torch.zeros(shape + (g.temporal_channels,), **opts) if self.raw_temporal else None
+        except (torch.OutOfMemoryError, RuntimeError) as e:  # the CPU allocator raises RuntimeError
+            raise allocation_failed(what, nbytes, e) from None
         if self.capacity:
             n = self.capacity
             k[:, :, :n].copy_(self.k)

@@ -33,6 +33,7 @@ import torch
 
 from ..checks import CONTEXT_INPUTS, check_choice, check_int, check_real
 from ..memory.policies import CachePolicy, policy_from_name
+from ..memory.storage import check_allocation
 from ..model.causal_wan import CausalWan, TextKV
 from ..wan import WAN_LATENT_MEAN, WAN_LATENT_STD, from_raw, to_raw  # re-exported
 from .prompts import parse_prompt_schedule, prompt_at
@@ -84,6 +85,14 @@ def _context_noise_level(context_noise: object, context_input: object, shift: fl
 
 
 # ---------------------------------------------------------------------------- rollout
+def check_output_size(num_frames: int, h: int, w: int, batch: int = 1, channels: int = 16) -> int:
+    """Bytes of the float32 latents ``generate`` returns (held on the CPU); ValueError when
+    they exceed the machine's memory.  ``h``/``w`` are latent rows/columns (pixels / 8)."""
+    nbytes = batch * channels * num_frames * h * w * 4
+    check_allocation(f"the {num_frames}-frame output latents", nbytes, "cpu")
+    return nbytes
+
+
 def generate(
     model: CausalWan,
     text: torch.Tensor | Sequence[tuple[int, torch.Tensor]],
@@ -134,6 +143,7 @@ def generate(
 
     h, w = rows * model.patch_size[1], cols * model.patch_size[2]
     geometry = model.geometry(batch, height, width)
+    check_output_size(num_frames, h, w, batch, model.in_channels)
     cache = policy.make_cache(geometry, chunk, max_frames=num_frames)
     plan = partial(_plan, mode, policy, chunk, cache)
     try:

@@ -72,9 +72,9 @@ class CachePolicy(ABC):
     ) -> int | None:
         """Bytes the cache allocates, exactly (None = unbounded).
 
-        Bounded policies allocate ``history + chunk`` slots whatever ``max_frames`` is.  An
-        unbounded policy given ``max_frames`` (as :meth:`make_cache` is) preallocates
-        ``max(max_frames, chunk)`` slots: that many bytes are returned.
+        :meth:`make_cache` allocates :func:`~fademem_core.memory.cache.preallocated_slots`
+        slots: ``history + chunk`` for a bounded policy, but no more than a ``max_frames`` video
+        can fill; ``max(max_frames, chunk)`` for an unbounded one given the length.
         """
         chunk = check_int("chunk", chunk, 1)
         slots = preallocated_slots(self.history_frames(chunk), chunk, max_frames)
