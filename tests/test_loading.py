@@ -412,7 +412,7 @@ CRAFTED = [
 
 @pytest.mark.parametrize("what,edit,match", CRAFTED, ids=[c[0] for c in CRAFTED])
 def test_crafted_checkpoint_is_refused_naming_the_key(ck, tmp_path, monkeypatch, what, edit, match):
-    from fademem_core import loading
+    from fademem_core.model import loading
 
     built = []
     real = loading.build_transformer
