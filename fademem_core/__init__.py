@@ -45,6 +45,7 @@ _EXPORTS = {
     "RolloutInterrupted": "rollout.sampler",
     "StepInfo": "rollout.sampler",
     "timestep_schedule": "rollout.timesteps",
+    "check_prompt_starts": "rollout.prompts",
     "resolve_switch": "rollout.switching",
     # option choices (pure Python): what the CLI and the node widgets offer
     "SWITCH_MODES": "checks",

@@ -15,6 +15,7 @@ from .loader import MODEL_TYPE
 
 CATEGORY = "FadeMem"
 START_KEY = "fademem_start_frame"  # latent frame where a scheduled prompt starts (CONDITIONING dict)
+LABEL_KEY = "fademem_prompt_label"  # how errors name a scheduled prompt ("prompt 2 (start_2=320)")
 MAX_SEED = 0xFFFFFFFFFFFFFFFF
 MAX_LENGTH = 16385  # 4097 latent frames, about 17 minutes at 16 fps
 SCHEDULE_SLOTS = 4
@@ -185,6 +186,11 @@ class FadeMemSampler:
         frames = latent_frames(length)
         times = timesteps(steps)
         text = conditioning_to_text(positive, model.text_dim)
+        if isinstance(text, list):  # every prompt must get a chunk of its own: refuse, not drop
+            from fademem_core import check_prompt_starts
+
+            labels = [cond[1].get(LABEL_KEY) or f"conditioning {i + 1}" for i, cond in enumerate(positive)]
+            check_prompt_starts([s for s, _ in text], int(chunk), frames, labels)
         batch = (text[0][1] if isinstance(text, list) else text).shape[0]
         geometry = model.geometry(batch, height, width)  # validates width/height before any work
         resolve_switch(switch, cache)  # a switch mode the cache cannot do fails here too
@@ -236,7 +242,7 @@ class FadeMemPromptSchedule:
         }
 
     def build(self, conditioning_1, **kw):
-        parts = [(0, conditioning_1)]
+        parts = [(0, conditioning_1, "prompt 1")]
         for k in range(2, SCHEDULE_SLOTS + 1):
             cond = kw.get(f"conditioning_{k}")
             if cond is None:
@@ -246,13 +252,13 @@ class FadeMemPromptSchedule:
             if latent <= parts[-1][0]:
                 raise ValueError(f"start_{k} ({start}) must come after the previous prompt's start "
                                  f"(latent frame {parts[-1][0]}); starts must increase")
-            parts.append((latent, cond))
+            parts.append((latent, cond, f"prompt {k} (start_{k}={start})"))
         schedule = []
-        for latent, cond in parts:
+        for latent, cond, label in parts:
             if len(cond) != 1:
                 raise ValueError(f"each scheduled prompt must be one conditioning, got {len(cond)} entries")
             emb, meta = cond[0]
-            schedule.append([emb, {**meta, START_KEY: latent}])
+            schedule.append([emb, {**meta, START_KEY: latent, LABEL_KEY: label}])
         return (schedule,)
 
 

@@ -368,3 +368,18 @@ def test_plan_refuses_a_plan_over_the_cost_cap_at_once(capsys, argv, monkeypatch
     assert code == 2 and out == ""
     assert len(err.strip().splitlines()) == 1 and "--frames" in err
     assert str(schedule.MAX_PLAN_FRAMES) in err or str(schedule.MAX_PLAN_WORK) in err
+
+
+def test_generate_refuses_a_schedule_dropping_a_prompt_before_reading_weights(capsys, tmp_path, tiny_wan_dir,
+                                                                                monkeypatch):
+    from fademem_core.model import loading
+
+    monkeypatch.setattr(loading, "load_model", lambda *a, **k: pytest.fail("weights were read"))
+    sched = tmp_path / "s.txt"
+    sched.write_text("0|a red fox\n0.1|a blue fox\n")
+    ckpt = tmp_path / "never.safetensors"
+    ckpt.write_bytes(b"x")
+    code, out, err = run_cli(capsys, *gen_args(ckpt, tiny_wan_dir, "--schedule", sched, "--frames", "6",
+                                               "--out", tmp_path / "v.mp4"))
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "the prompt at 0s and the prompt at 0.1s take over in the same chunk, chunk 0" in err

@@ -420,3 +420,16 @@ def test_sampler_frees_and_shows_the_bound_generate_allocates(model, spy_generat
     slot = model.geometry(batch, 32, 64).slot_bytes(True)
     assert allocated == {min(12 + 3, frames) * slot} == set(freed)  # written out: slots x slot bytes
     assert f"bound {freed[0] / 2**20:.1f} MiB" in texts[-1]
+
+
+def test_schedule_starts_inside_one_chunk_are_refused_naming_the_widgets(model, spy_generate):
+    """Valid widget values (start_2=4, start_3=8 video frames = latent 1 and 2) both fall in
+    chunk 1 of a chunk-3 rollout: refused before sampling, not silently dropped."""
+    a, b, c = cond(0), cond(1), cond(2)
+    (schedule,) = NODES["FadeMemPromptSchedule"]().build(a, conditioning_2=b, start_2=4, conditioning_3=c,
+                                                         start_3=8)
+    with pytest.raises(ValueError, match=r"prompt 2 \(start_2=4\) and prompt 3 \(start_3=8\) take over in the "
+                                         r"same chunk, chunk 1 \(latent frames 3-5\)"):
+        run_sampler(model, schedule, fademem(), length=45, chunk=3, steps=1)
+    assert spy_generate["infos"] == []
+    run_sampler(model, schedule, fademem(), length=45, chunk=1, steps=1)  # chunk 1: each gets a chunk

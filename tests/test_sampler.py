@@ -338,3 +338,18 @@ def test_a_large_budget_on_a_short_video_allocates_the_video_only():
     assert torch.equal(out, ref)  # nothing merged: the same memory as keeping every frame
     slot = FadeMem().slot_bytes(model.geometry(1, 32, 32))
     assert set(seen) == {3 * slot}
+
+
+@pytest.mark.parametrize("starts,match", [
+    ((0, 1, 2), r"entry 1 \(start frame 1\) and prompt schedule entry 2 \(start frame 2\) take over in the same "
+                r"chunk, chunk 1 \(latent frames 3-5\)"),
+    ((0, 7), r"entry 1 \(start frame 7\) would take over at chunk 3"),
+])
+def test_a_schedule_that_would_drop_a_prompt_is_refused_before_any_compute(monkeypatch, starts, match):
+    model = tiny_model(seed=0)
+    calls = []
+    monkeypatch.setattr(model, "forward_chunk", lambda *a, **k: calls.append(1))
+    text = [(s, torch.randn(1, 4, model.text_dim)) for s in starts]
+    with pytest.raises(ValueError, match=match):
+        generate(model, text, FullCache(), 8, 32, 32, chunk=3)
+    assert calls == []

@@ -180,3 +180,4 @@ def test_a_history_holding_too_many_entries_is_refused_a_layout_is_not():
     with pytest.raises(ValueError, match="entries"):
         plan_history(frames, frames, 0.3)
     assert len(plan_layout(frames, frames, 0.3)) == frames
+

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fademem_core.model.textenc import TextEncoder
 from fademem_core.rollout.prompts import read_prompt_file, read_schedule_file, schedule_to_latent_frames
@@ -85,5 +87,35 @@ def test_schedule_seconds_to_chunks():
     assert schedule_to_latent_frames(sched) == [(0, "a"), (39, "b"), (81, "c")]
     with pytest.raises(ValueError, match="same chunk"):
         schedule_to_latent_frames([(0.0, "a"), (0.1, "b")])
-    with pytest.raises(ValueError, match="after the video ends"):
+    with pytest.raises(ValueError, match="the prompt at 20.5s would take over at chunk 27 .* never be shown"):
         schedule_to_latent_frames(sched, num_latent_frames=60)
+
+
+# ----------------------------------------------------------------------------- prompt starts
+def _prompts_shown(starts, chunk, num_frames):
+    """Independent reference: the prompt in use at each chunk start (the latest begun)."""
+    return {max(i for i, s in enumerate(starts) if s <= k) for k in range(0, num_frames, chunk)}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 5), st.integers(1, 30), st.lists(st.integers(1, 40), max_size=5, unique=True))
+def test_prompt_starts_are_refused_exactly_when_a_prompt_would_never_show(chunk, num_frames, rest):
+    from fademem_core.rollout.prompts import check_prompt_starts
+
+    starts = [0] + sorted(s for s in rest if s < num_frames)
+    shown = _prompts_shown(starts, chunk, num_frames)
+    if len(shown) == len(starts):
+        chunks = check_prompt_starts(starts, chunk, num_frames)
+        assert chunks == [-(-s // chunk) for s in starts]
+    else:
+        with pytest.raises(ValueError, match="never be shown"):
+            check_prompt_starts(starts, chunk, num_frames)
+
+
+def test_prompt_start_refusal_names_the_prompts_and_the_chunk():
+    from fademem_core.rollout.prompts import check_prompt_starts
+
+    with pytest.raises(ValueError, match=r"^B and C take over in the same chunk, chunk 1 \(latent frames 3-5\)"):
+        check_prompt_starts([0, 1, 2], 3, 9, ["A", "B", "C"])
+    with pytest.raises(ValueError, match=r"^C would take over at chunk 3 .* last chunk 2 \(latent frames 6-7\)"):
+        check_prompt_starts([0, 3, 7], 3, 8, ["A", "B", "C"])

@@ -160,3 +160,4 @@ def plan_snapshots(
             layout.insert()
         out.append(layout.entries)
     return out
+

@@ -26,7 +26,7 @@ import torch
 from ..checks import check_int
 from ..wan import FPS, VAE_TEMPORAL, latent_frame_of_video_frame
 
-__all__ = ["check_text", "parse_prompt_schedule", "prompt_at", "read_prompt_file",
+__all__ = ["check_prompt_starts", "check_text", "parse_prompt_schedule", "prompt_at", "read_prompt_file",
            "read_schedule_file", "schedule_to_latent_frames"]
 
 
@@ -42,8 +42,39 @@ def check_text(emb: object, text_dim: int, where: str) -> torch.Tensor:
     return emb
 
 
-def parse_prompt_schedule(text: object, text_dim: int, num_frames: int) -> list[tuple[int, torch.Tensor]]:
-    """``[(start, emb), ...]`` sorted, first at frame 0, all the same batch."""
+def check_prompt_starts(starts: list[int], chunk: int, num_frames: int | None = None,
+                        labels: list[str] | None = None) -> list[int]:
+    """The chunk each scheduled prompt takes over at; ValueError when a prompt would never show.
+
+    A prompt starting at latent frame ``s`` takes over at the first chunk starting at or after
+    ``s``: chunk ``ceil(s / chunk)``.  Two prompts taking over at the same chunk would drop the
+    earlier one, and one taking over after the last chunk (of a ``num_frames`` video) would
+    never be seen; both are refused, naming the prompts (``labels``) and the chunk.  The one
+    rule for the API, the nodes and the command line.
+    """
+    chunk = check_int("chunk", chunk, 1)
+    names = labels or [f"prompt {i} (start frame {s})" for i, s in enumerate(starts)]
+    last = None if num_frames is None else (check_int("num_frames", num_frames, 1) - 1) // chunk
+    out: list[int] = []
+    for i, start in enumerate(starts):
+        c = -(-check_int("start frame", start, 0) // chunk)
+        first, end = c * chunk, c * chunk + chunk - 1
+        if out and c == out[-1]:
+            raise ValueError(f"{names[i - 1]} and {names[i]} take over in the same chunk, chunk {c} "
+                             f"(latent frames {first}-{end}): {names[i - 1]} would never be shown; "
+                             f"start prompts at least one chunk ({chunk} latent frames) apart")
+        if last is not None and c > last:
+            raise ValueError(f"{names[i]} would take over at chunk {c} (latent frame {first}), after "
+                             f"the video's last chunk {last} (latent frames {last * chunk}-"
+                             f"{num_frames - 1}) began: it would never be shown")
+        out.append(c)
+    return out
+
+
+def parse_prompt_schedule(text: object, text_dim: int, num_frames: int,
+                          chunk: int = 1) -> list[tuple[int, torch.Tensor]]:
+    """``[(start, emb), ...]`` sorted, first at frame 0, all the same batch, each prompt shown
+    (:func:`check_prompt_starts` for chunks of ``chunk`` frames)."""
     if isinstance(text, torch.Tensor):
         return [(0, check_text(text, text_dim, "text"))]
     if not isinstance(text, Sequence) or isinstance(text, (str, bytes)) or len(text) == 0:
@@ -64,6 +95,8 @@ def parse_prompt_schedule(text: object, text_dim: int, num_frames: int) -> list[
         raise ValueError(f"the first prompt of a schedule must start at frame 0, got {starts[0]}")
     if any(b <= a for a, b in zip(starts, starts[1:])):
         raise ValueError(f"prompt schedule start frames must be strictly increasing, got {starts}")
+    check_prompt_starts(starts, chunk, num_frames,
+                        [f"prompt schedule entry {i} (start frame {s})" for i, s in enumerate(starts)])
     batches = {e.shape[0] for _, e in sched}
     if len(batches) > 1:
         raise ValueError(f"all prompts of a schedule must have the same batch size, got {sorted(batches)}")
@@ -133,21 +166,16 @@ def schedule_to_latent_frames(schedule: Sequence[tuple[float, Any]], fps: float 
 
     Video frame ``f`` belongs to latent frame ``ceil(f / 4)`` (the Wan VAE turns latent frame 0
     into one frame and every later one into four).  Prompts switch between chunks, so starts are
-    rounded to a multiple of ``chunk``; two entries landing on the same chunk, or one starting at
-    or after ``num_latent_frames``, are errors naming the times.
+    rounded to a multiple of ``chunk``; two entries landing on the same chunk, or one starting
+    after the last chunk of ``num_latent_frames`` began, are refused by
+    :func:`check_prompt_starts`, naming the times.
     """
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk!r}")
     out: list[tuple[int, Any]] = []
     for seconds, item in schedule:
         latent = latent_frame_of_video_frame(seconds * fps)
-        start = int(round(latent / chunk)) * chunk
-        if out and start <= out[-1][0]:
-            raise ValueError(f"prompt at {seconds:g}s lands on the same chunk (latent frame "
-                             f"{start}) as the one before; space prompts at least "
-                             f"{chunk * VAE_TEMPORAL / fps:g}s apart")
-        if num_latent_frames is not None and start >= num_latent_frames:
-            raise ValueError(f"prompt at {seconds:g}s starts after the video ends "
-                             f"({num_latent_frames} latent frames)")
-        out.append((start, item))
+        out.append((int(round(latent / chunk)) * chunk, item))
+    check_prompt_starts([s for s, _ in out], chunk, num_latent_frames,
+                        [f"the prompt at {seconds:g}s" for seconds, _ in schedule])
     return out

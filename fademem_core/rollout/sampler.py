@@ -138,7 +138,7 @@ def generate(
     if callback is not None and not callable(callback):
         raise ValueError(f"callback must be callable or None, got {type(callback).__name__}")
     mode = resolve_switch(switch, policy)
-    sched = parse_prompt_schedule(text, model.text_dim, num_frames)
+    sched = parse_prompt_schedule(text, model.text_dim, num_frames, chunk)
     batch = sched[0][1].shape[0]
 
     h, w = rows * model.patch_size[1], cols * model.patch_size[2]
