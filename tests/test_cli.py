@@ -383,3 +383,17 @@ def test_generate_refuses_a_schedule_dropping_a_prompt_before_reading_weights(ca
                                                "--out", tmp_path / "v.mp4"))
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "the prompt at 0s and the prompt at 0.1s take over in the same chunk, chunk 0" in err
+
+
+def test_analyze_refuses_bad_pt_latents_with_exit_2_and_one_line(capsys, tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo ran",))
+
+    torch.save({"samples": Evil()}, tmp_path / "evil.pt")
+    torch.save(torch.randn(16, 12, 8, 8), tmp_path / "ok.pt")
+    (tmp_path / "cut.pt").write_bytes((tmp_path / "ok.pt").read_bytes()[:300])
+    for name, needle in (("evil.pt", "needs code execution"), ("cut.pt", "truncated or corrupt")):
+        code, out, err = run_cli(capsys, "analyze", tmp_path / name)
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+        assert needle in err and "weights_only` set to `False" not in err

@@ -113,8 +113,19 @@ class _Evil:
 def test_pt_is_loaded_weights_only(tmp_path):
     path = tmp_path / "evil.pt"
     torch.save({"samples": _Evil()}, path)
-    with pytest.raises(pickle.UnpicklingError):
+    with pytest.raises(ValueError, match="needs code execution to load; refused") as e:
         read_latent(path)
+    assert "it calls print" in str(e.value) and "weights_only` set to `False" not in str(e.value)
+    assert not isinstance(e.value, pickle.UnpicklingError)
+
+
+def test_truncated_pt_is_a_valueerror(tmp_path, latent):
+    whole = tmp_path / "t.pt"
+    torch.save(latent, whole)
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(whole.read_bytes()[:200])
+    with pytest.raises(ValueError, match="truncated or corrupt"):
+        read_latent(cut)
 
 
 def test_latent_errors(tmp_path, latent):

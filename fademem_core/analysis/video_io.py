@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -132,7 +133,9 @@ def read_latent(path: str, batch_index: int = 0) -> torch.Tensor:
     path = _check_file(path)
     ext = os.path.splitext(path)[1].lower()
     if ext in (".pt", ".pth"):
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        from ..model.checkpoints import read_pickle  # the one safe pickle reader
+
+        obj = read_pickle(Path(path), "latent file")
     elif ext in (".safetensors", ".latent", ".sft"):
         from safetensors.torch import load_file
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -62,7 +63,7 @@ def read_file(path: str | Path, what: str = "checkpoint") -> tuple[Any, dict[str
     p = check_file(path, what)
     if p.suffix.lower() in SAFETENSORS_SUFFIXES:
         return _read_safetensors(p, what)
-    return _read_pickle(p, what), {}
+    return read_pickle(p, what), {}
 
 
 def _read_safetensors(p: Path, what: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -77,7 +78,16 @@ def _read_safetensors(p: Path, what: str) -> tuple[dict[str, torch.Tensor], dict
     return tensors, meta
 
 
-def _read_pickle(p: Path, what: str) -> Any:
+def _refusal_reason(e: Exception) -> str:
+    """What the pickle asked for (``GLOBAL posix.system``), not torch's advice on how to load
+    it anyway (``weights_only=False``, allowlisting), which would run the file's code."""
+    found = re.search(r"GLOBAL ([\w.]+)", str(e))
+    return f"it calls {found.group(1)}" if found else "it holds objects other than tensors"
+
+
+def read_pickle(p: Path, what: str) -> Any:
+    """``torch.load(weights_only=True)`` of ``p``: ValueError (one line) for a pickle that would
+    need code execution, a truncated or a corrupt file."""
     def load(mmap: bool) -> Any:
         return torch.load(str(p), map_location="cpu", weights_only=True, mmap=mmap)
 
@@ -92,10 +102,11 @@ def _read_pickle(p: Path, what: str) -> Any:
     except pickle.UnpicklingError as e:
         raise ValueError(
             f"{what} {p.name!r} is a pickle that needs code execution to load; refused (only plain "
-            f"tensors/dicts are accepted, torch.load(weights_only=True)). Details: {str(e).splitlines()[0]}"
+            f"tensors/dicts are accepted, torch.load(weights_only=True)). Details: {_refusal_reason(e)}"
         ) from e
     except (RuntimeError, EOFError, OSError, ValueError) as e:
-        raise ValueError(f"{what} {p.name!r} could not be read (truncated or corrupt?): {e}") from e
+        reason = " ".join(str(e).split()) or type(e).__name__
+        raise ValueError(f"{what} {p.name!r} could not be read (truncated or corrupt?): {reason}") from e
 
 
 def is_state_dict(obj: Any) -> bool:
