@@ -397,3 +397,44 @@ def test_analyze_refuses_bad_pt_latents_with_exit_2_and_one_line(capsys, tmp_pat
         code, out, err = run_cli(capsys, "analyze", tmp_path / name)
         assert code == 2 and len(err.strip().splitlines()) == 1, err
         assert needle in err and "weights_only` set to `False" not in err
+
+
+@pytest.mark.parametrize("blocked", ["demo_fademem.mp4", "demo_full.mp4", "fademem_layout.png"])
+def test_demo_checks_every_output_before_the_rollouts(capsys, tmp_path, monkeypatch, blocked):
+    import fademem_core.cli.render as render
+
+    monkeypatch.setattr(render, "rollout_to_video", lambda *a, **k: pytest.fail("a rollout ran"))
+    (tmp_path / blocked).mkdir()  # a folder where the file must go
+    code, out, err = run_cli(capsys, "demo", "--frames", 6, "--out-dir", tmp_path)
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert blocked in err
+
+
+def test_demo_refuses_a_layout_picture_over_the_plan_cap_before_the_rollouts(capsys, tmp_path, monkeypatch):
+    import fademem_core.cli.render as render
+
+    monkeypatch.setattr(render, "rollout_to_video", lambda *a, **k: pytest.fail("a rollout ran"))
+    code, out, err = run_cli(capsys, "demo", "--frames", 100000, "--out-dir", tmp_path)
+    assert code == 2 and "--frames" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("device,needle", [("foo", "torch device"), ("cuda", "CUDA"), ("cuda:3", "CUDA")])
+def test_generate_refuses_a_bad_device_before_reading_weights(capsys, tmp_path, tiny_checkpoint, tiny_wan_dir,
+                                                             monkeypatch, device, needle):
+    from fademem_core.model import loading, textenc
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(loading, "load_model", lambda *a, **k: pytest.fail("weights were read"))
+    monkeypatch.setattr(textenc.TextEncoder, "from_wan_dir", lambda *a, **k: pytest.fail("encoder was read"))
+    code, out, err = run_cli(capsys, *gen_args(tiny_checkpoint, tiny_wan_dir, "--prompt", "a fox", "--frames", 3,
+                                               "--device", device, "--out", tmp_path / "v.mp4"))
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "--device" in err and needle in err
+
+
+def test_generate_with_a_tiny_positive_shift(capsys, tmp_path, tiny_checkpoint, tiny_wan_dir):
+    out = tmp_path / "v.mp4"
+    code, _, err = run_cli(capsys, *gen_args(tiny_checkpoint, tiny_wan_dir, "--prompt", "a fox", "--frames", 3,
+                                             "--shift", "1e-300", "--out", out))
+    assert code == 0, err
+    assert read_video_info(out)[0] == 9

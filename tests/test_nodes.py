@@ -433,3 +433,8 @@ def test_schedule_starts_inside_one_chunk_are_refused_naming_the_widgets(model, 
         run_sampler(model, schedule, fademem(), length=45, chunk=3, steps=1)
     assert spy_generate["infos"] == []
     run_sampler(model, schedule, fademem(), length=45, chunk=1, steps=1)  # chunk 1: each gets a chunk
+
+
+def test_sampler_node_with_a_tiny_positive_shift(model):
+    out = NODES["FadeMemSampler"]().sample(model, cond(0), fademem(), 64, 32, 9, 3, 2, 1e-300, 0, 0.0)[0]
+    assert torch.isfinite(out["samples"]).all()

@@ -353,3 +353,21 @@ def test_a_schedule_that_would_drop_a_prompt_is_refused_before_any_compute(monke
     with pytest.raises(ValueError, match=match):
         generate(model, text, FullCache(), 8, 32, 32, chunk=3)
     assert calls == []
+
+
+@pytest.mark.parametrize("shift", [1e-17, 1e-300, 5e-324])
+def test_a_tiny_positive_shift_warps_without_dividing_by_zero(shift):
+    times = timestep_schedule((1000, 750, 500, 250), shift)
+    # the formula's limit as the shift goes to 0: the first step stays at 1000, the rest go to 0
+    assert times[0] == 1000.0 and all(0.0 <= t < 1e-12 for t in times[1:])
+    model = tiny_model(seed=0)
+    out = generate(model, torch.randn(1, 4, model.text_dim), FadeMem(), 3, 32, 32, shift=shift, steps=(1000, 500))
+    assert torch.isfinite(out).all()
+
+
+def test_shift_warp_is_the_written_out_formula():
+    for shift in (0.1, 1.0, 3.0, 5.0, 17.0):
+        for t in (1000.0, 937.0, 500.0, 1.0):
+            s = t / 1000
+            assert timestep_schedule((t,), shift)[0] == pytest.approx(1000 * shift * s / (1 + (shift - 1) * s),
+                                                                      rel=1e-15)

@@ -15,8 +15,9 @@ from typing import Any, Callable
 
 import torch
 
+from ..memory.planner import check_plan_cost
 from ..wan import LATENT_FPS
-from .common import Progress, format_bytes, int_at_least, writable_dir
+from .common import CliError, Progress, format_bytes, int_at_least, writable_dir, writable_file
 from .options import add_policy_options, build_policy
 from .plan import memory_lines, save_layout_picture
 
@@ -100,15 +101,25 @@ def run(args: argparse.Namespace) -> int:
         weights: Path | None = existing_file(args.weights, "--weights")
     else:
         weights = WEIGHTS if WEIGHTS.is_file() else None
-    setup = load_tiny(weights)
-    print(f"model: {setup.about}")
-    print(f"video: {args.frames} latent frames at {DEMO_SIZE}x{DEMO_SIZE}, one frame per latent "
-          f"frame ({args.frames / LATENT_FPS:.0f} s at {LATENT_FPS:g} fps), seed {args.seed}")
-
     runs = [(_policy_label(policy), policy, out_dir / "demo_fademem.mp4"
              if args.policy == "fademem" else out_dir / f"demo_{args.policy}.mp4")]
     if args.compare and args.policy != "full":
         runs.append(("full cache", FullCache(), out_dir / "demo_full.mp4"))
+    # every output is checked before the rollouts, so none can fail after minutes of work
+    for _label, _pol, path in runs:
+        writable_file(path, ".mp4", "demo video")
+    picture = out_dir / "fademem_layout.png"
+    if args.policy == "fademem":
+        writable_file(picture, ".png", "layout picture")
+        try:
+            check_plan_cost(args.frames, args.budget, history=True)
+        except ValueError as e:
+            raise CliError(f"--frames/--budget: the layout picture cannot be drawn: {e}") from None
+
+    setup = load_tiny(weights)
+    print(f"model: {setup.about}")
+    print(f"video: {args.frames} latent frames at {DEMO_SIZE}x{DEMO_SIZE}, one frame per latent "
+          f"frame ({args.frames / LATENT_FPS:.0f} s at {LATENT_FPS:g} fps), seed {args.seed}")
     results = []
     for label, pol, path in runs:
         progress = Progress(-(-args.frames // 3), label=f"{label:>12}")
@@ -128,8 +139,7 @@ def run(args: argparse.Namespace) -> int:
               f"(allocated {format_bytes(res.records[-1].kv_bytes)}), "
               f"{res.frames_written} frames -> {res.video}")
     if args.policy == "fademem":
-        picture = save_layout_picture(out_dir / "fademem_layout.png", args.frames, args.budget,
-                                      args.beta, args.anchor)
+        picture = save_layout_picture(picture, args.frames, args.budget, args.beta, args.anchor)
         print(f"memory layout picture: {picture}")
         print()
         print("the same layout on the real model:")

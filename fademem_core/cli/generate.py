@@ -139,7 +139,15 @@ def run(args: argparse.Namespace) -> int:
              None: None}[args.dtype]
 
     info = dist_info()
-    device = torch.device(args.device) if args.device else info.device()
+    if args.device:
+        from ..model.loading import resolve_device  # refuses 'foo', or cuda without CUDA
+
+        try:
+            device = resolve_device(args.device)
+        except ValueError as e:
+            raise CliError(f"--device: {e}") from None
+    else:
+        device = info.device()
     say = print if info.rank == 0 else (lambda *a, **k: None)
     mine = shard(len(items), info.rank, info.world_size)
     # a batch resumes where it stopped; a single named video is simply replaced

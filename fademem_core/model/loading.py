@@ -288,7 +288,7 @@ def check_finite(module: torch.nn.Module, source: str) -> None:
             raise ValueError(f"{source}: weight {key} holds NaN or inf values (as {t.dtype})")
 
 
-def _resolve_device(device: Any) -> torch.device:
+def resolve_device(device: Any) -> torch.device:
     """``device`` as a torch.device, refused (ValueError) before any file is read if unusable."""
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -302,7 +302,7 @@ def _resolve_device(device: Any) -> torch.device:
 
 
 def _resolve_dtype_device(dtype: Any, device: Any) -> tuple[torch.dtype, torch.device]:
-    dev = _resolve_device(device)
+    dev = resolve_device(device)
     if dtype is None:
         dt = torch.bfloat16 if dev.type == "cuda" else torch.float32
     elif isinstance(dtype, str):
@@ -404,6 +404,7 @@ __all__ = [
     "load_model",
     "load_state_dict",
     "model_config",
+    "resolve_device",
     "save_model",
     "tiny_model",
     "to_diffusers_names",

@@ -51,5 +51,10 @@ def context_sigma(t: float, shift: float) -> float:
 
 
 def _shifted(sigma: float, shift: float) -> float:
-    """The flow shift's warp of a noise level."""
-    return shift * sigma / (1 + (shift - 1) * sigma)
+    """The flow shift's warp of a noise level, ``s*sigma / (1 + (s-1)*sigma)``.
+
+    The denominator is written ``(1 - sigma) + s*sigma``: the same number, but never 0 for a
+    tiny positive ``s`` (``1 + (s - 1)`` rounds to 0 at sigma = 1).
+    """
+    warped = shift * sigma
+    return warped / ((1 - sigma) + warped)
