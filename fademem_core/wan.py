@@ -64,6 +64,13 @@ def latent_frames_for_seconds(seconds: float, fps: float = FPS) -> int:
 
 
 def _stats(x: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tensor"]:
+    import torch
+
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"latents must be a torch.Tensor [B, {LATENT_CHANNELS}, ...], got "
+                         f"{type(x).__name__} (torch.from_numpy converts an array)")
+    if not x.is_floating_point():
+        raise ValueError(f"latents must be a floating tensor, got {x.dtype}")
     if x.ndim < 2 or x.shape[1] != LATENT_CHANNELS:
         raise ValueError(f"latents must be [B, {LATENT_CHANNELS}, ...], got {tuple(x.shape)}")
     shape = (1, -1) + (1,) * (x.ndim - 2)

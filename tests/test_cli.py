@@ -438,3 +438,46 @@ def test_generate_with_a_tiny_positive_shift(capsys, tmp_path, tiny_checkpoint, 
                                              "--shift", "1e-300", "--out", out))
     assert code == 0, err
     assert read_video_info(out)[0] == 9
+
+
+def test_interrupt_during_start_up_is_one_line_and_130(capsys, monkeypatch):
+    import fademem_core.cli as cli
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "build_parser", interrupted)
+    code, out, err = run_cli(capsys, "plan")
+    assert code == 130 and out == "" and err.strip().splitlines() == ["fademem: interrupted"]
+
+
+def test_interrupt_while_python_m_imports_the_cli_is_one_line_and_130(capsys, monkeypatch):
+    import runpy
+
+    class Interrupting:
+        def find_spec(self, name, path=None, target=None):
+            if name == "fademem_core.cli":
+                raise KeyboardInterrupt
+            return None
+
+    monkeypatch.delitem(sys.modules, "fademem_core.cli")
+    monkeypatch.setattr(sys, "meta_path", [Interrupting(), *sys.meta_path])
+    with pytest.raises(SystemExit) as e:
+        runpy.run_module("fademem_core", run_name="__main__")
+    assert e.value.code == 130
+    assert capsys.readouterr().err.strip().splitlines() == ["fademem: interrupted"]
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_special_files_are_reported_for_what_they_are(capsys, tmp_path, tiny_wan_dir, kind):
+    special = tmp_path / ("pipe.safetensors" if kind == "fifo" else "null.safetensors")
+    os.mkfifo(special) if kind == "fifo" else special.symlink_to("/dev/null")
+    words = "a FIFO (named pipe)" if kind == "fifo" else "a character device"
+    code, _, err = run_cli(capsys, *gen_args(special, tiny_wan_dir, "--prompt", "a fox"))
+    assert code == 2 and words in err and "directory" not in err
+    code, _, err = run_cli(capsys, "analyze", special)
+    assert code == 2 and words in err
+    out = tmp_path / ("pipe.png" if kind == "fifo" else "null.png")
+    os.mkfifo(out) if kind == "fifo" else out.symlink_to("/dev/null")
+    code, _, err = run_cli(capsys, "plan", "--frames", "12", "--picture", out)
+    assert code == 2 and words in err and out.exists() and not out.is_file()  # not replaced

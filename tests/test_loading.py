@@ -477,3 +477,31 @@ def test_crafted_lora_is_refused_naming_the_module(ck, tmp_path, change, match):
     path = _write(tmp_path, _kohya(ck, **change), name="lora.safetensors")
     with pytest.raises(ValueError, match=match):
         load_model(ck.formats["original.safetensors"], lora=path, device="cpu")
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_save_model_honours_the_umask(tmp_path, umask):
+    import os
+
+    old = os.umask(umask)
+    try:
+        path = save_model(tiny_model(seed=0), tmp_path / f"m{umask:o}.safetensors")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_special_files_are_named_for_what_they_are(tmp_path):
+    import os
+
+    fifo = tmp_path / "pipe.safetensors"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match="got a FIFO"):
+        load_model(fifo, device="cpu")
+    dev = tmp_path / "null.pt"
+    dev.symlink_to("/dev/null")
+    with pytest.raises(ValueError, match="got a character device"):
+        load_model(dev, device="cpu")
+    (tmp_path / "dir.pt").mkdir()
+    with pytest.raises(ValueError, match="got a directory"):
+        load_model(tmp_path / "dir.pt", device="cpu")

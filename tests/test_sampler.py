@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import pytest
 import torch
 
@@ -371,3 +372,13 @@ def test_shift_warp_is_the_written_out_formula():
             s = t / 1000
             assert timestep_schedule((t,), shift)[0] == pytest.approx(1000 * shift * s / (1 + (shift - 1) * s),
                                                                       rel=1e-15)
+
+
+@pytest.mark.parametrize("bad,needle", [(np.zeros((1, 16, 2, 2, 2), dtype=np.float32), "torch.Tensor"),
+                                        ([[0.0] * 16], "torch.Tensor"),
+                                        (torch.zeros(1, 16, 2, dtype=torch.int64), "floating")])
+def test_to_raw_and_from_raw_refuse_what_is_not_a_latent_tensor(bad, needle):
+
+    for convert in (to_raw, from_raw):
+        with pytest.raises(ValueError, match=needle):
+            convert(bad)

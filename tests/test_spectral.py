@@ -191,3 +191,22 @@ def test_rigid_pan_gives_b_one():
         frames = np.real(np.fft.ifft2(tex[None] * shift))[:, None].astype(np.float32)
         res = analyze_video(frames, bands=16, max_lag=48)
         assert abs(res.b - 1.0) < 0.08, (v, res.b)
+
+
+@pytest.mark.parametrize("kwargs,needle", [
+    ({"epsilon": "0.1"}, "epsilon"),
+    ({"epsilon": None}, "epsilon"),
+    ({"epsilon": True}, "epsilon"),
+    ({"fit_bands": ()}, "fit_bands"),
+    ({"fit_bands": [3]}, "fit_bands"),
+    ({"fit_bands": (1, 2, 3)}, "fit_bands"),
+    ({"fit_bands": "1:5"}, "fit_bands"),
+    ({"fit_bands": (1.5, 4)}, "fit_bands"),
+    ({"fit_bands": 3}, "fit_bands"),
+    ({"min_drop": "x"}, "min_drop"),
+    ({"min_drop": float("nan")}, "min_drop"),
+])
+def test_bad_arguments_are_valueerrors_naming_them(kwargs, needle):
+    frames = synthetic_video(40, 64, [2.0] * 8, seed=0)
+    with pytest.raises(ValueError, match=needle):
+        analyze_video(frames, bands=8, **kwargs)

@@ -125,3 +125,32 @@ def test_latent_preview_shape_and_range():
     # fixed projection: the same latents always give the same picture
     z = torch.randn(1, 16, 1, 2, 2)
     assert torch.equal(LatentPreviewDecoder().decode(z), LatentPreviewDecoder().decode(z))
+
+
+@pytest.mark.parametrize("fps", [float("inf"), float("nan"), 0, -1, 1e-9, 1e9, "16", True])
+def test_writer_refuses_a_bad_fps_at_once(tmp_path, fps):
+    with pytest.raises(ValueError, match="fps must be a number in"):
+        Mp4Writer(tmp_path / "v.mp4", fps=fps)
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_writer_never_closed_leaves_no_partial_file(tmp_path):
+    import gc
+
+    w = Mp4Writer(tmp_path / "v.mp4")
+    w.write(torch.zeros(3, 2, 16, 16))
+    assert any(name.endswith(".partial.mp4") for name in os.listdir(tmp_path))
+    del w
+    gc.collect()
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_closed_writers_video_survives_the_writer(tmp_path):
+    import gc
+
+    w = Mp4Writer(tmp_path / "v.mp4")
+    w.write(torch.zeros(3, 2, 16, 16))
+    w.close()
+    del w
+    gc.collect()
+    assert os.listdir(tmp_path) == ["v.mp4"] and read_video_info(tmp_path / "v.mp4") == (2, 16, 16)

@@ -31,6 +31,7 @@ Definitions (also in ``docs/sections/spectral.md``):
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -159,8 +160,8 @@ def _check(x: torch.Tensor, bands: int, max_lag: int, epsilon: float) -> None:
     if t < max_lag + MIN_FRAMES_PER_LAG:
         raise ValueError(f"video too short: {t} frames for max_lag {max_lag} (need at least "
                          f"{max_lag + MIN_FRAMES_PER_LAG}); lower max_lag or give more frames")
-    if not 0.0 < epsilon < 0.5:
-        raise ValueError(f"epsilon must be in (0, 0.5), got {epsilon!r}")
+    if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real) or not 0.0 < epsilon < 0.5:
+        raise ValueError(f"epsilon must be a number in (0, 0.5), got {epsilon!r}")
     lo, hi = torch.aminmax(x.flatten(1), dim=1)  # one pass: NaN/inf show up in min/max
     if not (bool(torch.isfinite(lo).all()) and bool(torch.isfinite(hi).all())):
         bad = int((~torch.isfinite(x)).sum())
@@ -389,12 +390,16 @@ def analyze_video(frames: Any, bands: int = 16, max_lag: int | None = None,
                              "max_lag)")
     _check(x, bands, max_lag, epsilon)
     bands, max_lag = int(bands), int(max_lag)
+    if isinstance(min_drop, bool) or not isinstance(min_drop, numbers.Real) or not 0.0 <= min_drop < 1.0:
+        raise ValueError(f"min_drop must be a number in [0, 1), got {min_drop!r}")
     fb: tuple[int, int] | None = None
     if fit_bands is not None:
-        fb = (int(fit_bands[0]), int(fit_bands[1]))
-        if not 0 <= fb[0] < fb[1] < bands:
-            raise ValueError(f"fit_bands must be (lo, hi) with 0 <= lo < hi < {bands}, got "
-                             f"{tuple(fit_bands)}")
+        pair = tuple(fit_bands) if isinstance(fit_bands, Sequence) and not isinstance(fit_bands, str) else ()
+        if (len(pair) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in pair)
+                or not 0 <= pair[0] < pair[1] < bands):
+            raise ValueError(f"fit_bands must be (lo, hi) integers with 0 <= lo < hi < {bands}, got "
+                             f"{fit_bands!r}")
+        fb = (int(pair[0]), int(pair[1]))
 
     corr, _pairs = band_correlations(x, bands, max_lag)
     plateau, horizon, status = _horizons(corr, max_lag, epsilon, min_drop)

@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..files import path_kind
+
 LATENT_EXTENSIONS = (".safetensors", ".latent", ".sft", ".pt", ".pth")
 _LATENT_KEYS = ("latent_tensor", "samples", "latent", "latents")  # tried in this order
 # ITU-R BT.601 luma weights (what the codecs' Y plane uses for SD content)
@@ -17,8 +19,10 @@ _LUMA = (0.299, 0.587, 0.114)
 
 def _check_file(path: str) -> str:
     path = os.fspath(path)
-    if not os.path.isfile(path):
+    if not os.path.exists(path):
         raise FileNotFoundError(f"no such file: {path!r}")
+    if not os.path.isfile(path):
+        raise ValueError(f"{path!r} is {path_kind(path)}, not a regular file")
     return path
 
 

@@ -43,11 +43,14 @@ def build_parser() -> OneLineParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 ok, 1 failed, 2 bad input, 130 ^C)."""
-    parser = build_parser()
-    try:
+    try:  # start-up imports torch and friends (seconds): ^C there is an interrupt too
+        parser = build_parser()
         args = parser.parse_args(argv)
     except SystemExit as e:  # usage errors (one line already printed), --help, --version
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    except KeyboardInterrupt:
+        print("\nfademem: interrupted", file=sys.stderr)
+        return 130
     if getattr(args, "func", None) is None:
         parser.print_help(sys.stderr)
         return 2

@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 from typing import Callable, TextIO
 
+from ..files import path_kind
+
 
 class CliError(Exception):
     """A user-facing failure: printed as one line, exit status ``code``."""
@@ -98,7 +100,7 @@ def existing_file(path: str | os.PathLike, what: str) -> Path:
     if not p.exists():
         raise CliError(f"{what} not found: {p}")
     if not p.is_file():
-        raise CliError(f"{what} is not a file: {p}")
+        raise CliError(f"{what} must be a regular file, got {path_kind(p)}: {p}")
     return p
 
 
@@ -130,13 +132,15 @@ def writable_file(path: str | os.PathLike, suffix: str, what: str = "output") ->
         raise CliError(f"{what} must end in {suffix}, got {p}")
     if p.is_dir():
         raise CliError(f"{what} is a folder: {p}")
+    if p.exists() and not p.is_file():  # never replace a FIFO or a device node
+        raise CliError(f"{what} exists and is {path_kind(p)}, not a regular file: {p}")
     writable_dir(p.parent if str(p.parent) else ".", f"folder of {what}")
     return p
 
 
 def write_atomic(path: Path, write: Callable[[str], None]) -> Path:
     """``write(tmp)`` to a temp file beside ``path``, then rename: never a half-written file."""
-    from ..rollout.video import set_default_permissions
+    from ..files import set_default_permissions
 
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial{path.suffix}",
                                dir=path.parent)

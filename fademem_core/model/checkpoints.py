@@ -18,6 +18,7 @@ from typing import Any, Mapping
 import torch
 
 from ..checks import WEIGHT_CHOICES, check_choice
+from ..files import path_kind
 
 SAFETENSORS_SUFFIXES = (".safetensors",)
 PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
@@ -45,7 +46,7 @@ def check_file(path: str | Path, what: str = "checkpoint") -> Path:
     if not p.exists():
         raise FileNotFoundError(f"{what} not found: {str(p)!r}")
     if not p.is_file():
-        raise ValueError(f"{what} must be a file, got a directory: {str(p)!r}")
+        raise ValueError(f"{what} must be a regular file, got {path_kind(p)}: {str(p)!r}")
     if p.suffix.lower() not in SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES:
         raise ValueError(
             f"{what} {p.name!r} has an unknown format {p.suffix!r}; expected one of "

@@ -28,6 +28,7 @@ from typing import Any, Mapping
 
 import torch
 
+from ..files import set_default_permissions
 from .checkpoints import CONFIG_KEY, check_weights, read_file, select_weights, stored_config, strip_state_dict
 from .lora import check_alpha, load_lora, merge_lora_
 from .causal_wan import CausalWan, cast_transformer_
@@ -141,6 +142,7 @@ def save_model(model: CausalWan | torch.nn.Module, path: str | Path,
     os.close(fd)
     try:
         save_file(sd, tmp, metadata=meta)
+        set_default_permissions(Path(tmp))  # mkstemp made it 0600; honour the umask like open()
         os.replace(tmp, p)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -13,12 +13,17 @@ lives as long as the stream, which reproduces one full ``decode`` exactly (teste
 """
 from __future__ import annotations
 
+import math
+import numbers
 import os
 import tempfile
+import weakref
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from ..files import set_default_permissions  # re-exported: writers outside rollout use it
 
 __all__ = [
     "StreamingVAEDecoder",
@@ -148,6 +153,18 @@ def _to_uint8_frames(frames: torch.Tensor) -> torch.Tensor:
     return x.permute(1, 2, 3, 0).contiguous().cpu()
 
 
+MIN_FPS, MAX_FPS = 0.001, 1000.0  # the container's rate is fps as a fraction over <= 1000
+
+
+def _discard_partial(container: Any, tmp: Path) -> None:
+    """Close ``container`` and delete its temporary file (a writer's finalizer: no ``self``)."""
+    try:
+        container.close()
+    except Exception:  # the container may be broken already; the file goes anyway
+        pass
+    tmp.unlink(missing_ok=True)
+
+
 class Mp4Writer:
     """Write frames to an mp4 as they come; the file appears only when the video is complete.
 
@@ -163,8 +180,9 @@ class Mp4Writer:
         self.path = Path(path)
         if self.path.suffix.lower() != ".mp4":
             raise ValueError(f"video path must end in .mp4, got {str(self.path)!r}")
-        if not fps > 0:
-            raise ValueError(f"fps must be > 0, got {fps!r}")
+        if (isinstance(fps, bool) or not isinstance(fps, numbers.Real) or not math.isfinite(fps)
+                or not MIN_FPS <= fps <= MAX_FPS):
+            raise ValueError(f"fps must be a number in [{MIN_FPS:g}, {MAX_FPS:g}], got {fps!r}")
         parent = self.path.parent
         if not parent.is_dir():
             raise FileNotFoundError(f"output folder does not exist: {parent}")
@@ -180,6 +198,8 @@ class Mp4Writer:
         except BaseException:
             self._tmp.unlink(missing_ok=True)  # nothing half-made may stay behind
             raise
+        # a writer dropped without close()/abort() (or alive at exit) still removes its file
+        self._discard = weakref.finalize(self, _discard_partial, self._container, self._tmp)
         self._stream = None
         self.frames_written = 0
         self._done = False
@@ -228,6 +248,7 @@ class Mp4Writer:
             self._container.close()
             set_default_permissions(self._tmp)
             os.replace(self._tmp, self.path)
+            self._discard.detach()  # the file is the user's now
         except BaseException:
             self.abort()
             raise
@@ -239,11 +260,7 @@ class Mp4Writer:
         if self._done:
             return
         self._done = True
-        try:
-            self._container.close()
-        except Exception:  # the container may be broken already; the file goes anyway
-            pass
-        self._tmp.unlink(missing_ok=True)
+        self._discard()
 
     def __enter__(self) -> "Mp4Writer":
         return self
@@ -253,13 +270,6 @@ class Mp4Writer:
             self.close()
         else:
             self.abort()
-
-
-def set_default_permissions(path: Path) -> None:
-    """mkstemp makes 0600 files; give the finished file the permissions open() would."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
 
 
 def read_video_info(path: str | os.PathLike) -> tuple[int, int, int]:
