@@ -505,3 +505,17 @@ def test_special_files_are_named_for_what_they_are(tmp_path):
     (tmp_path / "dir.pt").mkdir()
     with pytest.raises(ValueError, match="got a directory"):
         load_model(tmp_path / "dir.pt", device="cpu")
+
+
+def test_any_single_bad_tensor_is_a_valueerror_naming_it(ck, tmp_path):
+    """Every weight in turn made a scalar, integer or flat tensor (one mutation per weight, in
+    rotation, to keep the test short): always a ValueError naming that weight."""
+    mutations = (lambda t: torch.zeros(()), lambda t: torch.zeros(t.shape, dtype=torch.int16),
+                 lambda t: torch.zeros(t.numel() + 2))
+    base = _diffusers_sd(ck)
+    keys = [k for k in base if not k.startswith("blocks.1.")]  # block 1 is checked like block 0
+    for i, key in enumerate(keys):
+        sd = dict(base)
+        sd[key] = mutations[i % len(mutations)](sd[key])
+        with pytest.raises(ValueError, match=key.replace(".", r"\.")):
+            load_model(_write(tmp_path, sd), device="cpu")
