@@ -23,6 +23,9 @@ SCHEDULE_SLOTS = 4
 
 def latent_frames(length: int) -> int:
     """Latent frames of a ``length``-frame video (Wan VAE: 1 + 4 * (latent - 1) frames)."""
+    if isinstance(length, int) and not isinstance(length, bool) and length > MAX_LENGTH:
+        # the widget's maximum, also for API prompts that bypass the widgets
+        raise ValueError(f"length must be at most {MAX_LENGTH} video frames, got {length}")
     return latents_for_video_frames(length)
 
 

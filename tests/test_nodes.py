@@ -438,3 +438,13 @@ def test_schedule_starts_inside_one_chunk_are_refused_naming_the_widgets(model, 
 def test_sampler_node_with_a_tiny_positive_shift(model):
     out = NODES["FadeMemSampler"]().sample(model, cond(0), fademem(), 64, 32, 9, 3, 2, 1e-300, 0, 0.0)[0]
     assert torch.isfinite(out["samples"]).all()
+
+
+def test_node_lengths_are_capped_at_the_widget_maximum_even_from_the_api():
+    top = sampler_nodes.MAX_LENGTH
+    assert sampler_nodes.length_input("")[1]["max"] == top
+    assert sampler_nodes.latent_frames(top) == (top - 1) // 4 + 1
+    with pytest.raises(ValueError, match=f"at most {top}"):
+        sampler_nodes.latent_frames(top + 4)
+    with pytest.raises(ValueError, match=f"at most {top}"):
+        NODES["FadeMemMemoryLayout"]().draw(fademem(), 4 * 10**9 + 1, 256, 256)
