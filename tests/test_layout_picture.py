@@ -62,3 +62,21 @@ def test_bad_input(kwargs, word):
     args.update(kwargs)
     with pytest.raises(ValueError, match=word):
         draw_layout(**args)
+
+
+def test_a_long_rollout_is_drawn_from_one_layout_per_pixel_row(monkeypatch):
+    from fademem_core.memory import picture, planner
+
+    asked = []
+    real = planner.plan_snapshots
+
+    def spy(frames, budget, beta, anchor, at):
+        asked.append(list(at))
+        return real(frames, budget, beta, anchor, at)
+
+    monkeypatch.setattr(picture, "plan_snapshots", spy)
+    image = picture.draw_layout(4000, 12, 0.3, height=300)
+    plot_h = 300 - TOP - BOTTOM
+    assert image.size == (768, 300)
+    (at,) = asked
+    assert len(at) <= plot_h and at[-1] == 4000  # never the whole 4000-row history

@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     if args.policy == "fademem":
         writable_file(picture, ".png", "layout picture")
         try:
-            check_plan_cost(args.frames, args.budget, history=True)
+            check_plan_cost(args.frames, args.budget)
         except ValueError as e:
             raise CliError(f"--frames/--budget: the layout picture cannot be drawn: {e}") from None
 

@@ -12,7 +12,7 @@ import math
 from PIL import Image, ImageDraw, ImageFont
 
 from ..checks import check_beta, check_budget, check_int
-from .planner import plan_history
+from .planner import plan_snapshots
 
 _BACKGROUND = (250, 250, 247)
 _TEXT = (40, 40, 40)
@@ -69,21 +69,24 @@ def draw_layout(
     frames = check_int("num_frames", num_frames, 1)
     width = check_int("width", width, 160)
     height = check_int("height", height, 120)
-    history = plan_history(frames, budget, beta, anchor)
-
-    image = Image.new("RGB", (width, height), _BACKGROUND)
-    draw = ImageDraw.Draw(image)
-    font = ImageFont.load_default()
     left, right, top, bottom = 44, 12, 26, 34
     plot_w, plot_h = width - left - right, height - top - bottom
     col = plot_w / frames
     row = plot_h / frames
+    # one layout per pixel row at most: a long rollout costs the planner, not the drawing
+    rows = min(plot_h, frames)
+    steps = sorted({max(1, round(frames * (i + 1) / rows)) for i in range(rows)})
+    history = dict(zip(steps, plan_snapshots(frames, budget, beta, anchor, steps)))
+
+    image = Image.new("RGB", (width, height), _BACKGROUND)
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default()
 
     heading = title or f"FadeMem layout: budget {budget}, beta {beta:g}, anchor {'on' if anchor else 'off'}"
     draw.text((left, 6), heading, fill=_TEXT, font=font)
-    max_span = max(s for entries in history for _, s in entries)
+    max_span = max(s for entries in history.values() for _, s in entries)
 
-    for t, entries in enumerate(history):
+    for t, entries in ((n - 1, layout) for n, layout in history.items()):
         y0 = top + t * row
         y1 = max(y0 + 1, top + (t + 1) * row - (2 if row >= 4 else 0))
         first = 0
@@ -99,5 +102,5 @@ def draw_layout(
                 draw.line([xm, y0, xm, y1], fill=_TICK)
             first += span
 
-    _draw_axes(draw, font, (left, top, plot_w, plot_h), frames, history[-1], height)
+    _draw_axes(draw, font, (left, top, plot_w, plot_h), frames, history[frames], height)
     return image
