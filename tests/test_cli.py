@@ -481,3 +481,16 @@ def test_special_files_are_reported_for_what_they_are(capsys, tmp_path, tiny_wan
     os.mkfifo(out) if kind == "fifo" else out.symlink_to("/dev/null")
     code, _, err = run_cli(capsys, "plan", "--frames", "12", "--picture", out)
     assert code == 2 and words in err and out.exists() and not out.is_file()  # not replaced
+
+
+def test_generate_refuses_a_video_larger_than_memory_before_reading_weights(capsys, tmp_path, tiny_wan_dir,
+                                                                           monkeypatch):
+    from fademem_core.model import loading, textenc
+
+    monkeypatch.setattr(loading, "load_model", lambda *a, **k: pytest.fail("weights were read"))
+    monkeypatch.setattr(textenc.TextEncoder, "from_wan_dir", lambda *a, **k: pytest.fail("encoder was read"))
+    ckpt = tmp_path / "never.safetensors"
+    ckpt.write_bytes(b"x")
+    code, out, err = run_cli(capsys, *gen_args(ckpt, tiny_wan_dir, "--prompt", "a fox", "--frames", 10**9,
+                                               "--out", tmp_path / "v.mp4"))
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "bytes" in err

@@ -134,6 +134,9 @@ def run(args: argparse.Namespace) -> int:
     policy = build_policy(args)
     policy.visible_frames(args.chunk)  # windows smaller than a chunk fail here
     num_frames = latent_frames(args)
+    from ..rollout.sampler import check_output_size
+
+    check_output_size(num_frames, args.height // 8, args.width // 8)  # 10**9 frames: not after loading
     items, outputs = _jobs(args, num_frames)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32,
              None: None}[args.dtype]
