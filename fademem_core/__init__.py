@@ -21,7 +21,7 @@ _EXPORTS = {
     "plan_layout": "memory.planner",
     "plan_history": "memory.planner",
     "plan_snapshots": "memory.planner",
-    "check_plan_cost": "memory.planner",
+    "check_plan_cost": "checks",
     "Layout": "memory.planner",
     # cache policies
     "CachePolicy": "memory.policies",
@@ -45,7 +45,7 @@ _EXPORTS = {
     "RolloutInterrupted": "rollout.sampler",
     "StepInfo": "rollout.sampler",
     "timestep_schedule": "rollout.timesteps",
-    "check_prompt_starts": "rollout.prompts",
+    "check_prompt_starts": "checks",
     "resolve_switch": "rollout.switching",
     # option choices (pure Python): what the CLI and the node widgets offer
     "SWITCH_MODES": "checks",

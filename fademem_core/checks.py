@@ -10,8 +10,9 @@ import math
 import numbers
 from typing import Sequence
 
-__all__ = ["CONTEXT_INPUTS", "SWITCH_MODES", "WEIGHT_CHOICES", "check_beta", "check_budget",
-           "check_choice", "check_int", "check_real"]
+__all__ = ["CONTEXT_INPUTS", "MAX_HISTORY_ENTRIES", "MAX_PLAN_FRAMES", "MAX_PLAN_WORK", "SWITCH_MODES",
+           "WEIGHT_CHOICES", "check_beta", "check_budget", "check_choice", "check_int",
+           "check_plan_cost", "check_prompt_starts", "check_real"]
 
 # The choices of the engine's string options, defined once here (no torch) so the CLI's --help
 # and the node widgets list exactly what the engine accepts.
@@ -67,3 +68,59 @@ def check_budget(budget: object, anchor: object) -> int:
     if not isinstance(anchor, bool):
         raise ValueError(f"anchor must be True or False, got {anchor!r}")
     return check_int("budget", budget, 3 if anchor else 2)
+
+
+# What one plan may cost, whoever asks (CLI, HTTP route, nodes): insertions (each a few
+# microseconds of CPython), merge-pair evaluations (one ``**`` each) and, for a history, the
+# entries copied into it.  ~1 s of work at most on a slow core.
+MAX_PLAN_FRAMES = 65536  # latent frames: 4.5 hours of video at 16 fps
+MAX_PLAN_WORK = 1 << 22  # merge-pair evaluations, ~(frames - budget) * budget
+MAX_HISTORY_ENTRIES = 1 << 22  # entries a full history holds, ~frames * min(frames, budget)
+
+
+def check_plan_cost(num_frames: object, budget: int, history: bool = False) -> int:
+    """``num_frames`` as an int after checking the plan fits the caps above (ValueError)."""
+    frames = check_int("num_frames", num_frames, 0)
+    if frames > MAX_PLAN_FRAMES:
+        raise ValueError(f"num_frames must be <= {MAX_PLAN_FRAMES} latent frames (4.5 hours) for "
+                         f"a plan, got {frames}")
+    work = max(0, frames - budget) * (budget - 1)
+    if work > MAX_PLAN_WORK:
+        raise ValueError(f"a plan of {frames} frames with budget {budget} costs {work} merge "
+                         f"evaluations, over the cap of {MAX_PLAN_WORK}: lower the budget or "
+                         f"the number of frames")
+    held = frames * min(frames, budget)
+    if history and held > MAX_HISTORY_ENTRIES:
+        raise ValueError(f"a plan history of {frames} frames with budget {budget} holds {held} "
+                         f"entries, over the cap of {MAX_HISTORY_ENTRIES}: lower the budget or "
+                         f"the number of frames")
+    return frames
+
+
+def check_prompt_starts(starts: list[int], chunk: int, num_frames: int | None = None,
+                        labels: list[str] | None = None) -> list[int]:
+    """The chunk each scheduled prompt takes over at; ValueError when a prompt would never show.
+
+    A prompt starting at latent frame ``s`` takes over at the first chunk starting at or after
+    ``s``: chunk ``ceil(s / chunk)``.  Two prompts taking over at the same chunk would drop the
+    earlier one, and one taking over after the last chunk (of a ``num_frames`` video) would
+    never be seen; both are refused, naming the prompts (``labels``) and the chunk.  The one
+    rule for the API, the nodes and the command line.
+    """
+    chunk = check_int("chunk", chunk, 1)
+    names = labels or [f"prompt {i} (start frame {s})" for i, s in enumerate(starts)]
+    last = None if num_frames is None else (check_int("num_frames", num_frames, 1) - 1) // chunk
+    out: list[int] = []
+    for i, start in enumerate(starts):
+        c = -(-check_int("start frame", start, 0) // chunk)
+        first, end = c * chunk, c * chunk + chunk - 1
+        if out and c == out[-1]:
+            raise ValueError(f"{names[i - 1]} and {names[i]} take over in the same chunk, chunk {c} "
+                             f"(latent frames {first}-{end}): {names[i - 1]} would never be shown; "
+                             f"start prompts at least one chunk ({chunk} latent frames) apart")
+        if last is not None and c > last:
+            raise ValueError(f"{names[i]} would take over at chunk {c} (latent frame {first}), after "
+                             f"the video's last chunk {last} (latent frames {last * chunk}-"
+                             f"{num_frames - 1}) began: it would never be shown")
+        out.append(c)
+    return out

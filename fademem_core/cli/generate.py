@@ -136,21 +136,13 @@ def run(args: argparse.Namespace) -> int:
     num_frames = latent_frames(args)
     from ..rollout.sampler import check_output_size
 
-    check_output_size(num_frames, args.height // 8, args.width // 8)  # 10**9 frames: not after loading
+    check_output_size(num_frames, args.height // 8, args.width // 8)  # not after loading
     items, outputs = _jobs(args, num_frames)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32,
              None: None}[args.dtype]
 
     info = dist_info()
-    if args.device:
-        from ..model.loading import resolve_device  # refuses 'foo', or cuda without CUDA
-
-        try:
-            device = resolve_device(args.device)
-        except ValueError as e:
-            raise CliError(f"--device: {e}") from None
-    else:
-        device = info.device()
+    device = _device(args.device, info)
     say = print if info.rank == 0 else (lambda *a, **k: None)
     mine = shard(len(items), info.rank, info.world_size)
     # a batch resumes where it stopped; a single named video is simply replaced
@@ -204,6 +196,19 @@ def _load(checkpoint: Path, lora: Path | None, args: argparse.Namespace, dtype: 
     vae = load_wan_vae(wan_dir, device=device,
                        dtype=torch.float32 if device.type == "cpu" else torch.bfloat16)
     return model, vae
+
+
+def _device(arg: str | None, info: Any) -> Any:
+    """``--device`` as a torch.device, refused before any weights are read ('foo', or cuda on a
+    machine without CUDA); without it, this rank's GPU if any, else the CPU."""
+    if not arg:
+        return info.device()
+    from ..model.loading import resolve_device
+
+    try:
+        return resolve_device(arg)
+    except ValueError as e:
+        raise CliError(f"--device: {e}") from None
 
 
 def _quiet_libraries() -> None:

@@ -16,7 +16,8 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
-from ..checks import check_beta, check_budget, check_int
+from ..checks import (MAX_HISTORY_ENTRIES, MAX_PLAN_FRAMES, MAX_PLAN_WORK, check_beta,  # noqa: F401
+                      check_budget, check_int, check_plan_cost)
 
 LayoutEntry = tuple[float, int]  # (mu, span) of one entry of the plan
 
@@ -91,33 +92,6 @@ class Layout:
         self._mu[i : i + 2] = [mu]
         self._span[i : i + 2] = [span]
         return i
-
-
-# What one plan may cost, whoever asks (CLI, HTTP route, nodes): insertions (each a few
-# microseconds of CPython), merge-pair evaluations (one ``**`` each) and, for a history, the
-# entries copied into it.  ~1 s of work at most on a slow core.
-MAX_PLAN_FRAMES = 65536  # latent frames: 4.5 hours of video at 16 fps
-MAX_PLAN_WORK = 1 << 22  # merge-pair evaluations, ~(frames - budget) * budget
-MAX_HISTORY_ENTRIES = 1 << 22  # entries a full history holds, ~frames * min(frames, budget)
-
-
-def check_plan_cost(num_frames: object, budget: int, history: bool = False) -> int:
-    """``num_frames`` as an int after checking the plan fits the caps above (ValueError)."""
-    frames = check_int("num_frames", num_frames, 0)
-    if frames > MAX_PLAN_FRAMES:
-        raise ValueError(f"num_frames must be <= {MAX_PLAN_FRAMES} latent frames (4.5 hours) for "
-                         f"a plan, got {frames}")
-    work = max(0, frames - budget) * (budget - 1)
-    if work > MAX_PLAN_WORK:
-        raise ValueError(f"a plan of {frames} frames with budget {budget} costs {work} merge "
-                         f"evaluations, over the cap of {MAX_PLAN_WORK}: lower the budget or "
-                         f"the number of frames")
-    held = frames * min(frames, budget)
-    if history and held > MAX_HISTORY_ENTRIES:
-        raise ValueError(f"a plan history of {frames} frames with budget {budget} holds {held} "
-                         f"entries, over the cap of {MAX_HISTORY_ENTRIES}: lower the budget or "
-                         f"the number of frames")
-    return frames
 
 
 def plan_history(

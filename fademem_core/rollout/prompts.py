@@ -23,8 +23,8 @@ from typing import Any, Sequence
 
 import torch
 
-from ..checks import check_int
-from ..wan import FPS, VAE_TEMPORAL, latent_frame_of_video_frame
+from ..checks import check_int, check_prompt_starts  # the rule is re-exported here
+from ..wan import FPS, latent_frame_of_video_frame
 
 __all__ = ["check_prompt_starts", "check_text", "parse_prompt_schedule", "prompt_at", "read_prompt_file",
            "read_schedule_file", "schedule_to_latent_frames"]
@@ -40,35 +40,6 @@ def check_text(emb: object, text_dim: int, where: str) -> torch.Tensor:
     if not torch.isfinite(emb).all():
         raise ValueError(f"{where} contains NaN or inf values")
     return emb
-
-
-def check_prompt_starts(starts: list[int], chunk: int, num_frames: int | None = None,
-                        labels: list[str] | None = None) -> list[int]:
-    """The chunk each scheduled prompt takes over at; ValueError when a prompt would never show.
-
-    A prompt starting at latent frame ``s`` takes over at the first chunk starting at or after
-    ``s``: chunk ``ceil(s / chunk)``.  Two prompts taking over at the same chunk would drop the
-    earlier one, and one taking over after the last chunk (of a ``num_frames`` video) would
-    never be seen; both are refused, naming the prompts (``labels``) and the chunk.  The one
-    rule for the API, the nodes and the command line.
-    """
-    chunk = check_int("chunk", chunk, 1)
-    names = labels or [f"prompt {i} (start frame {s})" for i, s in enumerate(starts)]
-    last = None if num_frames is None else (check_int("num_frames", num_frames, 1) - 1) // chunk
-    out: list[int] = []
-    for i, start in enumerate(starts):
-        c = -(-check_int("start frame", start, 0) // chunk)
-        first, end = c * chunk, c * chunk + chunk - 1
-        if out and c == out[-1]:
-            raise ValueError(f"{names[i - 1]} and {names[i]} take over in the same chunk, chunk {c} "
-                             f"(latent frames {first}-{end}): {names[i - 1]} would never be shown; "
-                             f"start prompts at least one chunk ({chunk} latent frames) apart")
-        if last is not None and c > last:
-            raise ValueError(f"{names[i]} would take over at chunk {c} (latent frame {first}), after "
-                             f"the video's last chunk {last} (latent frames {last * chunk}-"
-                             f"{num_frames - 1}) began: it would never be shown")
-        out.append(c)
-    return out
 
 
 def parse_prompt_schedule(text: object, text_dim: int, num_frames: int,
