@@ -82,7 +82,7 @@ def check_plan_cost(num_frames: object, budget: int, history: bool = False) -> i
     """``num_frames`` as an int after checking the plan fits the caps above (ValueError)."""
     frames = check_int("num_frames", num_frames, 0)
     if frames > MAX_PLAN_FRAMES:
-        shown = f"{float(frames):.3g}" if frames >= 10**9 else str(frames)  # 1e300 s: not 300 digits
+        shown = f"about 1e{len(str(frames)) - 1}" if frames >= 10**9 else str(frames)  # not 300 digits
         raise ValueError(f"num_frames must be <= {MAX_PLAN_FRAMES} latent frames (4.5 hours) for "
                          f"a plan, got {shown}")
     work = max(0, frames - budget) * (budget - 1)

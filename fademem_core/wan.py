@@ -60,7 +60,10 @@ def latent_frame_of_video_frame(video_frame: float) -> int:
 
 def latent_frames_for_seconds(seconds: float, fps: float = FPS) -> int:
     """Latent frames of a ``seconds``-long video: 4 video frames each at 16 fps (60 s -> 240)."""
-    return max(1, round(seconds * fps / VAE_TEMPORAL))
+    frames = seconds * fps / VAE_TEMPORAL
+    if not math.isfinite(frames):  # 1e308 s: no integer, refused rather than OverflowError
+        raise ValueError(f"seconds must give a finite number of frames, got {seconds!r}")
+    return max(1, round(frames))
 
 
 def _stats(x: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tensor"]:

@@ -494,3 +494,12 @@ def test_generate_refuses_a_video_larger_than_memory_before_reading_weights(caps
     code, out, err = run_cli(capsys, *gen_args(ckpt, tiny_wan_dir, "--prompt", "a fox", "--frames", 10**9,
                                                "--out", tmp_path / "v.mp4"))
     assert code == 2 and len(err.strip().splitlines()) == 1 and "bytes" in err
+
+
+@pytest.mark.parametrize("command", ["plan", "generate"])
+def test_a_length_too_large_for_any_number_is_bad_input(capsys, tmp_path, tiny_checkpoint, tiny_wan_dir, command):
+    argv = (["plan", "--seconds", "1e308"] if command == "plan" else
+            gen_args(tiny_checkpoint, tiny_wan_dir, "--prompt", "a fox", "--seconds", "1e308",
+                     "--out", tmp_path / "v.mp4"))
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "seconds" in err
