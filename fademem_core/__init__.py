@@ -26,6 +26,11 @@ _EXPORTS = {
     # cache policies
     "CachePolicy": "memory.policies",
     "FadeMem": "memory.policies",
+    "FadeMemRelease": "memory.policies",
+    "InfinityRope": "memory.policies",
+    "MemRope": "memory.policies",
+    "policy_parameters": "memory.policies",
+    "PRESETS": "memory.policies",
     "SinkWindow": "memory.policies",
     "SlidingWindow": "memory.policies",
     "FullCache": "memory.policies",

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from fademem_core import FadeMem, FullCache, SinkWindow, SlidingWindow, generate, tiny_model
-from fademem_core.memory.policies import CachePolicy
+from fademem_core.memory.policies import PRESETS, CachePolicy, policy_from_name
 from fademem_core.rollout.sampler import (
     WAN_LATENT_MEAN,
     WAN_LATENT_STD,
@@ -382,3 +382,37 @@ def test_to_raw_and_from_raw_refuse_what_is_not_a_latent_tensor(bad, needle):
     for convert in (to_raw, from_raw):
         with pytest.raises(ValueError, match=needle):
             convert(bad)
+
+
+# ---------------------------------------------------------------------------- every policy, long
+PEERS = ["fademem_release", "infinity_rope", "memrope"] + sorted(PRESETS)
+
+
+@pytest.mark.parametrize("name", PEERS)
+def test_a_480_frame_rollout_stays_finite_and_bounded(name):
+    """Every peer memory (and preset) at its defaults, 480 latent frames (2 minutes)."""
+    model = tiny_model(seed=1)
+    text = torch.randn(1, 3, 32, generator=torch.Generator().manual_seed(5))
+    policy = policy_from_name(name)
+    infos: list[StepInfo] = []
+    out = generate(model, text, policy, 480, 32, 32, seed=0, steps=(1000,),
+                   callback=infos.append)
+    assert out.shape == (1, 16, 480, 4, 4)
+    assert torch.isfinite(out).all()
+    assert out[:, :, -3:].abs().max() > 0  # the last chunk was generated, not left empty
+    bound = policy.memory_bytes(model.geometry(1, 32, 32), 3, max_frames=480)
+    assert {i.kv_bytes for i in infos} == {bound}
+
+
+def test_infinity_rope_flushes_instead_of_re_caching_at_a_prompt_switch(model, prompts):
+    """Its flush keeps the sink and the 2 newest frames, which is all its window holds between
+    chunks: so "recache" (which asks the policy) equals "keep" exactly, unlike LongLive."""
+    a, b = prompts
+    schedule = [(0, a), (9, b)]
+    policy = policy_from_name("infinity_rope")
+    re = generate(model, schedule, policy, 15, H, W, seed=3, switch="recache")
+    keep = generate(model, schedule, policy, 15, H, W, seed=3, switch="keep")
+    assert torch.equal(re, keep)
+    sink = SinkWindow(sink=1, window=5, positions="packed")  # the same window, LongLive's switch
+    assert not torch.equal(generate(model, schedule, sink, 15, H, W, seed=3, switch="recache"),
+                           generate(model, schedule, sink, 15, H, W, seed=3, switch="keep"))

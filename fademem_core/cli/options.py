@@ -5,13 +5,14 @@ import argparse
 from typing import Any
 
 from ..checks import CONTEXT_INPUTS, check_beta, check_budget
-from ..memory.policies import policy_from_name
+from ..memory.policies import policy_from_name, policy_parameters
 from ..memory.storage import OPERATORS
 from ..memory.positions import POSITION_STRATEGIES
 from ..rollout.timesteps import check_steps
 from .common import CliError, checked, int_at_least, nonneg_float, positive_float
 
-POLICY_CHOICES = ("fademem", "sink_window", "sliding_window", "full")
+POLICY_CHOICES = ("fademem", "sink_window", "sliding_window", "full", "self_forcing",
+                  "fademem_release", "infinity_rope", "memrope")
 
 
 def add_fademem_options(g: Any, prefix: str = "") -> None:
@@ -26,20 +27,36 @@ def add_fademem_options(g: Any, prefix: str = "") -> None:
 
 
 def add_policy_options(p: argparse.ArgumentParser) -> None:
+    """``--policy`` and every policy's parameters; an option left out takes the chosen
+    policy's own default (a policy ignores the options it has no parameter for)."""
     g = p.add_argument_group("cache policy")
     g.add_argument("--policy", default="fademem", choices=POLICY_CHOICES,
-                   help="KV memory policy (default fademem)")
-    add_fademem_options(g, prefix="fademem: ")
+                   help="KV memory policy (default fademem; the README's policy table "
+                        "describes each)")
+    add_fademem_options(g, prefix="fademem, fademem_release: ")
     g.add_argument("--operator", default="weighted_average",
                    choices=OPERATORS,
                    help="fademem: how a merged pair's K/V combine (default weighted_average)")
-    g.add_argument("--positions", default="absolute", choices=POSITION_STRATEGIES,
-                   help="RoPE positions of memory entries (default absolute)")
+    g.add_argument("--positions", default=None, choices=POSITION_STRATEGIES + ("release",),
+                   help="RoPE positions of memory entries (default: the policy's; absolute, "
+                        "release for fademem_release, packed for infinity_rope and memrope)")
     g.add_argument("--window", type=int_at_least(1), default=None,
-                   help="sliding_window: frames seen (default 12); sink_window: most recent "
-                        "frames seen besides the sink (default 9); both count the current chunk")
-    g.add_argument("--sink", type=int_at_least(0), default=3,
-                   help="sink_window: first frames kept forever (default 3)")
+                   help="frames a chunk sees, itself included: sliding_window (12), "
+                        "self_forcing (21), sink_window besides the sink (9), infinity_rope "
+                        "sink included (6)")
+    g.add_argument("--sink", type=int_at_least(0), default=None,
+                   help="sink_window (3), infinity_rope (1), memrope (3): first frames kept "
+                        "forever")
+    g.add_argument("--span-gamma", type=positive_float, default=None,
+                   help="fademem_release: K/V merge weights span**gamma (0.5)")
+    g.add_argument("--flush-keep", type=int_at_least(0), default=None,
+                   help="infinity_rope: frames kept besides the sink at a prompt switch (2)")
+    g.add_argument("--recent", type=int_at_least(0), default=None,
+                   help="memrope: newest frames kept exactly besides the chunk (4)")
+    g.add_argument("--alpha-long", type=positive_float, default=None,
+                   help="memrope: update rate of the slow moving average (0.01)")
+    g.add_argument("--alpha-short", type=positive_float, default=None,
+                   help="memrope: update rate of the fast moving average (0.1)")
 
 
 def add_sampling_options(p: argparse.ArgumentParser) -> None:
@@ -72,16 +89,9 @@ def parse_steps(text: str) -> tuple[float, ...]:
 
 
 def build_policy(args: argparse.Namespace) -> Any:
-    """The cache policy the options describe (validated by the policy classes)."""
-    name = args.policy
-    if name == "fademem":
+    """The cache policy the options describe (validated by the policy classes): the options
+    named like the policy's parameters, those left out at the policy's defaults."""
+    if args.policy == "fademem":
         check_budget(args.budget, args.anchor)  # before any heavy work
-        return policy_from_name(name, budget=args.budget, beta=args.beta, anchor=args.anchor,
-                                operator=args.operator, positions=args.positions)
-    if name == "full":
-        return policy_from_name(name, positions=args.positions)
-    if name == "sink_window":
-        window = 9 if args.window is None else args.window
-        return policy_from_name(name, sink=args.sink, window=window, positions=args.positions)
-    window = 12 if args.window is None else args.window
-    return policy_from_name(name, window=window, positions=args.positions)
+    given = {name: getattr(args, name, None) for name in policy_parameters(args.policy)}
+    return policy_from_name(args.policy, **{k: v for k, v in given.items() if v is not None})

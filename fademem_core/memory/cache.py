@@ -8,8 +8,8 @@ concatenation.
 
 Bookkeeping lives in :class:`SlotCache` as plain Python numbers on the host, so a merge or
 eviction never waits for the device.  After every inserted frame the cache asks its policy
-(``policy.decide(MemoryView(held, newest, history))``, a pure function of plain records) and applies the answer;
-the policy never calls back.  ``mu``/``span`` live here only.
+(``policy.decide(MemoryView(held, newest, history, chunk_end))``, a pure function of plain
+records) and applies the answer; the policy never calls back.  ``mu``/``span`` live here only.
 """
 from __future__ import annotations
 
@@ -20,10 +20,9 @@ from typing import NamedTuple
 import torch
 
 from ..checks import check_int
-from ..rope import temporal_cos_sin
-from .contract import (Decision, Entry, Evict, KVCache, KVGeometry, Keep, LayerKV, Merge,
-                       MemoryRule, MemoryView)
-from .positions import position_strategy
+from ..rope import grid_cos_sin, temporal_cos_sin
+from .contract import (Average, Decision, Entry, Evict, KVCache, KVGeometry, Keep, LayerKV,
+                       Merge, MemoryRule, MemoryView, Retain)
 from .storage import OPERATORS, SlotStorage, check_operator
 
 __all__ = ["OPERATORS", "SlotBuffers", "SlotCache", "SlotStorage", "check_operator",
@@ -50,9 +49,10 @@ class _Held:
     frame: int  # first frame it covers
     slot: int  # storage slot
     pos: float  # position its key's temporal channels are encoded at (nan: stale)
+    aggregate: bool = False  # a moving average (MemRoPE): never exact, never re-cached
 
     def entry(self) -> Entry:
-        return Entry(self.mu, self.span, self.frame)
+        return Entry(self.mu, self.span, self.frame, self.aggregate)
 
 
 class SlotBuffers(NamedTuple):
@@ -118,7 +118,10 @@ class SlotCache(KVCache):
 
     def __init__(self, geometry: KVGeometry, chunk: int, policy: MemoryRule,
                  max_frames: int | None = None) -> None:
-        self._strategy = position_strategy(policy.positions)
+        self._strategy = policy.position_strategy()
+        if policy.needs_grid and geometry.grid is None:
+            raise ValueError(f"{type(policy).__name__} needs KVGeometry.grid (rows, cols) of a "
+                             f"frame's tokens; CausalWan.geometry fills it in")
         raw_temporal = bool(policy.needs_raw_temporal)
         if not raw_temporal and self._strategy.moves_keys:
             raise ValueError(
@@ -134,6 +137,7 @@ class SlotCache(KVCache):
         self._held: list[_Held] = []
         self._pending: _Pending | None = None
         self._frames_seen = 0
+        self._hw: tuple[torch.Tensor, torch.Tensor] | None = None  # row/column rotations
         self.layers: list[LayerKV] = [_SlotLayer(self, i) for i in range(geometry.num_layers)]
 
     # ----------------------------------------------------------------- policy decisions
@@ -148,13 +152,49 @@ class SlotCache(KVCache):
         if isinstance(decision, Evict):
             del self._held[decision.index]
             return
+        if isinstance(decision, Retain):
+            self._held = [self._held[i] for i in decision.indices]
+            return
+        if isinstance(decision, Average):
+            self._average(decision)
+            return
         if not isinstance(decision, Merge):
-            raise TypeError(f"a policy must decide Keep, Evict or Merge, got {decision!r}")
+            raise TypeError(f"a policy must decide Keep, Evict, Merge, Average or Retain, got "
+                            f"{decision!r}")
         i = decision.index
         a, b = self._held[i], self._held[i + 1]
-        slot = self._live_storage().merge(a.slot, b.slot, a.span, b.span,
-                                          check_operator(decision.operator))
-        self._held[i : i + 2] = [_Held(decision.mu, decision.span, a.frame, slot, math.nan)]
+        storage = self._live_storage()
+        if decision.weight is None:
+            slot = storage.merge(a.slot, b.slot, a.span, b.span, check_operator(decision.operator))
+        else:
+            slot = storage.blend(a.slot, b.slot, decision.weight)
+        kept = decision.weight == 0 and decision.mu == a.mu  # the older's key, where it was
+        self._held[i : i + 2] = [_Held(decision.mu, decision.span, a.frame, slot,
+                                       a.pos if kept else math.nan)]
+
+    def _average(self, decision: Average) -> None:
+        g = self.geometry
+        if self._hw is None:  # checked at construction: the policy declared needs_grid
+            self._hw = grid_cos_sin([0.0], g.grid[0], g.grid[1], g.head_dim, device=g.device)
+        storage = self._live_storage()
+        slots = [self._held[i].slot for i in decision.sources]
+        for index, alpha, mu, span in decision.updates:
+            target = self._held[index]
+            storage.average_into(target.slot, slots, alpha, *self._hw)
+            self._held[index] = _Held(mu, span, target.frame, target.slot, math.nan, True)
+        for i in sorted(decision.sources, reverse=True):
+            del self._held[i]
+
+    def prompt_switch(self) -> list[int]:
+        """Apply the policy's prompt-switch rule; return the frames to re-cache under the new
+        prompt (LongLive's every exact frame, unless the policy flushes instead)."""
+        self._live_storage()
+        keep = self.policy.on_prompt_switch(self.held())
+        if keep is None:
+            return self.exact_frames()
+        self._apply(Retain(tuple(keep)))
+        self._encode_positions(self._frames_seen)
+        return []
 
     # ----------------------------------------------------------------- contract
     def begin_chunk(self, start_frame: int, num_frames: int) -> list[float]:
@@ -176,6 +216,7 @@ class SlotCache(KVCache):
             bound = None if self.history is None else self.history + self.chunk
             storage.grow(wanted if bound is None else min(wanted, bound))
         free = self._pack_into(context)
+        self._encode_positions(start_frame)  # a strategy may place entries by the chunk start
         positions = self._strategy.chunk_positions(self.held(), start_frame, num_frames)
         self._pending = _Pending(free[:num_frames], positions, context, start_frame, False)
         return list(positions)
@@ -193,12 +234,13 @@ class SlotCache(KVCache):
         if pending.recache:
             self._end_recache(pending)
             return
+        end = pending.start + len(pending.slots)
         for j, (slot, pos) in enumerate(zip(pending.slots, pending.positions)):
             frame = pending.start + j
             self._held.append(_Held(float(frame), 1, frame, slot, pos))
             self._frames_seen += 1
-            self._apply(self.policy.decide(MemoryView(self.held(), frame, self.history)))
-        self._encode_positions()
+            self._apply(self.policy.decide(MemoryView(self.held(), frame, self.history, end)))
+        self._encode_positions(self._frames_seen)
 
     def entries(self) -> list[tuple[float, int]]:
         return [(e.mu, e.span) for e in self._held]
@@ -238,7 +280,7 @@ class SlotCache(KVCache):
         self._pending = None
 
     def exact_frames(self) -> list[int]:
-        return [e.frame for e in self._held if e.span == 1]
+        return [e.frame for e in self._held if e.span == 1 and not e.aggregate]
 
     def begin_recache(self, frames: list[int], keep: list[int] | None = None) -> list[float]:
         """Start re-computing the K/V of ``frames``; returns their positions.
@@ -252,7 +294,7 @@ class SlotCache(KVCache):
         """
         storage = self._live_storage()
         frames = list(frames)
-        exact = {e.frame: e for e in self._held if e.span == 1}
+        exact = {e.frame: e for e in self._held if e.span == 1 and not e.aggregate}
         held = [e.frame for e in self._held]
         if not frames or len(set(frames)) != len(frames):
             raise ValueError(f"frames must be distinct frame indices, at least one, got {frames}")
@@ -314,7 +356,7 @@ class SlotCache(KVCache):
         for f, slot, pos in zip(pending.frames, pending.slots, pending.positions):
             by_frame.setdefault(f, _Held(float(f), 1, f, slot, pos))
         self._held = sorted((by_frame[f] for f in pending.keep), key=lambda e: e.frame)
-        self._encode_positions()
+        self._encode_positions(self._frames_seen)
 
     def _pack_into(self, context: int, entries: list[_Held] | None = None) -> list[int]:
         """Move ``entries`` (default all) into slots < ``context``; return the free slots there.
@@ -332,9 +374,10 @@ class SlotCache(KVCache):
                 e.slot = dst
         return free
 
-    def _encode_positions(self) -> None:
-        """Re-rotate the temporal channels of entries whose position changed."""
-        wanted = self._strategy.entry_positions(self.held())
+    def _encode_positions(self, start_frame: int) -> None:
+        """Re-rotate the temporal channels of entries whose position changed (for the chunk
+        starting at ``start_frame``)."""
+        wanted = self._strategy.entry_positions(self.held(), start_frame)
         todo = [(e, want) for e, want in zip(self._held, wanted) if e.pos != want]  # nan != all
         if not todo:
             return

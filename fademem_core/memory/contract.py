@@ -9,15 +9,18 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 
 from ..checks import check_int
 from ..rope import axis_dims
 
-__all__ = ["Decision", "Entry", "Evict", "KVCache", "KVGeometry", "Keep", "LayerKV", "Merge",
-           "MemoryRule", "MemoryView"]
+if TYPE_CHECKING:  # pragma: no cover
+    from .positions import PositionStrategy
+
+__all__ = ["Average", "Decision", "Entry", "Evict", "KVCache", "KVGeometry", "Keep", "LayerKV",
+           "Merge", "MemoryRule", "MemoryView", "Retain"]
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,7 @@ class Entry:
     mu: float  # temporal centre, in frames
     span: int  # frames it summarises
     frame: int  # first frame it covers
+    aggregate: bool = False  # a moving average over frames (never exact, never re-cached)
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,7 @@ class MemoryView:
     held: tuple[Entry, ...]  # oldest first; the newest frame is the last entry
     newest: int  # index of the frame just inserted
     history: int | None  # entries the memory may hold between chunks (None: unbounded)
+    chunk_end: int = 0  # end of the chunk being inserted = start of the next (the release's t)
 
 
 @dataclass(frozen=True)
@@ -63,10 +68,30 @@ class Merge:
     mu: float
     span: int
     operator: str = "weighted_average"
+    weight: float | None = None  # given: ``(1 - weight) * older + weight * newer`` instead
 
 
-# what a policy answers after each inserted frame (issue 14's policies add variants here)
-Decision = Keep | Evict | Merge
+@dataclass(frozen=True)
+class Average:
+    """Decision: fold the token mean of entries ``sources`` into moving-average slots, then
+    drop the sources.  ``updates``: ``(index, alpha, mu, span)`` per slot, ``slot <- (1 -
+    alpha) * slot + alpha * mean`` (``alpha = 1`` replaces it; the slot becomes an aggregate
+    at ``mu`` covering ``span`` frames).  The mean is over every token of the un-roped keys
+    (and the values), repeated on each token and roped at its row/column (MemRoPE)."""
+
+    updates: tuple[tuple[int, float, float, int], ...]
+    sources: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Retain:
+    """Decision: keep only the entries ``indices`` (oldest first), drop the others."""
+
+    indices: tuple[int, ...]
+
+
+# what a policy answers after each inserted frame
+Decision = Keep | Evict | Merge | Average | Retain
 
 
 @dataclass(frozen=True)
@@ -80,11 +105,18 @@ class KVGeometry:
     head_dim: int
     dtype: torch.dtype = torch.float32
     device: torch.device | str = "cpu"
+    grid: tuple[int, int] | None = None  # (rows, cols) of a frame's tokens, when known
 
     def __post_init__(self) -> None:
         for name in ("num_layers", "batch", "tokens_per_frame", "num_heads", "head_dim"):
             check_int(name, getattr(self, name), 1)
         axis_dims(self.head_dim)  # raises for odd head_dim
+        g = self.grid
+        if g is not None and (not isinstance(g, tuple) or len(g) != 2
+                              or any(isinstance(x, bool) or not isinstance(x, int) or x < 1
+                                     for x in g) or g[0] * g[1] != self.tokens_per_frame):
+            raise ValueError(f"grid must be (rows, cols) with rows * cols == tokens_per_frame "
+                             f"{self.tokens_per_frame}, got {g!r}")
         if not isinstance(self.dtype, torch.dtype) or not self.dtype.is_floating_point:
             raise ValueError(f"dtype must be a floating torch.dtype, got {self.dtype!r}")
 
@@ -161,6 +193,11 @@ class KVCache(ABC):
     def exact_frames(self) -> list[int]:
         """Frame indices of the entries that hold exactly one frame (span 1), oldest first."""
 
+    def prompt_switch(self) -> list[int]:
+        """Apply the policy's rule for a prompt switch; return the frames to re-cache under the
+        new prompt (default, LongLive's: every exact frame)."""
+        return self.exact_frames()
+
     @abstractmethod
     def begin_recache(self, frames: list[int], keep: list[int] | None = None) -> list[float]:
         """Start re-computing the K/V of ``frames`` (exact entries, or earlier frames no longer held).
@@ -181,6 +218,13 @@ class MemoryRule(Protocol):
     @property
     def needs_raw_temporal(self) -> bool: ...
 
+    @property
+    def needs_grid(self) -> bool: ...
+
     def history_frames(self, chunk: int = 3) -> int | None: ...
 
+    def position_strategy(self) -> "PositionStrategy": ...
+
     def decide(self, memory: MemoryView) -> Decision: ...
+
+    def on_prompt_switch(self, held: tuple[Entry, ...]) -> tuple[int, ...] | None: ...

@@ -13,7 +13,7 @@ import os
 
 import torch
 
-from ..rope import rotate_into_
+from ..rope import apply_rotary, rotate_into_
 from .contract import KVGeometry
 
 OPERATORS = ("weighted_average", "average", "select_nearest", "max_pool")
@@ -166,6 +166,39 @@ class SlotStorage:
         for t in tensors:
             t[:, :, a].lerp_(t[:, :, b], weight)
         return a
+
+    def blend(self, a: int, b: int, weight: float) -> int:
+        """``a <- (1 - weight) * a + weight * b`` over K, V and the raw temporal channels (all
+        layers); returns ``a``.  ``weight = 0`` keeps ``a`` untouched (the release's anchor)."""
+        self._need_kt("merge")
+        if weight:
+            for t in self._tensors():
+                t[:, :, a].lerp_(t[:, :, b], weight)
+        return a
+
+    def average_into(self, slot: int, sources: list[int], alpha: float,
+                     hw_cos: torch.Tensor, hw_sin: torch.Tensor) -> None:
+        """Moving average of the sources' token mean into ``slot`` (all layers).
+
+        The mean is taken over every token of every source of the *un-roped* keys (height and
+        width rotations undone with ``hw_cos/hw_sin [N, D/2]``, the grid's angles at temporal
+        position 0; temporal channels from ``kt``), broadcast to every token and roped back at
+        each token's own row and column, then ``slot <- (1 - alpha) * slot + alpha * mean``.
+        K's temporal channels are left stale: the caller re-encodes them.
+        """
+        kt = self._need_kt("a moving average")
+        tc = kt.shape[-1]
+        src = torch.tensor(sources, device=self.k.device)
+        keys = apply_rotary(self.k.index_select(2, src).float(), hw_cos, -hw_sin)
+        mean_k = keys.mean(dim=(2, 3), keepdim=True)  # temporal pairs saw angle 0: unchanged
+        mean_k[..., :tc] = kt.index_select(2, src).float().mean(dim=(2, 3), keepdim=True)
+        mean_v = self.v.index_select(2, src).float().mean(dim=(2, 3), keepdim=True)
+        tokens = mean_k.shape[:3] + (self.geometry.tokens_per_frame,)
+        target_k = apply_rotary(mean_k.expand(tokens + mean_k.shape[4:]), hw_cos, hw_sin)[:, :, 0]
+        targets = ((self.k, target_k), (self.v, mean_v.expand(tokens + mean_v.shape[4:])[:, :, 0]),
+                   (kt, target_k[..., :tc]))
+        for buf, target in targets:
+            buf[:, :, slot].lerp_(target.to(buf.dtype), alpha)
 
     def move(self, dst: int, src: int) -> None:
         """Copy slot ``src`` into slot ``dst`` over all layers."""

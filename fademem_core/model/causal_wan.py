@@ -189,6 +189,7 @@ class CausalWan:
             head_dim=self.head_dim,
             dtype=self.dtype,
             device=self.device,
+            grid=self.latent_grid(height, width),
         )
 
     # ------------------------------------------------------------------ text

@@ -156,8 +156,12 @@ def generate(
 
 
 def _plan(mode: str, policy: CachePolicy, chunk: int, cache, start: int) -> RecachePlan | None:
-    """The re-cache of a prompt switch before frame ``start`` (what ``cache`` holds now)."""
-    return recache_plan(mode, policy, chunk, start, cache.exact_frames())
+    """The re-cache of a prompt switch before frame ``start`` (what ``cache`` holds now).
+
+    ``"recache"`` asks the policy first (``cache.prompt_switch()``): every exact frame by
+    default, nothing after Infinity-RoPE's flush to its sink and newest frames."""
+    exact = cache.prompt_switch() if mode == "recache" else cache.exact_frames()
+    return recache_plan(mode, policy, chunk, start, exact)
 
 
 @dataclass

@@ -14,8 +14,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from ...checks import check_int
 from ..cache import SlotCache, preallocated_slots
-from ..contract import Decision, KVGeometry, MemoryView
-from ..positions import position_strategy
+from ..contract import Decision, Entry, KVGeometry, MemoryView
+from ..positions import POSITION_STRATEGIES, PositionStrategy, position_strategy
 
 __all__ = ["CachePolicy", "check_int"]
 
@@ -29,6 +29,10 @@ class CachePolicy(ABC):
     """
 
     positions: str = "absolute"
+    #: the position strategies this policy accepts (its ``positions`` field), default first
+    POSITIONS: tuple[str, ...] = POSITION_STRATEGIES
+    #: whether the entries partition the frames they cover (moving averages overlap)
+    disjoint_entries: bool = True
 
     @abstractmethod
     def history_frames(self, chunk: int = 3) -> int | None:
@@ -47,6 +51,21 @@ class CachePolicy(ABC):
         Must be a pure function of its argument (the cache applies the answer).
         """
 
+    def position_strategy(self) -> PositionStrategy:
+        """Where the keys sit: the strategy named by ``positions`` (a policy may bring its own,
+        e.g. the FadeMem release's window layout)."""
+        return position_strategy(self.positions)
+
+    def on_prompt_switch(self, held: tuple[Entry, ...]) -> tuple[int, ...] | None:
+        """At a prompt switch: None (default) re-caches every exact frame under the new prompt
+        (LongLive); a tuple keeps only those entries and re-caches nothing (Infinity-RoPE)."""
+        return None
+
+    @property
+    def needs_grid(self) -> bool:
+        """Whether the cache needs ``KVGeometry.grid`` (to undo row/column rotations)."""
+        return False
+
     @property
     def merges(self) -> bool:
         """Whether :meth:`decide` may answer ``Merge`` (merged entries move to a new centre)."""
@@ -61,7 +80,7 @@ class CachePolicy(ABC):
         re-indexes entries).  With ``"absolute"`` positions and no merging every key stays
         where it was roped, so the full cache and the windows store K and V only.
         """
-        return self.merges or position_strategy(self.positions).moves_keys
+        return self.merges or self.position_strategy().moves_keys
 
     def slot_bytes(self, geometry: KVGeometry) -> int:
         """Bytes of one memory slot of this policy's cache (K, V [+ raw temporal channels])."""
