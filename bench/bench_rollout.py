@@ -1,4 +1,4 @@
-"""Per-chunk time of a long rollout under FullCache, SinkWindow and FadeMem.
+"""Per-chunk time and KV memory of a long rollout under every registered cache policy.
 
 Run:  python bench/bench_rollout.py [--frames 240] [--height 128] [--width 128] [--layers 2]
       python bench/bench_rollout.py --real   # Wan2.1-1.3B shapes, random weights (GPU)
@@ -10,12 +10,16 @@ the wall time between the last-step callbacks of consecutive chunks.  Printed:
 * late/early: median chunk time over the last 10 chunks / chunks 5-14, pooled over
   ``--repeats`` interleaved runs (bounded policies should
   stay flat: goal <= 1.10; the full cache grows with the history);
-* FadeMem / SinkWindow at the same visible context (FadeMem(budget=12) and
-  SinkWindow(sink=3, window=12) both show 15 frames to a chunk; goal <= 1.05);
+* every policy / SinkWindow at the same visible context (e.g. FadeMem(budget=12) and
+  SinkWindow(sink=3, window=12) both show 15 frames to a chunk): steady-state chunk time,
+  best (smallest median over chunks 5+) of ``--repeats`` interleaved runs; goal <= 1.10 for the
+  peer memories, <= 1.05 for FadeMem;
+* KV memory of every policy at 480x832 in bf16 on Wan2.1-1.3B shapes, from ``memory_bytes``
+  (exact, what the cache allocates);
 * with ``--real`` on CUDA: frames per second and peak memory at 480x832.
 
-Ratios come from medians of single runs; on CPU with one thread the clock is the process's CPU
-time (robust to a busy shared machine), on CUDA the synchronised wall clock.
+On CPU with one thread the clock is the process's CPU time (robust to a busy shared machine),
+on CUDA the synchronised wall clock.
 """
 from __future__ import annotations
 
@@ -30,12 +34,30 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from fademem_core import FadeMem, FullCache, SinkWindow, generate, tiny_model  # noqa: E402
+from fademem_core import KVGeometry, SinkWindow, generate, policy_from_name, tiny_model  # noqa: E402
+from fademem_core.memory.policies import POLICIES, PRESETS  # noqa: E402
 from fademem_core.model.loading import build_transformer  # noqa: E402
 from fademem_core.model.causal_wan import CausalWan  # noqa: E402
 
 REAL_1_3B = dict(num_layers=30, num_attention_heads=12, attention_head_dim=128, ffn_dim=8960,
                  text_dim=4096, freq_dim=256)
+# Wan2.1-1.3B at 480x832 in bf16: 30 layers, 12 heads of 128, 30 x 52 = 1560 tokens per frame
+GEOMETRY_480P = KVGeometry(num_layers=30, batch=1, tokens_per_frame=1560, num_heads=12,
+                           head_dim=128, dtype=torch.bfloat16, grid=(30, 52))
+
+
+def policies_under_test(chunk: int) -> dict[str, tuple[object, object]]:
+    """name -> (policy at its defaults, SinkWindow showing a chunk as many frames)."""
+    out = {}
+    for name in sorted(POLICIES) + sorted(PRESETS):
+        policy = policy_from_name(name)
+        visible = policy.visible_frames(chunk)
+        if visible is None:
+            out[name] = (policy, None)
+            continue
+        sink = min(3, visible - chunk)
+        out[name] = (policy, SinkWindow(sink=sink, window=visible - sink))
+    return out
 
 
 def machine() -> str:
@@ -99,10 +121,14 @@ def main() -> None:
     print(f"model: {model}, {tokens} tokens/frame at {height}x{width}, {args.frames} latent frames "
           f"({-(-args.frames // 3)} chunks of 3)")
 
-    policies = {"FullCache": FullCache(), "SinkWindow(3+12)": SinkWindow(sink=3, window=12),
-                "FadeMem(12)": FadeMem(budget=12)}
+    pairs = policies_under_test(3)
     if args.real and not args.full:
-        del policies["FullCache"]  # 240 frames of 1.3B K/V is ~76 GiB: more than one GPU holds
+        del pairs["full"]  # 240 frames of 1.3B K/V is ~76 GiB: more than one GPU holds
+    policies: dict[str, object] = {}
+    for name, (policy, same) in pairs.items():
+        policies[name] = policy
+        if same is not None:
+            policies[f"sink_window({same.sink}+{same.window})"] = same
     runs: dict[str, list[list[float]]] = {name: [] for name in policies}
     totals: dict[str, list[float]] = {name: [] for name in policies}
     peaks: dict[str, float] = {}
@@ -119,6 +145,9 @@ def main() -> None:
     def med(name: str, lo: int, hi: int | None) -> float:
         return statistics.median(t for run in runs[name] for t in run[lo:hi])
 
+    def best(name: str) -> float:  # steady state (every memory is full from chunk 5 on)
+        return min(statistics.median(run[5:]) for run in runs[name])
+
     for name in policies:
         early, late = med(name, 5, 15), med(name, -10, None)
         total = statistics.median(totals[name])
@@ -127,9 +156,16 @@ def main() -> None:
             extra = f", {args.frames * 4 / total:.1f} video frames/s, peak {peaks[name]:.1f} GiB"
         print(f"{name:18s} early {early * 1e3:8.2f} ms  late {late * 1e3:8.2f} ms  late/early {late / early:5.2f}"
               f"  rollout {total:6.1f} s{extra}")
-    # steady state: both memories are full from chunk 5 on
-    ratio = med("FadeMem(12)", 5, None) / med("SinkWindow(3+12)", 5, None)
-    print(f"FadeMem / SinkWindow chunk time at 15 visible frames (chunks 5+, {args.repeats} runs each): {ratio:.3f}")
+    print(f"\nsteady-state chunk time / SinkWindow's at the same visible context "
+          f"(best of {args.repeats} interleaved runs, chunks 5+), and KV memory at 480x832 bf16 "
+          f"(Wan2.1-1.3B shapes, from memory_bytes):")
+    for name, (policy, same) in pairs.items():
+        kv = policy.memory_bytes(GEOMETRY_480P, 3, max_frames=args.frames)
+        visible = policy.visible_frames(3)
+        ratio = "" if same is None else \
+            f"{best(name) / best(f'sink_window({same.sink}+{same.window})'):6.3f}"
+        print(f"  {name:18s} visible {str(visible or 'all'):>4s}  ratio {ratio:>6s}  "
+              f"KV {kv / 2**30:6.2f} GiB")
 
 
 if __name__ == "__main__":

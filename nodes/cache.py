@@ -1,7 +1,8 @@
 """FadeMemCache and FadeMemBaselineCache: build a cache policy (FADEMEM_CACHE) for the sampler.
 
 A FADEMEM_CACHE is one of ``fademem_core``'s frozen policy dataclasses (FadeMem, SinkWindow,
-SlidingWindow, FullCache); the sampler builds the actual memory from it for each rollout.
+SlidingWindow, FullCache, FadeMemRelease, InfinityRope, MemRope); the sampler builds the actual
+memory from it for each rollout.
 """
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from fademem_core import OPERATORS, POSITION_STRATEGIES
 
 CACHE_TYPE = "FADEMEM_CACHE"
 CATEGORY = "FadeMem"
-BASELINES = ("sink_window", "sliding_window", "full")
 MAX_BUDGET = 256  # FadeMem Cache's budget widget (also the plan route's cap)
 
 
@@ -79,8 +79,26 @@ class FadeMemCache:
                         operator=operator, positions=positions),)
 
 
+# the kinds are fademem_core's registered policy names; a kind reads the widgets named like its
+# policy's parameters, and a widget left at its sentinel (-1, 0.0 or "default") takes the
+# policy's own default
+BASELINES = ("sink_window", "sliding_window", "full", "self_forcing", "fademem_release",
+             "infinity_rope", "memrope")
+_UNSET = (-1, 0.0, "default")
+
+
+def _int(default_note: str, tooltip: str) -> tuple[str, dict]:
+    return ("INT", {"default": -1, "min": -1, "max": 256, "step": 1,
+                    "tooltip": f"{tooltip} -1: the kind's default ({default_note})."})
+
+
+def _rate(tooltip: str, default_note: str) -> tuple[str, dict]:
+    return ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.001, "round": 0.001,
+                      "tooltip": f"{tooltip} 0: the kind's default ({default_note})."})
+
+
 class FadeMemBaselineCache:
-    """The memories FadeMem is compared with: LongLive's sink + window, a sliding window, full."""
+    """The memories FadeMem is compared with (paper Table 1), one ``kind`` each."""
 
     CATEGORY = CATEGORY
     RETURN_TYPES = (CACHE_TYPE,)
@@ -88,9 +106,15 @@ class FadeMemBaselineCache:
     OUTPUT_TOOLTIPS = ("A baseline memory policy for side-by-side comparisons with FadeMem.",)
     FUNCTION = "build"
     DESCRIPTION = (
-        "Baseline memories. sink_window (LongLive): the first `sink` latent frames forever plus the "
-        "`window` most recent (current chunk included). sliding_window: the `window` most recent. "
-        "full: every frame (unbounded memory; only for short videos)."
+        "Baseline memories on the same weights. sink_window (LongLive): the first `sink` latent "
+        "frames forever plus the `window` most recent (chunk included). sliding_window: the "
+        "`window` most recent. full: every frame (unbounded). self_forcing: Self-Forcing's "
+        "21-frame rolling window. fademem_release: FadeMem as the official release codes it (the "
+        "memory the FadeMem-FT LoRA was trained with). infinity_rope: sink + short window re-roped "
+        "at 0..W-1 every chunk, a KV flush instead of a re-cache at a prompt switch. memrope: sink "
+        "+ a slow and a fast moving average of the evicted frames + recent frames, positions "
+        "0..11. Widgets a kind does not use are ignored; -1 / 0 / default mean the kind's own "
+        "default (see the README's policy table)."
     )
 
     @classmethod
@@ -100,31 +124,59 @@ class FadeMemBaselineCache:
                 "kind": (list(BASELINES), {
                     "default": "sink_window",
                     "tooltip": "sink_window: LongLive's sink + window. sliding_window: last frames only. "
-                               "full: keep everything (memory grows with the video).",
+                               "full: keep everything (memory grows with the video). self_forcing: "
+                               "Self-Forcing's 21-frame FIFO. fademem_release: the official FadeMem code. "
+                               "infinity_rope: Infinity-RoPE. memrope: MemRoPE.",
                 }),
                 "sink": ("INT", {
-                    "default": 3, "min": 0, "max": 64, "step": 1,
-                    "tooltip": "sink_window only: first latent frames that are never evicted (LongLive: 3).",
+                    "default": -1, "min": -1, "max": 64, "step": 1,
+                    "tooltip": "sink_window, infinity_rope, memrope: first latent frames that are never "
+                               "evicted (LongLive 3, Infinity-RoPE 1, MemRoPE 3; -1: the kind's default).",
                 }),
                 "window": ("INT", {
-                    "default": 9, "min": 1, "max": 256, "step": 1,
-                    "tooltip": "Most recent latent frames a chunk sees, the chunk itself included "
-                               "(LongLive: 9 with sink 3; a plain sliding window usually 12). Must be >= chunk.",
+                    "default": -1, "min": -1, "max": 256, "step": 1,
+                    "tooltip": "Most recent latent frames a chunk sees, the chunk itself included: "
+                               "sink_window 9 besides the sink (LongLive), sliding_window 12, "
+                               "self_forcing 21; infinity_rope: everything a chunk sees, sink "
+                               "included, 6. -1: the kind's default. Must be >= chunk.",
                 }),
-                "positions": _positions_input(),
+                "positions": (["default"] + list(dict.fromkeys(POSITION_STRATEGIES + ("release",))), {
+                    "default": "default",
+                    "tooltip": "Temporal RoPE positions (sink_window, sliding_window, full, "
+                               "self_forcing: absolute or packed; fademem_release: release = the "
+                               "release's 21-frame window layout once full, or absolute). infinity_rope "
+                               "and memrope always re-rope at 0..W-1. default: the kind's own.",
+                }),
+                "budget": _int("12", "fademem_release: bank entries; a chunk sees budget + 3 frames."),
+                "beta": _rate("fademem_release: power-law age warp.", "0.3"),
+                "span_gamma": _rate("fademem_release: K/V merge weights span**gamma.", "0.5"),
+                "anchor": ("BOOLEAN", {
+                    "default": True,
+                    "tooltip": "fademem_release: frame 0 is an anchor that keeps its own K/V when "
+                               "merged (the release's default).",
+                }),
+                "flush_keep": _int("2", "infinity_rope: frames kept besides the sink at a prompt "
+                                   "switch (none re-cached)."),
+                "recent": _int("4", "memrope: newest frames kept exactly besides the chunk."),
+                "alpha_long": _rate("memrope: update rate of the slow moving average.", "0.01"),
+                "alpha_short": _rate("memrope: update rate of the fast moving average.", "0.1"),
             }
         }
 
-    def build(self, kind, sink, window, positions):
-        from fademem_core import FullCache, SinkWindow, SlidingWindow
+    def build(self, kind, sink, window, positions, budget=-1, beta=0.0, span_gamma=0.0,
+              anchor=True, flush_keep=-1, recent=-1, alpha_long=0.0, alpha_short=0.0):
+        from fademem_core import policy_from_name, policy_parameters
 
-        if kind == "sink_window":
-            return (SinkWindow(sink=int(sink), window=int(window), positions=positions),)
-        if kind == "sliding_window":
-            return (SlidingWindow(window=int(window), positions=positions),)
-        if kind == "full":
-            return (FullCache(positions=positions),)
-        raise ValueError(f"kind must be one of {BASELINES}, got {kind!r}")
+        if kind not in BASELINES:
+            raise ValueError(f"kind must be one of {list(BASELINES)}, got {kind!r}")
+        used = policy_parameters(kind)
+        values = {"sink": sink, "window": window, "positions": positions, "budget": budget,
+                  "beta": beta, "span_gamma": span_gamma, "anchor": anchor,
+                  "flush_keep": flush_keep, "recent": recent, "alpha_long": alpha_long,
+                  "alpha_short": alpha_short}
+        kwargs = {k: values[k] for k in used
+                  if not any(values[k] == u and type(values[k]) is type(u) for u in _UNSET)}
+        return (policy_from_name(kind, **kwargs),)
 
 
 NODE_CLASS_MAPPINGS = {"FadeMemCache": FadeMemCache, "FadeMemBaselineCache": FadeMemBaselineCache}

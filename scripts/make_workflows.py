@@ -265,6 +265,40 @@ def side_by_side() -> Workflow:
     return wf
 
 
+def side_by_side_peers() -> Workflow:
+    """FadeMem next to the peer memories of the paper's Table 1 on the same weights and seed."""
+    wf = Workflow("fademem_vs_peers_side_by_side")
+    loader, clip, vae = _model_text_vae(wf)
+    text = wf.add("CLIPTextEncode", (360, 200), size=(400, 200), clip=clip.out(), text=(
+        "A turtle swims over a coral reef and slowly turns into an alligator, sunlight "
+        "flickering through the water, the camera following it, realistic."))
+    caches = [
+        ("FadeMem (M=12, beta=0.3)", "fademem", wf.add(
+            "FadeMemCache", (360, 440), title="FadeMem (M=12, beta=0.3)", budget=12, beta=0.3,
+            anchor=True, operator="weighted_average", positions="absolute")),
+        ("MemRoPE (sink 3, EMA 0.01/0.1, recent 4)", "memrope", wf.add(
+            "FadeMemBaselineCache", (360, 820), title="MemRoPE (sink 3, EMA 0.01/0.1, recent 4)",
+            kind="memrope")),
+        ("FadeMem as released (window layout)", "fademem_release", wf.add(
+            "FadeMemBaselineCache", (360, 1260), title="FadeMem as released (window layout)",
+            kind="fademem_release")),
+    ]
+    common = dict(model=loader.out(), positive=text.out(), width=832, height=480, length=957, chunk=3,
+                  steps=4, shift=5.0, seed=2026, context_noise=0.0)
+    for i, (title, name, cache) in enumerate(caches):
+        sampler = wf.add("FadeMemSampler", (800, 480 * i), title=f"FadeMem Sampler ({title})",
+                         control="fixed", cache=cache.out(), **common)
+        _decode_save(wf, sampler.out(), vae, 1160, 480 * i, f"video/compare_{name}")
+    wf.add("MarkdownNote", (0, 480), size=(330, 340), text=(
+        "# FadeMem vs the peer memories\n\nThree samplers share the model, the prompt and the "
+        "seed (fixed); only the KV memory differs: FadeMem's 12 distance-aware entries (a chunk "
+        "sees 15 frames), MemRoPE's sink + slow/fast moving averages + recent frames (12), and "
+        "FadeMem as the official release codes it (the memory the FadeMem-FT LoRA was trained "
+        "with; 15). Deep Forcing is not available yet. The README's policy table lists every "
+        "memory.\n\n" + DOWNLOADS))
+    return wf
+
+
 def prompt_story() -> Workflow:
     wf = Workflow("fademem_prompt_story")
     loader, clip, vae = _model_text_vae(wf)
@@ -316,7 +350,7 @@ def layout_betas() -> Workflow:
     return wf
 
 
-WORKFLOWS = (t2v_60s, side_by_side, prompt_story, layout_betas)
+WORKFLOWS = (t2v_60s, side_by_side, side_by_side_peers, prompt_story, layout_betas)
 
 
 def _write_json(path: Path, data: dict) -> None:

@@ -503,3 +503,33 @@ def test_a_length_too_large_for_any_number_is_bad_input(capsys, tmp_path, tiny_c
                      "--out", tmp_path / "v.mp4"))
     code, out, err = run_cli(capsys, *argv)
     assert code == 2 and len(err.strip().splitlines()) == 1 and "seconds" in err
+
+
+def _policies():
+    from fademem_core import FadeMemRelease, InfinityRope, MemRope, SinkWindow, SlidingWindow
+
+    return [
+        (["--policy", "memrope"], MemRope()),
+        (["--policy", "memrope", "--sink", "1", "--recent", "2", "--alpha-short", "0.5"],
+         MemRope(sink=1, recent=2, alpha_short=0.5)),
+        (["--policy", "infinity_rope", "--flush-keep", "1"], InfinityRope(flush_keep=1)),
+        (["--policy", "fademem_release", "--span-gamma", "1", "--positions", "absolute"],
+         FadeMemRelease(span_gamma=1.0, positions="absolute")),
+        (["--policy", "self_forcing"], SlidingWindow(window=21)),
+        (["--policy", "sink_window"], SinkWindow()),
+        (["--policy", "sliding_window", "--positions", "packed"],
+         SlidingWindow(positions="packed")),
+    ]
+
+
+@pytest.mark.parametrize("argv,want", _policies())
+def test_policy_options_reach_the_policy_and_default_to_its_own(argv, want):
+    from fademem_core.cli import build_parser
+    from fademem_core.cli.options import build_policy
+
+    assert build_policy(build_parser().parse_args(["demo", *argv])) == want
+
+
+def test_a_policy_option_the_policy_refuses_is_a_clean_error(capsys):
+    code, _, err = run_cli(capsys, "demo", "--policy", "memrope", "--alpha-long", "2")
+    assert code == 2 and "alpha_long" in err

@@ -105,6 +105,8 @@ def test_input_types_are_valid(name, models_dir):
 
 
 def test_every_combo_option_builds_the_policy_it_names():
+    from fademem_core import policy_parameters
+
     cache = node_module("cache")
     spec = cache.FadeMemCache.INPUT_TYPES()["required"]
     for operator in spec["operator"][0]:
@@ -112,8 +114,19 @@ def test_every_combo_option_builds_the_policy_it_names():
             (policy,) = cache.FadeMemCache().build(12, 0.3, True, operator, positions)
             assert (policy.operator, policy.positions) == (operator, positions)
     kinds = cache.FadeMemBaselineCache.INPUT_TYPES()["required"]["kind"][0]
-    built = {type(cache.FadeMemBaselineCache().build(k, 3, 9, "absolute")[0]).__name__ for k in kinds}
-    assert built == {"SinkWindow", "SlidingWindow", "FullCache"}
+    built = {type(cache.FadeMemBaselineCache().build(k, -1, -1, "default")[0]).__name__
+             for k in kinds}
+    assert built == {"SinkWindow", "SlidingWindow", "FullCache", "FadeMemRelease", "InfinityRope",
+                     "MemRope"}
+    positions = cache.FadeMemBaselineCache.INPUT_TYPES()["required"]["positions"][0]
+    for kind in kinds:  # every positions option a kind accepts reaches its policy
+        for option in positions[1:]:
+            try:
+                (policy,) = cache.FadeMemBaselineCache().build(kind, -1, -1, option)
+            except ValueError as e:
+                assert "positions" in str(e)
+            else:
+                assert policy.positions == option or "positions" not in policy_parameters(kind)
 
 
 def test_cache_defaults_are_the_papers():
@@ -448,3 +461,40 @@ def test_node_lengths_are_capped_at_the_widget_maximum_even_from_the_api():
         sampler_nodes.latent_frames(top + 4)
     with pytest.raises(ValueError, match=f"at most {top}"):
         NODES["FadeMemMemoryLayout"]().draw(fademem(), 4 * 10**9 + 1, 256, 256)
+
+
+@pytest.mark.parametrize("kind", ["sink_window", "sliding_window", "full", "self_forcing",
+                                  "fademem_release", "infinity_rope", "memrope"])
+def test_every_baseline_kind_at_the_widget_defaults_is_its_policy_at_its_defaults(kind):
+    from fademem_core import policy_from_name, policy_parameters
+
+    spec = NODES["FadeMemBaselineCache"].INPUT_TYPES()["required"]
+    defaults = {name: opts[1]["default"] for name, opts in spec.items() if name != "kind"}
+    (policy,) = NODES["FadeMemBaselineCache"]().build(kind, **defaults)
+    assert policy == policy_from_name(kind)
+    for name in policy_parameters(kind):  # each parameter is a widget whose tooltip names the kind
+        assert kind in spec[name][1]["tooltip"] or name == "positions", (kind, name)
+
+
+def test_baseline_widgets_reach_the_policy_and_bad_values_are_refused():
+    from fademem_core import FadeMemRelease, InfinityRope, MemRope, SlidingWindow
+
+    base = NODES["FadeMemBaselineCache"]()
+    assert base.build("fademem_release", -1, -1, "absolute", budget=8, beta=0.5)[0] == \
+        FadeMemRelease(budget=8, beta=0.5, positions="absolute")
+    assert base.build("infinity_rope", 2, 9, "default", flush_keep=1)[0] == \
+        InfinityRope(sink=2, window=9, flush_keep=1)
+    assert base.build("memrope", 1, -1, "default", recent=2, alpha_short=0.5)[0] == \
+        MemRope(sink=1, recent=2, alpha_short=0.5)
+    assert base.build("self_forcing", 5, -1, "packed")[0] == SlidingWindow(21, positions="packed")
+    with pytest.raises(ValueError, match="positions"):
+        base.build("fademem_release", -1, -1, "packed")
+    with pytest.raises(ValueError, match="alpha_long"):
+        base.build("memrope", -1, -1, "default", alpha_long=1.5)
+
+
+def test_every_registered_memory_is_a_baseline_kind_or_the_fademem_node():
+    from fademem_core.memory.policies import POLICIES, PRESETS
+    from nodes.cache import BASELINES
+
+    assert {k.replace("_", "") for k in BASELINES} | {"fademem"} == set(POLICIES) | set(PRESETS)

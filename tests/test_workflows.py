@@ -19,7 +19,8 @@ CORE = CORE_INFO["nodes"]
 UI_ONLY = {"MarkdownNote", "Note"}  # frontend-only nodes, never sent to the server
 CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}
 WORKFLOWS = {
-    "fademem_t2v_60s", "fademem_vs_longlive_side_by_side", "fademem_prompt_story", "fademem_memory_layout_betas",
+    "fademem_t2v_60s", "fademem_vs_longlive_side_by_side", "fademem_vs_peers_side_by_side",
+    "fademem_prompt_story", "fademem_memory_layout_betas",
 }
 # combos listing the user's model files: the workflows must name the files the README says to download
 MODEL_FILE_INPUTS = {
@@ -68,7 +69,7 @@ def load(name: str) -> dict:
     return json.loads((ROOT / "workflows" / f"{name}.json").read_text())
 
 
-def test_the_four_workflows_are_shipped_and_nothing_else():
+def test_the_five_workflows_are_shipped_and_nothing_else():
     assert {p.stem for p in (ROOT / "workflows").glob("*.json")} == WORKFLOWS
     # ComfyUI serves this folder as /api/workflow_templates/<pack>/: workflows and their
     # same-name .jpg thumbnails only (the generator scripts live in scripts/)
@@ -218,6 +219,20 @@ def test_side_by_side_uses_the_same_seed_for_both_memories():
     assert len(caches) == 2  # each sampler has its own memory
     prefixes = [n["widgets_values"][0] for n in nodes_of(wf, "SaveVideo")]
     assert len(prefixes) == 2 and len(set(prefixes)) == 2
+
+
+def test_peers_side_by_side_runs_fademem_memrope_and_the_release_on_one_seed():
+    wf = load("fademem_vs_peers_side_by_side")
+    samplers = nodes_of(wf, "FadeMemSampler")
+    assert len(samplers) == 3
+    assert len({tuple(s["widgets_values"]) for s in samplers}) == 1  # same settings and seed
+    assert samplers[0]["widgets_values"][7] == "fixed"
+    kinds = [n["widgets_values"][0] for n in nodes_of(wf, "FadeMemBaselineCache")]
+    assert kinds == ["memrope", "fademem_release"] and len(nodes_of(wf, "FadeMemCache")) == 1
+    caches = {lk[1] for lk in wf["links"] if lk[5] == "FADEMEM_CACHE"}
+    assert len(caches) == 3  # each sampler has its own memory
+    prefixes = [n["widgets_values"][0] for n in nodes_of(wf, "SaveVideo")]
+    assert len(set(prefixes)) == 3
 
 
 def test_story_schedules_three_prompts():
