@@ -1,13 +1,20 @@
-"""Long-horizon consistency of every cache policy on the tiny world (CPU, ~10 minutes).
+"""Does the memory decide the outcome?  Ground-truth-primed rollouts of the tiny world (CPU).
 
-    python bench/bench_consistency.py            # full run: 240 latent frames, 16 videos
-    python bench/bench_consistency.py --quick    # smoke run: 96 frames, 4 videos, 6 policies
+    python bench/bench_consistency.py            # full run (<= 15 min on 2 cores)
+    python bench/bench_consistency.py --quick    # smoke run (<= 2 min)
 
-Every policy rolls out the same prompts with the same noise (same seed) from the trained tiny
-model (``fademem_core/weights/tiny_world.safetensors``), at the same visible budget (15 latent
-frames: 12 history + the 3-frame chunk) except FullCache.  Scores come from the world's
-analytic probes (``fademem_core.tinyworld.scores``).  Writes plots to ``docs/images/`` and the
-table + text to ``docs/sections/consistency.md``; prints ratios and the machine.
+Protocol (issue 11, point 4): every video is primed with the first ``--prefix`` latent frames
+of its ground truth (clean context passes through the engine, the cache policy deciding what
+stays), then the model continues to ``--frames`` with the Euler sampler; all policies get the
+same prefixes and the same noise.  Two weight files: TF (the base model, trained with the full
+memory) and FT (the base fine-tuned with FadeMem(12, 0.3, anchor) in the loop).
+
+Validity controls FIRST, per weight file: FullCache (memory of everything) must recall
+returning sprites' details better than SlidingWindow(15) (memory of nothing old) by at least 3x
+the larger 95 % CI half-width of the two.  If a control fails the benchmark prints "invalid"
+for that weight file and ranks nothing on it.  Then the grid, 95 % bootstrap CIs over videos.
+Writes ``docs/images/consistency_results.json``, plots and the generated part of
+``docs/sections/consistency.md`` (``--quick`` writes under the system temp dir).
 """
 from __future__ import annotations
 
@@ -18,6 +25,7 @@ import platform
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -26,207 +34,225 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fademem_core import FadeMem, FullCache, SinkWindow, SlidingWindow, generate, load_model  # noqa: E402
-from fademem_core.tinyworld import plots, world  # noqa: E402
-from fademem_core.tinyworld.scores import binned, mean_over, score_video, stack_scores  # noqa: E402
+from fademem_core import FadeMem, FullCache, SinkWindow, SlidingWindow, load_model  # noqa: E402
+from fademem_core.tinyworld import WEIGHTS, WEIGHTS_FT, plots, world  # noqa: E402
+from fademem_core.tinyworld.probes import read_frames  # noqa: E402
+from fademem_core.tinyworld.rollout import primed_rollout  # noqa: E402
+from fademem_core.tinyworld.scores import event_rate, memory_events, score_video, warnings_off  # noqa: E402
 
-WEIGHTS = ROOT / "fademem_core" / "weights" / "tiny_world.safetensors"
-BUDGET = 12  # history entries; visible = 15 with the chunk
 CHUNK = 3
-WORLD = "world (truth)"
-
-COLUMNS = (  # (field, header, frames: "all" | "late", format)
-    ("identity_error", "identity err ↓", "all", "{:.3f}"),
-    ("return_error", "err after return ↓", "all", "{:.3f}"),
-    ("class_ok", "class acc ↑", "all", "{:.2f}"),
-    ("layout_error", "layout drift (2nd half) ↓", "late", "{:.3f}"),
-    ("family_ok", "bg family acc ↑", "all", "{:.2f}"),
-    ("jerk", "jerk ↓", "all", "{:.3f}"),
-    ("sprite_speed", "sprite speed", "late", "{:.3f}"),
-    ("drift_speed", "bg drift speed", "late", "{:.3f}"),
-    ("presence", "sprite seen", "late", "{:.2f}"),
-    ("phantom", "phantom ↓", "all", "{:.2f}"),
-    ("residual", "off-world residual ↓", "late", "{:.3f}"),
+BUDGET = 12  # history entries of every bounded headline policy; visible = 15 with the chunk
+CONTROL_FULL, CONTROL_NONE = "FullCache", "SlidingWindow(15)"
+HEADLINE = "SinkWindow(3+12)"
+METRICS = (  # key, header, better
+    ("recall", "recall after return", "higher"),
+    ("recall_nearest", "nearest-entry recall", "higher"),
+    ("fresh", "fresh entry ok", "higher"),
+    ("identity", "identity err", "lower"),
+    ("layout", "layout drift", "lower"),
+    ("motion", "sprite speed / world", "near 1"),
+    ("drift", "bg drift / world", "near 1"),
+    ("residual", "off-world residual", "lower"),
 )
 
 
 def policies(quick: bool) -> dict[str, object]:
+    """Every policy at the same visible budget (15 frames) unless its name says otherwise."""
     out: dict[str, object] = {
-        "FullCache": FullCache(),
-        "SlidingWindow(15)": SlidingWindow(window=BUDGET + CHUNK),
-        "SinkWindow(3+12)": SinkWindow(sink=3, window=BUDGET),
+        CONTROL_FULL: FullCache(),
+        CONTROL_NONE: SlidingWindow(window=BUDGET + CHUNK),
+        HEADLINE: SinkWindow(sink=3, window=BUDGET),
+        "FadeMem b=0.3": FadeMem(budget=BUDGET, beta=0.3),
     }
-    betas = (0.3, 0.7) if quick else (0.1, 0.3, 0.5, 0.7, 0.9)
-    for b in betas:
-        out[f"FadeMem b={b}"] = FadeMem(budget=BUDGET, beta=b)
     if quick:
         return out
+    for b in (0.1, 0.5, 0.7, 0.9):
+        out[f"FadeMem b={b}"] = FadeMem(budget=BUDGET, beta=b)
     for op in ("average", "select_nearest", "max_pool"):
         out[f"FadeMem b=0.3 {op}"] = FadeMem(budget=BUDGET, beta=0.3, operator=op)
     out["FadeMem b=0.3 no anchor"] = FadeMem(budget=BUDGET, beta=0.3, anchor=False)
     out["FadeMem b=0.3 packed"] = FadeMem(budget=BUDGET, beta=0.3, positions="packed")
-    out["FadeMem b=0.7 packed"] = FadeMem(budget=BUDGET, beta=0.7, positions="packed")
-    out["SlidingWindow(15) packed"] = SlidingWindow(window=BUDGET + CHUNK, positions="packed")
-    out["SinkWindow(3+12) packed"] = SinkWindow(sink=3, window=BUDGET, positions="packed")
+    out["FadeMem b=0.3 M=8 (vis 11)"] = FadeMem(budget=8, beta=0.3)
+    out["FadeMem b=0.3 M=20 (vis 23)"] = FadeMem(budget=20, beta=0.3)
     return out
 
 
 def machine() -> str:
-    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-            f"{torch.get_num_threads()} torch threads, torch {torch.__version__}")
+    return (f"{platform.machine()}, {os.cpu_count()} cores (shared), {torch.get_num_threads()} torch "
+            f"threads, torch {torch.__version__} CPU")
 
 
-def summarize(stacked: dict[str, np.ndarray], frames: int) -> dict[str, float]:
-    full = mean_over(stacked)
-    late = mean_over(stacked, slice(frames // 2, None))
-    return {field: (late if which == "late" else full)[field] for field, _, which, _ in COLUMNS}
+def per_video(videos: torch.Tensor, scenes: list, prefix: int, world_speed: float, world_drift: float) -> dict[str, np.ndarray]:
+    """Every metric per video ``[N]`` over the generated frames (NaN where undefined)."""
+    out = {k: [] for k, _, _ in METRICS}
+    gen = slice(prefix, None)
+    for z, s in zip(videos, scenes):
+        r = read_frames(z)
+        sv = score_video(z, s.family, s.classes, reading=r)
+        ev = memory_events(r, prefix)
+        with warnings_off():
+            out["recall"].append(event_rate(ev, "return"))
+            out["recall_nearest"].append(event_rate(ev, "return", "nearest"))
+            out["fresh"].append(event_rate(ev, "first"))
+            out["identity"].append(np.nanmean(sv.identity_error[gen]))
+            out["layout"].append(np.nanmean(sv.layout_error[gen]))
+            out["motion"].append(np.nanmean(sv.sprite_speed[gen]) / world_speed)
+            out["drift"].append(np.nanmean(sv.drift_speed[gen]) / world_drift)
+            out["residual"].append(np.nanmean(sv.residual[gen]))
+    return {k: np.asarray(v, dtype=np.float64) for k, v in out.items()}
 
 
-def table(rows: dict[str, dict[str, float]], extra: dict[str, dict[str, str]]) -> str:
-    head = ["policy", "visible", "s/video"] + [h for _, h, _, _ in COLUMNS]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+def ci(values: np.ndarray, seed: int = 0, draws: int = 2000) -> dict[str, float]:
+    """Mean and 95 % percentile-bootstrap CI over the videos where the metric is defined."""
+    v = values[np.isfinite(values)]
+    if len(v) == 0:
+        return {"mean": float("nan"), "lo": float("nan"), "hi": float("nan"), "half": float("nan"), "n": 0}
+    rng = np.random.default_rng(seed)
+    means = v[rng.integers(0, len(v), (draws, len(v)))].mean(axis=1)
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    return {"mean": float(v.mean()), "lo": float(lo), "hi": float(hi), "half": float((hi - lo) / 2), "n": int(len(v))}
+
+
+def paired_gap(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
+    """CI of the per-video difference ``a - b`` (videos where both are defined)."""
+    ok = np.isfinite(a) & np.isfinite(b)
+    return ci(a[ok] - b[ok])
+
+
+def validity(rows: dict[str, dict[str, np.ndarray]], metric: str = "recall") -> dict[str, object]:
+    """The control: FullCache beats SlidingWindow on ``metric`` by >= 3x the larger half-width."""
+    full, none = ci(rows[CONTROL_FULL][metric]), ci(rows[CONTROL_NONE][metric])
+    gap = full["mean"] - none["mean"]
+    half = max(full["half"], none["half"])
+    valid = bool(np.isfinite(gap) and gap > 0 and gap >= 3 * half)
+    return {"full_recall": full, "sliding_recall": none, "gap": gap, "half_width": half,
+            "needed": 3 * half, "valid": valid}
+
+
+def run_weights(label: str, path: Path, pols: dict, args, scenes, text, truth, stats) -> tuple[dict, dict, dict]:
+    """Every policy on one weight file (runs in a worker process)."""
+    torch.set_num_threads(args.threads)
+    model = load_model(path, device="cpu", dtype=torch.float32)
+    prefix = truth[:, :, :args.prefix]
+    rows, strips, seconds = {}, {}, {}
+    for name, pol in pols.items():
+        t0 = time.process_time()
+        z = primed_rollout(model, text, pol, prefix, args.frames, steps=args.steps, seed=args.seed)
+        seconds[name] = time.process_time() - t0
+        rows[name] = per_video(z, scenes, args.prefix, *stats)
+        strips[name] = world.to_rgb(z[0][:, strip_frames(args)])
+        r = {k: ci(v)["mean"] for k, v in rows[name].items()}
+        print(f"[{label}] {name:28s} {seconds[name]:6.1f} s cpu  recall {r['recall']:.2f} "
+              f"(nearest {r['recall_nearest']:.2f})  fresh {r['fresh']:.2f}  "
+              f"id {r['identity']:.3f}  layout {r['layout']:.3f}  motion {r['motion']:.2f}  "
+              f"resid {r['residual']:.4f}", flush=True)
+        if name == CONTROL_NONE:  # both controls are in: say now whether ranking makes sense
+            v = validity(rows)
+            print(f"[{label}] validity: FullCache recall {v['full_recall']['mean']:.2f} vs SlidingWindow "
+                  f"{v['sliding_recall']['mean']:.2f}: gap {v['gap']:.2f}, needs >= {v['needed']:.2f} -> "
+                  f"{'valid' if v['valid'] else 'INVALID: nothing is ranked on these weights'}", flush=True)
+    return rows, strips, seconds
+
+
+def strip_frames(args) -> np.ndarray:
+    """The 12 frames of a video shown in the film strip."""
+    return np.linspace(0, args.frames - 1, 12).round().astype(int)
+
+
+def summarize(rows: dict, seconds: dict) -> dict:
+    table = {}
     for name, vals in rows.items():
-        cells = [name, extra[name]["visible"], extra[name]["time"]]
-        cells += [fmt.format(vals[f]) if np.isfinite(vals[f]) else "–" for f, _, _, fmt in COLUMNS]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        table[name] = {k: ci(v) for k, v in vals.items()}
+        table[name]["cpu_seconds"] = round(seconds[name], 1)
+        if name != HEADLINE and HEADLINE in rows:
+            for m in ("recall", "recall_nearest"):
+                table[name][f"{m}_minus_sinkwindow"] = paired_gap(vals[m], rows[HEADLINE][m])
+    return table
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="96 frames, 4 videos, 5 policies")
-    ap.add_argument("--weights", type=Path, default=WEIGHTS)
+    ap.add_argument("--quick", action="store_true", help="8 videos, 150 frames, 4 policies, TF only")
     ap.add_argument("--videos", type=int, default=None)
     ap.add_argument("--frames", type=int, default=None)
+    ap.add_argument("--prefix", type=int, default=None, help="ground-truth latent frames that prime each video")
+    ap.add_argument("--steps", type=int, default=None, help="Euler steps per chunk")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--doc", type=Path, default=None, help="markdown to write (default: the README section; "
-                    "--quick writes under the system temp dir unless given)")
-    ap.add_argument("--images", type=Path, default=None)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads per worker process")
+    ap.add_argument("--workers", type=int, default=2, help="processes (one weight file each)")
+    ap.add_argument("--out", type=Path, default=None, help="folder for the JSON and plots")
+    ap.add_argument("--doc", type=Path, default=None, help="markdown section to (re)write")
     args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
     scratch = Path(tempfile.gettempdir()) / "fademem_consistency_quick"
-    if args.doc is None:
-        args.doc = scratch / "consistency.md" if args.quick else ROOT / "docs" / "sections" / "consistency.md"
-    if args.images is None:
-        args.images = scratch / "images" if args.quick else ROOT / "docs" / "images"
-    frames = args.frames or (96 if args.quick else 240)
-    videos = args.videos or (4 if args.quick else 16)
-    if frames % CHUNK or frames < 4 * CHUNK:
-        ap.error(f"--frames must be a multiple of {CHUNK} and >= {4 * CHUNK}, got {frames}")
-    if videos < 1:
-        ap.error(f"--videos must be >= 1, got {videos}")
-    if not args.weights.is_file():
-        raise FileNotFoundError(f"tiny world weights not found: {str(args.weights)!r}")
-    model = load_model(args.weights, device="cpu", dtype=torch.float32)
-    scenes = [world.sample_scene(10_000 + i) for i in range(videos)]
-    text = torch.cat([world.scene_prompt(s, model.text_dim) for s in scenes])
-    print(f"machine: {machine()}\n{videos} videos x {frames} latent frames, seed {args.seed}", flush=True)
-
-    stacked: dict[str, dict[str, np.ndarray]] = {}
-    extra: dict[str, dict[str, str]] = {}
-    strips: dict[str, np.ndarray] = {}
-    truth = torch.stack([world.render(s, 0, frames) for s in scenes])
-    stacked[WORLD] = stack_scores([score_video(z, s.family, s.classes) for z, s in zip(truth, scenes)])
-    extra[WORLD] = {"visible": "–", "time": "–"}
-    strip_at = np.arange(0, frames, max(1, frames // 12))
-    strips[WORLD] = world.to_rgb(truth[0][:, strip_at])
-    for name, pol in policies(args.quick).items():
-        t0 = time.perf_counter()
-        z = generate(model, text, pol, frames, 64, 64, seed=args.seed)
-        dt = time.perf_counter() - t0
-        stacked[name] = stack_scores([score_video(v, s.family, s.classes) for v, s in zip(z, scenes)])
-        vis = pol.visible_frames(CHUNK)
-        extra[name] = {"visible": "all" if vis is None else str(vis), "time": f"{dt / videos:.2f}"}
-        strips[name] = world.to_rgb(z[0][:, strip_at])
-        s = summarize(stacked[name], frames)
-        print(f"{name:28s} {dt:6.1f} s  id {s['identity_error']:.3f}  return {s['return_error']:.3f}  "
-              f"class {s['class_ok']:.2f}  layout {s['layout_error']:.3f}  resid {s['residual']:.3f}", flush=True)
-
-    rows = {name: summarize(st, frames) for name, st in stacked.items()}
-    write_outputs(args, rows, extra, stacked, strips, strip_at, frames, videos)
+    args.out = args.out or (scratch if args.quick else ROOT / "docs" / "images")
+    args.doc = args.doc or (scratch / "consistency.md" if args.quick else ROOT / "docs" / "sections" / "consistency.md")
+    args.frames = args.frames or (150 if args.quick else 240)
+    args.prefix = args.prefix if args.prefix is not None else (60 if args.quick else 96)
+    args.videos = args.videos or (8 if args.quick else 32)
+    args.steps = args.steps or 6
+    if args.frames % CHUNK or args.prefix % CHUNK or not 0 <= args.prefix < args.frames:
+        ap.error(f"--frames and --prefix must be multiples of {CHUNK} with prefix < frames")
+    if args.videos < 2:
+        ap.error(f"--videos must be >= 2, got {args.videos}")
+    weights = {"TF": WEIGHTS} if args.quick else {"TF": WEIGHTS, "FT": WEIGHTS_FT}
+    for path in weights.values():
+        if not path.is_file():
+            raise FileNotFoundError(f"tiny world weights not found: {str(path)!r}")
+    scenes = [world.sample_scene(10_000 + i, num_sprites=2) for i in range(args.videos)]
+    text = torch.cat([world.scene_prompt(s) for s in scenes])
+    truth = torch.stack([world.render(s, 0, args.frames) for s in scenes])
+    truth_rows = per_video(truth, scenes, args.prefix, 1.0, 1.0)
+    stats = (ci(truth_rows["motion"])["mean"], ci(truth_rows["drift"])["mean"])
+    print(f"machine: {machine()}\n{args.videos} videos x {args.frames} latent frames, primed with "
+          f"{args.prefix}, Euler {args.steps} steps, seed {args.seed}", flush=True)
+    t0 = time.time()
+    pols = policies(args.quick)
+    results, strips = {}, {"world (truth)": world.to_rgb(truth[0][:, strip_frames(args)])}
+    # one process per weight file (one torch thread each): on shared cores two single-threaded
+    # processes finish far sooner than one process with two threads
+    with ProcessPoolExecutor(max_workers=min(args.workers, len(weights))) as pool:
+        jobs = {label: pool.submit(run_weights, label, path, pols, args, scenes, text, truth, stats)
+                for label, path in weights.items()}
+        for label, job in jobs.items():
+            rows, st, secs = job.result()
+            results[label] = {"validity": validity(rows), "validity_nearest": validity(rows, "recall_nearest"),
+                              "rows": summarize(rows, secs), "per_video": rows}
+            strips.update({f"{label} {k}": v for k, v in st.items()
+                           if k in (CONTROL_FULL, CONTROL_NONE, HEADLINE, "FadeMem b=0.3")})
+    truth_ci = {k: ci(per_video(truth, scenes, args.prefix, *stats)[k]) for k, _, _ in METRICS}
+    wall = time.time() - t0
+    print(f"total wall {wall:.0f} s", flush=True)
+    write_outputs(args, results, truth_ci, strips, wall)
     return 0
 
 
-def write_outputs(args, rows, extra, stacked, strips, strip_at, frames, videos) -> None:
-    img = args.images
-    width = 12 if frames >= 120 else 6
-    x = (np.arange(frames // width) + 0.5) * width
-    main_names = [n for n in stacked if n in (WORLD, "FullCache", "SlidingWindow(15)", "SinkWindow(3+12)")]
-    fade = {n: r for n, r in rows.items() if n.startswith("FadeMem b=") and " " not in n[len("FadeMem b="):]}
-    best = min(fade, key=lambda n: rows[n]["identity_error"]) if fade else None
-    for n in ("FadeMem b=0.3", best, "FadeMem b=0.3 packed"):
-        if n and n in stacked and n not in main_names:
-            main_names.append(n)
-    charts = {}
-    for field, label, bw in (("identity_error", "identity error of seen sprites (vs first sight)", width),
-                             ("return_error", "identity error just after a sprite returns", 2 * width),
-                             ("class_ok", "sprite class = prompted class", width),
-                             ("layout_error", "background layout drift vs first chunk", width),
-                             ("jerk", "motion jerk |x(t)-2x(t-1)+x(t-2)|", width),
-                             ("change", "mean squared latent change per frame", width),
-                             ("residual", "distance to the world (probe re-render)", width)):
-        xs = (np.arange(frames // bw) + 0.5) * bw
-        series = {n: (xs, binned(stacked[n][field], bw)) for n in main_names}
-        charts[field] = plots.line_chart(series, label, "latent frame", field, img / f"consistency_{field}.png")
-    if fade:
-        betas = sorted(float(n.split("=")[1]) for n in fade)
-        sweep = {}
-        for field in ("identity_error", "return_error", "layout_error", "residual"):
-            sweep[field] = (np.array(betas), np.array([rows[f"FadeMem b={b}"][field] for b in betas]))
-        charts["beta"] = plots.line_chart(sweep, "FadeMem (weighted average, anchor, absolute): score vs beta",
-                                          "beta", "score", img / "consistency_beta.png")
-    charts["frames"] = plots.film_strip({n: strips[n] for n in main_names}, img / "consistency_frames.png")
-    (img / "consistency_results.json").write_text(json.dumps(
-        {"frames": frames, "videos": videos, "seed": args.seed, "machine": machine(), "rows": rows, "extra": extra},
-        indent=1))
-    write_doc(args.doc, rows, extra, charts, frames, videos, args, best)
+def write_outputs(args, results: dict, truth_ci: dict, strips: dict, wall: float) -> None:
+    from consistency_report import write_report  # bench/ sibling: tables, plots, the doc section
 
-
-def write_doc(path: Path, rows, extra, charts, frames, videos, args, best) -> None:
-    rel = lambda p: os.path.relpath(p, path.parent)  # noqa: E731
-    cmd = "python bench/bench_consistency.py" + (" --quick" if args.quick else "")
-    text = CONSISTENCY_DOC.format(
-        frames=frames, videos=videos, seed=args.seed, machine=machine(), command=cmd,
-        table=table(rows, extra), best=best or "–",
-        images="\n".join(f"![{k}]({rel(p)})" for k, p in charts.items()),
-    )
-    path.parent.mkdir(parents=True, exist_ok=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    record = {
+        "machine": machine(), "videos": args.videos, "frames": args.frames, "prefix": args.prefix,
+        "steps": args.steps, "seed": args.seed, "wall_seconds": round(wall, 1),
+        "command": "python bench/bench_consistency.py" + (" --quick" if args.quick else ""),
+        "world": truth_ci,
+        "weights": {k: {"validity": v["validity"], "validity_nearest": v["validity_nearest"], "rows": v["rows"]}
+                    for k, v in results.items()},
+    }
+    path = args.out / "consistency_results.json"
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(text + FINDINGS_MARKER + _findings(path))
+    tmp.write_text(json.dumps(record, indent=1))
     os.replace(tmp, path)
-
-
-FINDINGS_MARKER = "\n<!-- findings: hand-written below this line, kept when the benchmark rewrites the file -->\n"
-
-
-def _findings(path: Path) -> str:
-    if path.exists() and FINDINGS_MARKER in path.read_text():
-        return path.read_text().split(FINDINGS_MARKER, 1)[1]
-    return "\n"
-
-
-CONSISTENCY_DOC = """## Long-horizon consistency on a tiny trained world
-
-Regenerate: `{command}` (about 3 minutes on 2 CPU cores; `--quick` takes under one).
-Machine: {machine}. {videos} videos x {frames} latent frames (a 21-frame-trained model rolled
-out {frames} frames), seed {seed}, same prompts and noise for every policy; visible budget 15
-latent frames (12 history + the 3-frame chunk) for every bounded policy.
-
-{table}
-
-Columns: **identity err**: distance between a sprite's 2-number identity detail and what the
-video showed at the sprite's first appearance, over frames where it is seen (the detail is not
-in the prompt: only memory can keep it; a random redraw from the 4-entry codebook scores 1.37); **err after
-return**: the same on the first 3 frames after a sprite comes back from an absence of >= 16
-frames (longer than the visible window); **class acc**: the sprite's class is the prompted one;
-**layout drift**: background phases vs the first chunk (0 = same layout, 0.5 = random);
-**jerk**: second difference of sprite centres (world: 0.005); **sprite speed** / **bg drift
-speed**: latent pixels per frame (a frozen video scores 0); **sprite seen**: fraction of frames
-a prompted sprite is on screen; **phantom**: a sprite drawn in a slot the prompt leaves empty;
-**off-world residual**: mean squared distance of a frame to its own probe re-render (0 for the
-world, grows with blur/noise). Best FadeMem beta by identity: {best}.
-
-{images}
-"""
+    charts = {"frames": plots.film_strip(strips, args.out / "consistency_frames.png")}
+    for label, res in results.items():
+        betas = [b for b in (0.1, 0.3, 0.5, 0.7, 0.9) if f"FadeMem b={b}" in res["rows"]]
+        if len(betas) > 1:
+            series = {m: (np.array(betas), np.array([res["rows"][f"FadeMem b={b}"][m]["mean"] for b in betas]))
+                      for m in ("recall", "fresh")}
+            charts[f"beta_{label}"] = plots.line_chart(series, f"{label}: FadeMem (M=12, anchor) vs beta", "beta",
+                                                       "rate", args.out / f"consistency_beta_{label}.png")
+    write_report(args.doc, record, charts)
+    print(f"wrote {path} and {args.doc}")
 
 
 if __name__ == "__main__":

@@ -74,12 +74,14 @@ def diffusers_rollout(
     chunk: int = 3,
     context_noise: float = 0.0,
     context_input: str = "clean",
+    euler: bool = False,
 ) -> torch.Tensor:
     """Latents ``[B, 16, num_frames, h, w]`` of the rollout, computed without any KV cache.
 
     Earlier frames enter as context labelled ``context_noise``: their clean x0 (Self-Forcing's
     and LongLive's inference pipelines) or, with ``context_input="noised"``, x0 noised to that
-    timestep's grid sigma (Self-Forcing's training rollout)."""
+    timestep's grid sigma (Self-Forcing's training rollout).  ``euler``: integrate the flow ODE
+    instead, ``x <- x + (sigma_next - sigma) v`` down to 0."""
     from diffusers.models.transformers.transformer_wan import WanAttnProcessor
 
     procs = []
@@ -111,7 +113,11 @@ def diffusers_rollout(
                 tt = per_frame.repeat_interleave(n_tok)[None].expand(b, -1)
                 v = transformer(seq, tt, text, return_dict=False)[0][:, :, start:end]
                 x0 = x - sigmas[j] * v
-                if j + 1 < len(times):
+                if euler:
+                    nxt = sigmas[j + 1] if j + 1 < len(times) else 0.0
+                    x = x + (nxt - sigmas[j]) * v
+                    x0 = x
+                elif j + 1 < len(times):
                     x = (1 - sigmas[j + 1]) * x0 + sigmas[j + 1] * torch.randn(b, 16, n, h, w, generator=gen)
             out[:, :, start:end] = x0
             if context_noise > 0 and context_input == "noised":

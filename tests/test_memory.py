@@ -369,3 +369,38 @@ def test_slot_cache_refuses_an_unknown_position_strategy():
 
     with pytest.raises(ValueError, match="positions.*'relative'"):
         SlotCache(geometry(), 3, _KeepingRawChannels(positions="relative"))
+
+
+@pytest.mark.parametrize("policy", [FullCache(), SlidingWindow(window=6), FadeMem(budget=4, beta=0.5)],
+                         ids=["full", "window", "fademem"])
+def test_a_differentiated_pass_attends_to_the_same_memory_and_backpropagates(policy):
+    # training with the memory in the loop: a pass whose K/V require grad must see exactly the
+    # memory a rollout's pass sees (in any key order: compare attention outputs), leave the
+    # buffers untouched and backpropagate through every layer's attention
+    cache = policy.make_cache(geometry(), 3, max_frames=30)
+    for start in range(0, 12, 3):
+        run_chunk(cache, start, 3)
+    positions = cache.begin_chunk(12, 3)
+    leaves, grads_out = [], 0
+    for layer, lkv in enumerate(cache.layers):
+        k_raw, v = chunk_kv(range(12, 15), layer)
+        k_leaf = k_raw.clone().requires_grad_(True)
+        v_leaf = v.clone().requires_grad_(True)
+        k = rope_ref(k_leaf, positions, HH, WW)
+        q = rope_ref(torch.randn(k.shape, generator=torch.Generator().manual_seed(layer)), positions, HH, WW)
+        k_ctx, v_ctx = lkv.attend(k, v_leaf, k_raw[..., :TC], write=False)
+        out = attention_ref(q, k_ctx, v_ctx)
+        with torch.no_grad():  # the rollout's path: chunk written into its slots, a view back
+            k_ctx2, v_ctx2 = lkv.attend(k.detach(), v, k_raw[..., :TC], write=False)
+            want = attention_ref(q, k_ctx2, v_ctx2)
+        torch.testing.assert_close(out.detach(), want, atol=1e-5, rtol=1e-5)
+        grads_out = grads_out + out.square().sum()
+        leaves.append((k_leaf, v_leaf))
+    for t in (cache._storage.k, cache._storage.v):
+        assert not t.requires_grad
+    grads_out.backward()
+    assert all(k.grad is not None and v.grad is not None and k.grad.abs().sum() > 0 for k, v in leaves)
+    # a commit after a differentiated pass needs a write pass without gradient
+    with pytest.raises(RuntimeError, match="no_grad"):
+        k_raw, v = chunk_kv(range(12, 15), 0)
+        cache.layers[0].attend(rope_ref(k_raw, positions, HH, WW).requires_grad_(True), v, k_raw[..., :TC], write=True)

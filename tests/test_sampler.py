@@ -15,6 +15,7 @@ from fademem_core.rollout.sampler import (
     RolloutInterrupted,
     context_sigma,
     StepInfo,
+    even_timesteps,
     from_raw,
     timestep_schedule,
     to_raw,
@@ -85,6 +86,33 @@ def test_full_cache_equals_masked_reference(model, text, num_frames):
     assert out.shape == (2, 16, num_frames, 8, 8) and out.dtype == torch.float32
     assert (out - ref).abs().max() <= TOL
     assert ref.abs().max() > 0.5
+
+
+@pytest.mark.parametrize("policy,visible", [(FullCache(), full_visible(3)),
+                                            (SlidingWindow(window=6), window_visible(3, 6))])
+def test_euler_equals_a_written_out_euler_reference(model, text, policy, visible):
+    # diffusers' own forward under a frame mask, and the ODE step written out in the reference
+    steps = even_timesteps(5)
+    out = generate(model, text, policy, 12, H, W, seed=6, steps=steps, sampler="euler")
+    ref = diffusers_rollout(model.transformer, text, 12, 8, 8, 6, visible, steps=steps, euler=True)
+    assert (out - ref).abs().max() <= TOL
+    # and it is not the few-step schedule (no fresh noise between steps)
+    few = generate(model, text, policy, 12, H, W, seed=6, steps=steps)
+    assert (out - few).abs().max() > 1e-2
+
+
+def test_one_level_euler_is_one_x0_prediction(model, text):
+    # from sigma 1 straight to 0: x + (0 - 1) v == x - v, the few-step schedule with one step
+    a = generate(model, text, FullCache(), 6, H, W, seed=2, steps=(1000,), sampler="euler")
+    b = generate(model, text, FullCache(), 6, H, W, seed=2, steps=(1000,))
+    assert torch.equal(a, b)
+
+
+def test_even_timesteps_before_the_shift():
+    assert even_timesteps(4) == [1000.0, 750.0, 500.0, 250.0]
+    assert even_timesteps(1) == [1000.0]
+    with pytest.raises(ValueError, match="steps"):
+        even_timesteps(0)
 
 
 @pytest.mark.parametrize("context_input", ["clean", "noised"])
@@ -246,6 +274,7 @@ def test_callback_exception_stops_and_frees_memory(model, text, exc):
         ({"context_noise": -1}, "context_noise"),
         ({"switch": "bogus"}, "switch"),
         ({"context_input": "noisy"}, "context_input"),
+        ({"sampler": "ddim"}, "sampler"),
         ({"callback": 3}, "callback"),
         ({"text": [(3, torch.randn(1, 4, 32))]}, "frame 0"),
         ({"text": [(0, torch.randn(1, 4, 32)), (0, torch.randn(1, 4, 32))]}, "increasing"),

@@ -1,4 +1,4 @@
-"""The procedural world, its probes and the training forward (independent references)."""
+"""The procedural world, its probes and its scores (independent references)."""
 from __future__ import annotations
 
 import copy
@@ -60,26 +60,42 @@ def test_probe_positions_against_a_direct_formula() -> None:
     assert r2.pos[0, 0, 0] == pytest.approx(-0.4)
 
 
-def test_sprites_leave_for_longer_than_a_visible_window_and_return() -> None:
-    for seed in range(20):
-        scene = world.sample_scene(seed)
-        vis = world.frame_params(scene, 0, 240).visibility
-        for slot, sp in enumerate(scene.sprites):
-            if sp is None:
-                assert np.all(vis[:, slot] == 0)
-                continue
-            gone = vis[:, slot] == 0
-            # lengths of the runs of absence that are bounded on both sides by visible frames
-            runs, n, seen_visible = [], 0, False
-            for g in gone:
-                if g:
-                    n += 1
-                else:
-                    if n and seen_visible:
-                        runs.append(n)
-                    n, seen_visible = 0, True
-            assert runs, f"sprite {slot} of scene {seed} never leaves and returns in 240 frames"
-            assert min(runs) > 15 and max(runs) <= world.MAX_ABSENCE + 1
+def _runs_of_absence(gone: np.ndarray) -> list[int]:
+    """Lengths of the absences bounded on both sides by visible frames."""
+    runs, n, seen_visible = [], 0, False
+    for g in gone:
+        if g:
+            n += 1
+        else:
+            if n and seen_visible:
+                runs.append(n)
+            n, seen_visible = 0, True
+    return runs
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_sprites_enter_late_leave_long_and_return(seed: int) -> None:
+    scene = world.sample_scene(seed, num_sprites=2)
+    vis = world.frame_params(scene, 0, 240).visibility
+    # sprite A is on screen at frame 0 (the sink holds it), sprite B enters in frames 20-100
+    assert vis[0, 0] > 0
+    first_b = np.flatnonzero(vis[:, 1] > 0)[0]
+    assert world.FIRST_ENTRY[0] <= first_b <= world.FIRST_ENTRY[1] + 1
+    for slot in range(2):
+        runs = _runs_of_absence(vis[:, slot] == 0)
+        assert runs, f"sprite {slot} of scene {seed} never leaves and returns in 240 frames"
+        # every absence is far longer than any 15-frame window (the partial-visibility edges
+        # of a crossing shorten it by at most 2 frames)
+        assert min(runs) >= world.MIN_ABSENCE - 2 and max(runs) <= world.MAX_ABSENCE + 1
+    back = np.flatnonzero(vis[first_b:, 1] == 0)
+    assert len(back) and np.flatnonzero(vis[:, 1] > 0)[-1] < world.LAST_RETURN + 40
+    assert scene.sprites[0].detail != scene.sprites[1].detail  # never shared in one video
+
+
+def test_one_sprite_scenes_leave_slot_b_empty() -> None:
+    scene = world.sample_scene(2, num_sprites=1)
+    assert scene.sprites[1] is None
+    assert np.all(world.frame_params(scene, 0, 240).visibility[:, 1] == 0)
 
 
 def test_world_motion_is_smooth_and_identity_fixed() -> None:
@@ -186,15 +202,15 @@ def test_scores_are_perfect_on_the_world_and_catch_a_swapped_identity() -> None:
     from fademem_core.tinyworld.scores import mean_over, score_video, stack_scores
 
     scene = world.sample_scene(4, num_sprites=1)
-    truth = world.render(scene, 0, 120)
+    truth = world.render(scene, 0, 240)
     s = mean_over(stack_scores([score_video(truth, scene.family, scene.classes)]))
     assert s["identity_error"] < 1e-5 and s["return_error"] < 1e-5 and s["layout_error"] < 1e-5
     assert s["class_ok"] == 1 and s["family_ok"] == 1 and s["phantom"] == 0 and s["residual"] < 1e-10
     assert s["sprite_speed"] == pytest.approx(scene.sprites[0].speed, rel=0.05)
     # after the sprite's first absence, redraw it with another codebook detail
-    p = world.frame_params(scene, 0, 120)
+    p = world.frame_params(scene, 0, 240)
     seen = np.flatnonzero(p.visibility[:, 0] >= 0.5)
-    back = seen[np.flatnonzero(np.diff(seen) >= 16)[0] + 1]
+    back = seen[np.flatnonzero(np.diff(seen) >= 30)[0] + 1]
     old = np.array(scene.sprites[0].detail)
     new = np.array([d for d in world.DETAILS if d != tuple(old)][0])
     p.code[back:, 0, 2:] = new
@@ -206,3 +222,38 @@ def test_scores_are_perfect_on_the_world_and_catch_a_swapped_identity() -> None:
     frozen = truth[:, :1].repeat(1, 60, 1, 1)
     f = mean_over(stack_scores([score_video(frozen, scene.family, scene.classes)]))
     assert f["change"] == 0 and f["drift_speed"] == 0
+
+
+def _swap_after_return(scene, slot: int, frames: int = 240):
+    """Frame params with ``slot``'s detail replaced by another entry from its first return on."""
+    p = world.frame_params(scene, 0, frames)
+    seen = np.flatnonzero(p.visibility[:, slot] >= 0.5)
+    back = seen[np.flatnonzero(np.diff(seen) > 30)[0] + 1]
+    old = scene.sprites[slot].detail
+    new = [d for d in world.DETAILS if d != old and d != scene.sprites[1 - slot].detail][0]
+    p.code[back:, slot, 2:] = new
+    return p, int(back)
+
+
+def test_memory_events_on_the_world_and_on_a_forgotten_identity() -> None:
+    from fademem_core.tinyworld.scores import event_rate, memory_events
+
+    scene = world.sample_scene(7, num_sprites=2)
+    truth = world.render(scene, 0, 240)
+    ev = memory_events(probes.read_frames(truth), 0)
+    kinds = sorted({e.kind for e in ev})
+    assert kinds == ["first", "return"] and all(e.ok for e in ev)
+    assert event_rate(ev, "return") == 1.0 and event_rate(ev, "first") == 1.0
+    # events before the primed prefix's end are the truth's, not the model's: not scored
+    assert all(e.frame >= 100 for e in memory_events(probes.read_frames(truth), 100))
+    # sprite B comes back with another codebook detail: that return is wrong, nothing else
+    p, back = _swap_after_return(scene, 1)
+    ev2 = memory_events(probes.read_frames(world.render_params(p)), 0)
+    wrong = [e for e in ev2 if not e.ok]
+    assert [(e.slot, e.kind, e.frame) for e in wrong] == [(1, "return", back)]
+    # a sprite B that first enters with sprite A's detail (a copy of the past) is not fresh
+    p = world.frame_params(scene, 0, 240)
+    p.code[:, 1, 2:] = scene.sprites[0].detail
+    ev3 = memory_events(probes.read_frames(world.render_params(p)), 0)
+    assert [e.ok for e in ev3 if e.kind == "first" and e.slot == 1] == [False]
+    assert event_rate([], "return") != event_rate([], "return")  # NaN when nothing to score

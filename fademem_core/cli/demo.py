@@ -3,13 +3,16 @@
 It rolls the same seed out twice, under FadeMem and under the full cache, and prints per-chunk
 time and the KV memory each holds, then where it wrote the videos and the memory-layout picture.
 With the trained tiny-world weights shipped in ``fademem_core/weights/`` the video shows the toy
-world; without them the model's weights are random and the video is noise (said plainly).
+world, sampled with the Euler ODE sampler the base flow model is trained for (the JSON next to
+the weights names it), and the demo checks its own FadeMem video on the world's probes
+(:mod:`fademem_core.tinyworld.quality`); without them the model's weights are random and the
+video is noise (said plainly).
 """
 from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -23,6 +26,7 @@ from .plan import memory_lines, save_layout_picture
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "tiny_world.safetensors"
 DEMO_SIZE = 64  # pixels; the tiny world is 8x8 latents
+DEMO_PROMPT = {"family": 0, "classes": (1, 4)}  # what the demo asks the tiny world for
 
 
 def register(sub: Any) -> None:
@@ -50,6 +54,8 @@ class TinySetup:
     text: torch.Tensor
     frames_of: Callable[[torch.Tensor], torch.Tensor]
     about: str
+    sample_kw: dict = field(default_factory=dict)  # sampler options the weights are trained for
+    world: bool = False  # True: the tiny-world model (its output can be checked on the probes)
 
 
 def load_tiny(weights: Path | None) -> TinySetup:
@@ -70,17 +76,29 @@ def load_tiny(weights: Path | None) -> TinySetup:
     from ..tinyworld import world
 
     model = load_model(weights)
-    text = world.prompt_embedding(family=0, classes=(1, 4), text_dim=model.text_dim)
+    text = world.prompt_embedding(text_dim=model.text_dim, **DEMO_PROMPT)
     info = _read_info(weights.with_suffix(".json"))
     what = info.get("description") or info.get("what") or "the tiny world"
     train = info.get("training", {})
     detail = ""
     if train.get("steps") and train.get("clip_frames"):
-        detail = (f" ({train['steps']} steps on {train['clip_frames']}-latent-frame clips; "
-                  f"this demo runs far past that length)")
+        detail = f" ({train['steps']} steps on {train['clip_frames']}-latent-frame clips)"
+    sample_kw = _sampler_options(info.get("sampler"))
+    if sample_kw:
+        detail += f"; sampler {sample_kw['sampler']}, {len(sample_kw['steps'])} steps per chunk"
     about = f"{weights.name}: {what}{detail}"
-    return TinySetup(model, text,
-                     lambda x0: torch.from_numpy(world.to_rgb(x0[:1])), about)
+    return TinySetup(model, text, lambda x0: torch.from_numpy(world.to_rgb(x0[:1])), about,
+                     sample_kw, world=True)
+
+
+def _sampler_options(spec: Any) -> dict:
+    """``generate`` options from the weights' JSON ``sampler`` record (empty: the default)."""
+    from ..rollout.sampler import even_timesteps
+
+    if not isinstance(spec, dict) or spec.get("name") != "euler":
+        return {}
+    return {"sampler": "euler", "steps": even_timesteps(int(spec.get("steps", 12))),
+            "shift": float(spec.get("shift", 5.0))}
 
 
 def _read_info(path: Path) -> dict:
@@ -124,7 +142,8 @@ def run(args: argparse.Namespace) -> int:
     for label, pol, path in runs:
         progress = Progress(-(-args.frames // 3), label=f"{label:>12}")
         res = rollout_to_video(setup.model, setup.text, pol, args.frames, DEMO_SIZE, DEMO_SIZE,
-                               setup.frames_of, path, LATENT_FPS, progress=progress, seed=args.seed)
+                               setup.frames_of, path, LATENT_FPS, progress=progress, seed=args.seed,
+                               **setup.sample_kw)
         results.append((label, res))
 
     print()
@@ -138,6 +157,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"{label}: {total:.2f} s sampling, KV held at most {format_bytes(peak)} "
               f"(allocated {format_bytes(res.records[-1].kv_bytes)}), "
               f"{res.frames_written} frames -> {res.video}")
+    if setup.world and setup.sample_kw:
+        _print_world_check(setup, *results[0])
     if args.policy == "fademem":
         picture = save_layout_picture(picture, args.frames, args.budget, args.beta, args.anchor)
         print(f"memory layout picture: {picture}")
@@ -146,6 +167,24 @@ def run(args: argparse.Namespace) -> int:
         for line in memory_lines(args.frames, args.budget, 3, 480, 832, args.anchor):
             print(line)
     return 0
+
+
+def _print_world_check(setup: TinySetup, label: str, result: Any) -> None:
+    print()
+    print(f"does the {label} video render the world? (probes of fademem_core.tinyworld)")
+    for line in world_check(setup, result.latents):
+        print(f"  {line}")
+
+
+def world_check(setup: TinySetup, latents: torch.Tensor) -> list[str]:
+    """Issue 11's point-1 check of a demo video, as printable lines."""
+    from ..tinyworld import quality, world
+
+    scenes = [world.sample_scene(seed, **DEMO_PROMPT) for seed in range(32)]
+    kw = setup.sample_kw
+    teacher = quality.teacher_forced_residual(setup.model, scenes[:8], 30, len(kw["steps"]), kw["shift"])
+    check = quality.check_rendering(latents, scenes[:1], teacher, world=scenes)
+    return check.lines() + [f"verdict: {'renders the world' if check.passed else 'FAILS the check'}"]
 
 
 def _policy_label(policy: Any) -> str:

@@ -98,6 +98,8 @@ class _SlotLayer(LayerKV):
         if tuple(k_temporal_raw.shape) != want_t:
             raise ValueError(f"k_temporal_raw must be {want_t}, got {tuple(k_temporal_raw.shape)}")
         storage = cache._storage
+        if k.requires_grad or v.requires_grad:
+            return cache._grad_context(self._index, k, v, write)
         storage.write(self._index, pending.slots, k, v, k_temporal_raw if write else None)
         if write:
             pending.written.add(self._index)
@@ -330,6 +332,30 @@ class SlotCache(KVCache):
         return list(positions)
 
     # ----------------------------------------------------------------- internals
+    def _grad_context(
+        self, layer: int, k: torch.Tensor, v: torch.Tensor, write: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Context of a pass that is being differentiated (training with the memory in the loop).
+
+        Writing the chunk into the shared buffers would be an in-place change of a tensor the
+        earlier layers' attention saved for backward, so the chunk's K/V stay out of the
+        storage: the context is the held entries (no gradient, as in FadeMem-FT, where the
+        memory is built without it) followed by the chunk.  Same keys as :meth:`attend`'s
+        view, in another order, which attention does not see.  Such a pass cannot commit.
+        """
+        if write:
+            raise RuntimeError("a write=True pass must run without gradient (under torch.no_grad())")
+        storage = self._live_storage()
+        g = self.geometry
+        slots = [e.slot for e in self._held]
+        if not slots:
+            return k, v
+        index = torch.tensor(slots, device=storage.k.device)
+        shape = (g.batch, len(slots) * g.tokens_per_frame, g.num_heads, g.head_dim)
+        k_mem = storage.k[layer].index_select(1, index).reshape(shape)
+        v_mem = storage.v[layer].index_select(1, index).reshape(shape)
+        return torch.cat([k_mem, k.to(k_mem.dtype)], 1), torch.cat([v_mem, v.to(v_mem.dtype)], 1)
+
     def _live_storage(self) -> SlotStorage:
         if self._storage is None:
             raise RuntimeError("the cache was closed")

@@ -197,13 +197,14 @@ class CausalWan:
         """Per-layer cross-attention K/V of ``text [B, L, text_dim]`` (computed once per prompt).
 
         For umT5-width models a prompt shorter than 512 slots is zero-padded to 512 first.
+        Gradients flow when grad mode is on and the weights require them (training); the
+        rollout runs it under ``torch.no_grad()``.
         """
         if text.ndim != 3 or text.shape[-1] != self.text_dim:
             raise ValueError(f"text must be [B, L, {self.text_dim}], got {tuple(text.shape)}")
         if self.text_len is not None and text.shape[1] < self.text_len:
             text = F.pad(text, (0, 0, 0, self.text_len - text.shape[1]))
-        with torch.no_grad():
-            return text_kv(self.transformer, text)
+        return text_kv(self.transformer, text)
 
     # ------------------------------------------------------------------ forward
     def forward_chunk(

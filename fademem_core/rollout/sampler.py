@@ -9,9 +9,20 @@ The clean pass is labelled with timestep ``context_noise``.  ``context_input="cl
 ``"noised"`` first noises x0 to that timestep, as Self-Forcing's training rollout does, with the
 noise level rounded to the peers' 1000-step grid (:func:`context_sigma`: t = 100 -> 0.10110).
 
+Two samplers share that loop (``sampler=``):
+
+* ``"few_step"`` (default, what the distilled Self-Forcing / LongLive / FadeMem-FT generators
+  are trained for): each step predicts ``x0`` and re-noises it with fresh noise to the next
+  level.  A base flow model trained with a regression loss returns posterior means (blur)
+  under it.
+* ``"euler"``: the deterministic Euler ODE of a base flow-matching model,
+  ``x <- x + (sigma_next - sigma) * v`` from ``sigma = 1`` through every (warped) step to
+  ``sigma = 0``; :func:`even_timesteps` spaces ``n`` steps evenly before the shift.  The tiny
+  world model is such a base model.
+
 Random numbers come from one CPU ``torch.Generator`` seeded with ``seed``, drawn in this order:
-chunk noise ``[B, 16, n, h, w]``, then one fresh draw of the same shape after every step but the
-last, then (only with ``context_input="noised"`` and ``context_noise > 0``) one for the clean
+chunk noise ``[B, 16, n, h, w]``, then (``few_step`` only) one fresh draw of the same shape after
+every step but the last, then (only with ``context_input="noised"`` and ``context_noise > 0``) one for the clean
 pass; such a noised prompt-switch re-cache draws one for the re-run frames first.  Same seed,
 same video, on any device.
 
@@ -38,7 +49,9 @@ from ..model.causal_wan import CausalWan, TextKV
 from ..wan import WAN_LATENT_MEAN, WAN_LATENT_STD, from_raw, to_raw  # re-exported
 from .prompts import parse_prompt_schedule, prompt_at
 from .switching import RecachePlan, recache_plan, resolve_switch
-from .timesteps import DEFAULT_STEPS, NUM_TRAIN_TIMESTEPS, context_sigma, timestep_schedule
+from .timesteps import DEFAULT_STEPS, NUM_TRAIN_TIMESTEPS, context_sigma, even_timesteps, timestep_schedule
+
+SAMPLERS = ("few_step", "euler")
 
 
 class RolloutInterrupted(Exception):
@@ -108,6 +121,7 @@ def generate(
     callback: Callable[[StepInfo], None] | None = None,
     switch: str = "auto",
     context_input: str = "clean",
+    sampler: str = "few_step",
 ) -> torch.Tensor:
     """Generate ``num_frames`` latent frames chunk by chunk; returns model-space latents.
 
@@ -120,8 +134,8 @@ def generate(
     and propagates.  ``switch``: the memory at prompt switches (``SWITCH_MODES``, default
     ``"auto"``; see :mod:`fademem_core.rollout.switching`).  ``context_input``: what the pass
     writing a chunk into the memory sees, ``"clean"`` x0 (default) or x0 ``"noised"`` to
-    ``context_noise``.  Every argument is validated before any compute.
-    """
+    ``context_noise``.  ``sampler``: ``"few_step"`` or ``"euler"`` (see the module).  Every
+    argument is validated before any compute."""
     if not isinstance(model, CausalWan):
         raise ValueError(f"model must be a CausalWan (see load_model / tiny_model), got {type(model).__name__}")
     policy = _resolve_policy(policy)
@@ -138,11 +152,10 @@ def generate(
     if callback is not None and not callable(callback):
         raise ValueError(f"callback must be callable or None, got {type(callback).__name__}")
     mode = resolve_switch(switch, policy)
+    euler = check_choice("sampler", sampler, SAMPLERS) == "euler"
     sched = parse_prompt_schedule(text, model.text_dim, num_frames, chunk)
     batch = sched[0][1].shape[0]
-
-    h, w = rows * model.patch_size[1], cols * model.patch_size[2]
-    geometry = model.geometry(batch, height, width)
+    h, w, geometry = rows * model.patch_size[1], cols * model.patch_size[2], model.geometry(batch, height, width)
     check_output_size(num_frames, h, w, batch, model.in_channels)
     cache = policy.make_cache(geometry, chunk, max_frames=num_frames)
     plan = partial(_plan, mode, policy, chunk, cache)
@@ -150,7 +163,7 @@ def generate(
         with torch.no_grad():
             return _rollout(model, cache, sched, batch, num_frames, h, w, seed, times, chunk,
                             float(context_noise), sigma_ctx, callback, plan,
-                            policy.slot_bytes(geometry))
+                            policy.slot_bytes(geometry), euler)
     finally:
         cache.close()
 
@@ -202,9 +215,9 @@ def _rollout(
     callback: Callable[[StepInfo], None] | None,
     plan: Callable[[int], RecachePlan | None],
     slot_bytes: int,
+    euler: bool,
 ) -> torch.Tensor:
     out = torch.zeros(batch, model.in_channels, num_frames, h, w, dtype=torch.float32)
-    sigmas = [t / NUM_TRAIN_TIMESTEPS for t in times]
     num_chunks = -(-num_frames // chunk)
     noise = _Noise(torch.Generator(device="cpu").manual_seed(seed), (batch, model.in_channels, h, w),
                    model.device, sigma_ctx)
@@ -225,22 +238,50 @@ def _rollout(
             prompt = wanted
 
         positions = cache.begin_chunk(start, n)
-        x = noise(n)
-        x0 = x
-        for j, (t, sigma) in enumerate(zip(times, sigmas)):
-            v = model.forward_chunk(x, t, text, cache, positions, write=False)
-            x0 = x - sigma * v
-            if j + 1 < len(times):
-                nxt = sigmas[j + 1]
-                x = (1 - nxt) * x0 + nxt * noise(n)
-            if callback is not None:
+        on_step = None
+        if callback is not None:
+            def on_step(j: int, t: float, x0: torch.Tensor, k: int = k, start: int = start) -> None:
                 held = len(cache.entries())
                 callback(StepInfo(k, num_chunks, j, len(times), t, start, x0, prompt,
                                   int(cache.nbytes()), held, held * slot_bytes))
+        x0 = denoise_chunk(model, noise(n), text, cache, positions, times, euler,
+                           lambda: noise(n), on_step)
         model.forward_chunk(clean_input(x0), context_noise, text, cache, positions, write=True)
         cache.commit()
         out[:, :, start:start + n] = x0.float().cpu()
     return out
+
+
+def denoise_chunk(
+    model: CausalWan,
+    x: torch.Tensor,
+    text: TextKV,
+    cache,
+    positions: Sequence[float],
+    times: Sequence[float],
+    euler: bool,
+    fresh_noise: Callable[[], torch.Tensor] | None = None,
+    on_step: Callable[[int, float, torch.Tensor], None] | None = None,
+) -> torch.Tensor:
+    """Denoise one chunk ``x`` (pure noise) over the warped ``times``; returns its ``x0``.
+
+    The chunk attends to ``cache`` (begun at ``positions``) without writing it.  ``euler``:
+    ODE steps to every next level and finally to 0; otherwise the few-step schedule, which
+    re-noises each ``x0`` with ``fresh_noise()``.  ``on_step(j, t, x0)`` after every step.
+    """
+    sigmas = [t / NUM_TRAIN_TIMESTEPS for t in times]
+    x0 = x
+    for j, (t, sigma) in enumerate(zip(times, sigmas)):
+        v = model.forward_chunk(x, t, text, cache, positions, write=False)
+        x0 = x - sigma * v
+        nxt = sigmas[j + 1] if j + 1 < len(sigmas) else 0.0
+        if euler:  # the last step lands on sigma 0: x + (0 - sigma) v == x0
+            x = x + (nxt - sigma) * v
+        elif j + 1 < len(sigmas):
+            x = (1 - nxt) * x0 + nxt * fresh_noise()
+        if on_step is not None:
+            on_step(j, t, x0)
+    return x0
 
 
 def _recache(model: CausalWan, cache, out: torch.Tensor, text: TextKV, context_noise: float,
@@ -260,6 +301,8 @@ __all__ = [
     "WAN_LATENT_MEAN",
     "WAN_LATENT_STD",
     "context_sigma",
+    "denoise_chunk",
+    "even_timesteps",
     "from_raw",
     "generate",
     "timestep_schedule",

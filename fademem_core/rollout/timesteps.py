@@ -8,7 +8,8 @@ from typing import Sequence
 NUM_TRAIN_TIMESTEPS = 1000
 DEFAULT_STEPS = (1000, 750, 500, 250)
 
-__all__ = ["DEFAULT_STEPS", "NUM_TRAIN_TIMESTEPS", "check_steps", "context_sigma", "timestep_schedule"]
+__all__ = ["DEFAULT_STEPS", "NUM_TRAIN_TIMESTEPS", "check_steps", "context_sigma", "even_timesteps",
+           "timestep_schedule"]
 
 
 def check_steps(steps: object) -> list[float]:
@@ -23,6 +24,13 @@ def check_steps(steps: object) -> list[float]:
     if any(b >= a for a, b in zip(vals, vals[1:])):
         raise ValueError(f"steps must be strictly decreasing, got {vals}")
     return vals
+
+
+def even_timesteps(n: int) -> list[float]:
+    """``n`` timesteps evenly spaced from 1000 down, before the shift (4 -> 1000, 750, 500, 250)."""
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+        raise ValueError(f"steps must be an integer >= 1, got {n!r}")
+    return [NUM_TRAIN_TIMESTEPS * (n - i) / n for i in range(n)]
 
 
 def timestep_schedule(steps: Sequence[float] = DEFAULT_STEPS, shift: float = 5.0) -> list[float]:

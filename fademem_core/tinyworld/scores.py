@@ -14,11 +14,12 @@ import numpy as np
 import torch
 
 from .probes import Reading, circular_distance, read_frames
-from .world import MAX_SPRITES, SIZE
+from .world import DETAILS, MAX_SPRITES, SIZE
 
 SHOWN = 0.5  # a sprite counts as seen when at least half of it is in frame
-RETURN_GAP = 16  # frames unseen before a re-appearance counts as a "return"
+RETURN_GAP = 30  # frames unseen before a re-appearance counts as a "return" (> every window here)
 RETURN_FRAMES = 3  # frames scored after each return
+DETAIL_TOL = 0.4  # a drawn detail is a codebook entry when this close (entries are 1.6 apart)
 
 
 @dataclass
@@ -125,6 +126,64 @@ def score_video(
         change=change,
         residual=r.residual,
     )
+
+
+@dataclass(frozen=True)
+class MemoryEvent:
+    """One appearance of a sprite the model drew: a return (recall) or a first entry (fresh)."""
+
+    slot: int
+    frame: int  # first frame it is seen again
+    kind: str  # "return": came back after >= RETURN_GAP unseen frames; "first": never seen before
+    ok: bool  # return: same codebook detail as before the absence; first: a valid, new detail
+    nearest: bool = False  # return only: same nearest codebook entry, however far (blurred) it is
+
+
+def _appearances(seen: np.ndarray) -> list[np.ndarray]:
+    """Runs of seen frames, split where the sprite was unseen for >= RETURN_GAP frames."""
+    idx = np.flatnonzero(seen)
+    if not len(idx):
+        return []
+    cuts = np.flatnonzero(np.diff(idx) > RETURN_GAP) + 1
+    return np.split(idx, cuts)
+
+
+def _snap(details: np.ndarray) -> tuple[int, float]:
+    """Nearest codebook entry of the median detail, and its distance."""
+    d = np.linalg.norm(np.asarray(DETAILS)[None] - np.median(details, axis=0)[None], axis=-1)[0]
+    return int(d.argmin()), float(d.min())
+
+
+def memory_events(reading: Reading, start: int) -> list[MemoryEvent]:
+    """Appearances beginning at or after frame ``start`` (the model's part of a primed video).
+
+    A return is right when its first ``RETURN_FRAMES`` seen frames snap to the codebook entry the
+    same video showed in the last frames before the absence; a first entry is right when it
+    snaps to an entry (within ``DETAIL_TOL``) that the other sprite has not shown before it.
+    """
+    events = []
+    seen = reading.visibility >= SHOWN
+    runs = [_appearances(seen[:, s]) for s in range(MAX_SPRITES)]
+    for s in range(MAX_SPRITES):
+        for j, run in enumerate(runs[s]):
+            if run[0] < start:
+                continue
+            got, dist = _snap(reading.detail[run[:RETURN_FRAMES], s])
+            if j > 0:
+                want, _ = _snap(reading.detail[runs[s][j - 1][-RETURN_FRAMES:], s])
+                events.append(MemoryEvent(s, int(run[0]), "return", got == want and dist < DETAIL_TOL,
+                                          got == want))
+                continue
+            other = [r for r in runs[1 - s] if r[0] < run[0]] if MAX_SPRITES == 2 else []
+            taken = {_snap(reading.detail[r[:RETURN_FRAMES], 1 - s])[0] for r in other}
+            events.append(MemoryEvent(s, int(run[0]), "first", dist < DETAIL_TOL and got not in taken))
+    return events
+
+
+def event_rate(events: list[MemoryEvent], kind: str, field: str = "ok") -> float:
+    """Fraction of ``kind`` events whose ``field`` is true (NaN when there is none)."""
+    oks = [getattr(e, field) for e in events if e.kind == kind]
+    return float(np.mean(oks)) if oks else math.nan
 
 
 FIELDS = tuple(VideoScores.__dataclass_fields__)

@@ -1,13 +1,26 @@
-"""Train the tiny causal world model (seeded, reproducible, CPU).
+"""Train the tiny causal world model through the inference engine, the memory in the loop (CPU).
 
-    python -m fademem_core.tinyworld.train --out fademem_core/weights/tiny_world.safetensors --minutes 15
+    python -m fademem_core.tinyworld.train --out fademem_core/weights/tiny_world.safetensors \\
+        --episodes 60 --threads 2                                         # base (full memory)
+    python -m fademem_core.tinyworld.train --out fademem_core/weights/tiny_world_ft.safetensors \\
+        --init fademem_core/weights/tiny_world.safetensors --policy fademem --episodes 20 --lr 3e-4
 
-Teacher forcing (see :mod:`.forward`) on 21-frame clips of the procedural world, chunks of 3,
-noise levels mostly from the sampler's few-step schedule (``[1000, 750, 500, 250]`` warped with
-shift 5), flow-matching velocity target ``v = noise - x0``, light noise on the context frames,
-an EMA of the weights is what gets saved.  ``--minutes`` times the first steps and fixes the
-step count from them (recorded in the JSON next to the weights, so ``--steps N`` reproduces the
-run exactly); ``--steps`` alone is fully deterministic.
+One *episode* walks a batch of long ground-truth clips (240 latent frames) chunk by chunk with
+the engine's own :class:`~fademem_core.model.CausalWan` and a KV cache built by the cache
+policy, exactly as a rollout does.  Per chunk:
+
+1. a noisy forward WITH gradient at one continuous noise level per clip (the flow-matching
+   velocity target ``v = noise - x0``, sigma from the shifted-uniform law the Euler sampler
+   visits, plus a uniform share), attending to the memory as it stands;
+2. backward and an optimizer step (the memory carries no gradient, so each chunk is its own
+   small step, as in FadeMem-FT's light fine-tuning);
+3. the clean context pass under ``no_grad`` that commits the chunk to the memory (the policy
+   decides what stays: the full cache keeps all 240 frames, so every relative distance the
+   benchmark asks for is in the training distribution).
+
+An EMA of the weights is saved with a JSON record (command, seed, threads, torch, final loss,
+seconds).  ``--minutes`` times the first episode and fixes the episode count from it (the
+JSON records it, so ``--episodes N`` reproduces the run); ``--episodes`` alone is exact.
 """
 from __future__ import annotations
 
@@ -27,7 +40,7 @@ import torch
 
 from ..model.loading import build_transformer, save_model
 from . import world
-from .forward import masked_velocity, teacher_forcing_mask
+from .forward import teacher_forcing_mask
 
 # The architecture: a real diffusers WanTransformer3DModel at tiny size.
 MODEL_CONFIG = {
@@ -45,12 +58,15 @@ MODEL_CONFIG = {
     "eps": 1e-6,
     "rope_max_seq_len": 1024,
 }
-CLIP_FRAMES = 21
+CLIP_FRAMES = 240
 CHUNK = 3
 SHIFT = 5.0
-SAMPLER_TIMESTEPS = (1000.0, 750.0, 500.0, 250.0)
+SAMPLER = "euler"
+SAMPLER_STEPS = 12  # Euler steps per chunk the demo and the benchmark use
+CONTEXT_NOISE = 0.1  # most committed chunks carry up to this much noise (robustness to own output)
 # sprite channels are few pixels: weight them up so identity is learned, not just background
 CHANNEL_WEIGHT = torch.tensor([1.0] * 6 + [4.0] * 10)
+TRAIN_POLICIES = ("full", "fademem", "teacher_forcing")
 
 
 def warp(sigma: torch.Tensor | float, shift: float = SHIFT) -> torch.Tensor:
@@ -59,65 +75,145 @@ def warp(sigma: torch.Tensor | float, shift: float = SHIFT) -> torch.Tensor:
     return shift * sigma / (1 + (shift - 1) * sigma)
 
 
-def sampler_sigmas() -> torch.Tensor:
-    """The few-step schedule's sigmas: ``[1.0, 0.9375, 0.8333, 0.625]``."""
-    return warp(torch.tensor(SAMPLER_TIMESTEPS, dtype=torch.float64) / 1000.0)
-
-
 def init_transformer(seed: int) -> torch.nn.Module:
     """A freshly initialised ``WanTransformer3DModel`` of the tiny config (seeded)."""
     torch.manual_seed(seed)
     return build_transformer(MODEL_CONFIG)
 
 
-def make_batch(rng: np.random.Generator, batch: int, frames: int, text_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Clean clips ``[B, 16, F, 8, 8]`` at random times of random scenes + their prompts."""
-    clips, prompts = [], []
-    for _ in range(batch):
-        scene = world.sample_scene(rng)
-        start = int(rng.integers(0, 400))
-        clips.append(world.render(scene, start, frames))
-        prompts.append(world.scene_prompt(scene, text_dim))
-    return torch.stack(clips), torch.cat(prompts)
+def make_episode(rng: np.random.Generator, batch: int, frames: int, text_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clean clips ``[B, 16, F, 8, 8]`` from frame 0 of random scenes + their prompts."""
+    scenes = [world.sample_scene(rng) for _ in range(batch)]
+    clips = torch.stack([world.render(s, 0, frames) for s in scenes])
+    return clips, torch.cat([world.scene_prompt(s, text_dim) for s in scenes])
 
 
-def training_step_inputs(
-    x0: torch.Tensor, gen: torch.Generator, chunk: int = CHUNK, context_noise: float = 0.12
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Returns ``(x [B,16,2F,h,w], timesteps [B,2F], target velocity of the noisy half)``."""
-    b, c, f, h, w = x0.shape
-    nchunks = math.ceil(f / chunk)
-    # noisy half: one sigma per chunk, 75% from the sampler's schedule, else a warped uniform
-    table = sampler_sigmas().float()
-    pick = table[torch.randint(len(table), (b, nchunks), generator=gen)]
-    cont = warp(torch.rand(b, nchunks, generator=gen, dtype=torch.float64)).float()
-    sig = torch.where(torch.rand(b, nchunks, generator=gen) < 0.75, pick, cont)
-    sig = sig.repeat_interleave(chunk, 1)[:, :f]
-    noise = torch.randn(x0.shape, generator=gen)
-    s = sig[:, None, :, None, None]
-    noisy = (1 - s) * x0 + s * noise
-    # clean half: most chunks get a little noise (robustness to the model's own outputs)
-    csig = torch.rand(b, nchunks, generator=gen) * context_noise
-    csig = torch.where(torch.rand(b, nchunks, generator=gen) < 0.3, torch.zeros_like(csig), csig)
-    csig = csig.repeat_interleave(chunk, 1)[:, :f]
-    cs = csig[:, None, :, None, None]
-    clean = (1 - cs) * x0 + cs * torch.randn(x0.shape, generator=gen)
-    x = torch.cat([clean, noisy], dim=2)
-    timesteps = torch.cat([csig, sig], dim=1) * 1000.0
-    return x, timesteps, noise - x0
+def train_policy(name: str):
+    """The memory in the training loop: ``full`` (base), ``fademem`` (FadeMem-FT: 12, 0.3,
+    anchor) or ``teacher_forcing`` (no cache: one masked pass per clip; None)."""
+    from ..memory.policies import FadeMem, FullCache
+
+    if name not in TRAIN_POLICIES:
+        raise ValueError(f"policy must be one of {TRAIN_POLICIES}, got {name!r}")
+    if name == "teacher_forcing":
+        return None
+    return FullCache() if name == "full" else FadeMem(budget=12, beta=0.3, anchor=True)
 
 
-def loss_fn(transformer: torch.nn.Module, x0: torch.Tensor, text: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Weighted flow-matching loss of one teacher-forced clip batch."""
-    f = x0.shape[2]
-    x, ts, target = training_step_inputs(x0, gen)
-    mask = teacher_forcing_mask(f, CHUNK)
-    v = masked_velocity(transformer, x, ts, text, list(range(f)) * 2, mask)[:, :, f:]
-    err = (v - target) ** 2
+def noise_levels(gen: torch.Generator, batch: int) -> torch.Tensor:
+    """One sigma per clip: 75 % shifted-uniform (the Euler grid's law), 25 % uniform."""
+    u = torch.rand(batch, generator=gen, dtype=torch.float64)
+    sig = torch.where(torch.rand(batch, generator=gen) < 0.75, warp(u), u)
+    return sig.clamp(1e-3, 1.0).float()
+
+
+def chunk_loss(model, clip: torch.Tensor, text: torch.Tensor, cache, positions, gen: torch.Generator) -> torch.Tensor:
+    """Weighted velocity loss of one noisy chunk ``clip [B, 16, n, h, w]`` against the memory."""
+    b = clip.shape[0]
+    sig = noise_levels(gen, b)
+    noise = torch.randn(clip.shape, generator=gen)
+    s = sig[:, None, None, None, None]
+    v = model.forward_chunk((1 - s) * clip + s * noise, sig * 1000.0, model.encode_text(text), cache,
+                            positions, write=False)
+    err = (v - (noise - clip)) ** 2
     return (err.mean(dim=(0, 2, 3, 4)) * CHANNEL_WEIGHT).sum() / CHANNEL_WEIGHT.sum()
 
 
-def lr_at(step: int, total: int, peak: float, warmup: int = 100) -> float:
+@torch.no_grad()
+def commit_chunk(model, clip: torch.Tensor, text: torch.Tensor, cache, positions, gen: torch.Generator) -> None:
+    """The clean context pass: write the ground-truth chunk (lightly noised) into the memory."""
+    b = clip.shape[0]
+    sig = torch.rand(b, generator=gen) * CONTEXT_NOISE
+    sig = torch.where(torch.rand(b, generator=gen) < 0.3, torch.zeros_like(sig), sig)
+    s = sig[:, None, None, None, None]
+    x = (1 - s) * clip + s * torch.randn(clip.shape, generator=gen)
+    model.forward_chunk(x, sig * 1000.0, model.encode_text(text), cache, positions, write=True)
+    cache.commit()
+
+
+def walk_episode(model, ema, opt, clips, text, policy, gen, lr_of) -> list[float]:
+    """One episode: every chunk of ``clips`` trained against the memory, then committed to it."""
+    b, _, f, h, w = clips.shape
+    cache = policy.make_cache(model.geometry(b, h * 8, w * 8), CHUNK, max_frames=f)
+    params = [p for p in model.transformer.parameters()]
+    losses = []
+    try:
+        for start in range(0, f, CHUNK):
+            n = min(CHUNK, f - start)
+            positions = cache.begin_chunk(start, n)
+            part = clips[:, :, start:start + n]
+            for g in opt.param_groups:
+                g["lr"] = lr_of(len(losses))
+            loss = chunk_loss(model, part, text, cache, positions, gen)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()  # before the clean pass writes into the memory's buffers
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            ema.update(params)
+            commit_chunk(model, part, text, cache, positions, gen)
+            losses.append(loss.item())
+    finally:
+        cache.close()
+    return losses
+
+
+def teacher_forcing_loss(model, clips: torch.Tensor, text: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Weighted velocity loss of every chunk of ``clips`` at once (the engine's masked forward).
+
+    Same noise laws as the in-loop walk (one sigma per chunk, light context noise), but the
+    whole clip is one differentiable pass, gradients reaching the context's keys and values:
+    the sample-efficient way to first learn to render and to copy from the recent past.
+    """
+    b, _, f, _, _ = clips.shape
+    nch = -(-f // CHUNK)
+    sig = noise_levels(gen, b * nch).reshape(b, nch).repeat_interleave(CHUNK, 1)[:, :f]
+    csig = torch.rand(b, nch, generator=gen) * CONTEXT_NOISE
+    csig = torch.where(torch.rand(b, nch, generator=gen) < 0.3, torch.zeros_like(csig), csig)
+    csig = csig.repeat_interleave(CHUNK, 1)[:, :f]
+    noise = torch.randn(clips.shape, generator=gen)
+    s, cs = sig[:, None, :, None, None], csig[:, None, :, None, None]
+    clean = (1 - cs) * clips + cs * torch.randn(clips.shape, generator=gen)
+    x = torch.cat([clean, (1 - s) * clips + s * noise], 2)
+    ts = torch.cat([csig, sig], 1) * 1000.0
+    v = model.forward_masked(x, ts, model.encode_text(text), list(range(f)) * 2,
+                             teacher_forcing_mask(f, CHUNK))[:, :, f:]
+    err = (v - (noise - clips)) ** 2
+    return (err.mean(dim=(0, 2, 3, 4)) * CHANNEL_WEIGHT).sum() / CHANNEL_WEIGHT.sum()
+
+
+def teacher_forcing_step(model, ema, opt, clips, text, gen, lr: float) -> float:
+    """One optimizer step of :func:`teacher_forcing_loss` on a batch of clips."""
+    for g in opt.param_groups:
+        g["lr"] = lr
+    params = list(model.transformer.parameters())
+    loss = teacher_forcing_loss(model, clips, text, gen)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+    ema.update(params)
+    return loss.item()
+
+
+class Ema:
+    """Exponential moving average of the weights (decay ramps up from 0)."""
+
+    def __init__(self, transformer: torch.nn.Module, decay: float) -> None:
+        self.module = copy.deepcopy(transformer).requires_grad_(False)
+        self.decay = decay
+        self.steps = 0
+
+    @torch.no_grad()
+    def update(self, params: list[torch.nn.Parameter]) -> None:
+        d = min(self.decay, (1 + self.steps) / (10 + self.steps))
+        self.steps += 1
+        for pe, p in zip(self.module.parameters(), params):
+            pe.lerp_(p, 1 - d)
+
+
+def lr_at(step: int, total: int, peak: float) -> float:
+    """Linear warm-up over the first tenth (at most 200 steps), then cosine down to peak / 10."""
+    warmup = min(200, max(1, total // 10))
     if step < warmup:
         return peak * (step + 1) / warmup
     p = (step - warmup) / max(1, total - warmup)
@@ -136,90 +232,140 @@ def save_weights(transformer: torch.nn.Module, out: Path, info: dict) -> None:
     os.replace(tmp, js)
 
 
+def _start_model(init: Path | None, seed: int):
+    from ..model.loading import load_model
+    from ..model.causal_wan import CausalWan
+
+    if init is None:
+        model = CausalWan(init_transformer(seed))
+    else:
+        model = load_model(init, device="cpu", dtype=torch.float32)
+    model.transformer.requires_grad_(True).train()
+    return model
+
+
 def train(
     out: Path,
-    steps: int | None = None,
+    episodes: int | None = None,
     minutes: float | None = None,
     seed: int = 0,
-    batch: int = 8,
+    batch: int = 16,
     lr: float = 1e-3,
-    log_every: int = 50,
+    policy: str = "full",
+    init: Path | None = None,
+    frames: int = CLIP_FRAMES,
+    threads: int | None = None,
+    ema_decay: float = 0.999,
 ) -> dict:
     """Run the training; returns the info dict written next to the weights."""
-    if steps is None and minutes is None:
-        raise ValueError("give --steps or --minutes")
-    if steps is not None and steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps!r}")
+    if episodes is None and minutes is None:
+        raise ValueError("give --episodes or --minutes")
+    if episodes is not None and episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes!r}")
     if minutes is not None and minutes <= 0:
         raise ValueError(f"minutes must be > 0, got {minutes!r}")
-    tr = init_transformer(seed)
-    tr.train()
-    ema = copy.deepcopy(tr).requires_grad_(False)
+    if frames < CHUNK or frames % CHUNK:
+        raise ValueError(f"frames must be a positive multiple of {CHUNK}, got {frames!r}")
+    if init is not None and not Path(init).is_file():
+        raise ValueError(f"init weights not found: {str(init)!r}")
+    pol = train_policy(policy)
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        return _train(out, episodes, minutes, seed, batch, lr, policy, pol, init, frames, ema_decay)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _train(out, episodes, minutes, seed, batch, lr, policy, pol, init, frames, ema_decay) -> dict:
+    model = _start_model(init, seed)
+    tr = model.transformer
+    ema = Ema(tr, ema_decay)
     opt = torch.optim.AdamW(tr.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.99))
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
-    text_dim = MODEL_CONFIG["text_dim"]
-    total = steps
+    per_episode = 1 if pol is None else frames // CHUNK
+    total = episodes
     t0 = time.time()
-    losses = []
-    step = 0
-    while total is None or step < total:
-        x0, text = make_batch(rng, batch, CLIP_FRAMES, text_dim)
-        # extra first chunks (no context): cheap, and the hardest case for a few-step sampler
-        f0, text0 = make_batch(rng, 2 * batch, CHUNK, text_dim)
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, total or 10**9, lr)
-        loss = loss_fn(tr, x0, text, gen) + 0.5 * loss_fn(tr, f0, text0, gen)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(tr.parameters(), 1.0)
-        opt.step()
-        decay = min(0.998, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for pe, p in zip(ema.parameters(), tr.parameters()):
-                pe.lerp_(p, 1 - decay)
-        losses.append(loss.item())
-        step += 1
-        if total is None and step == 20:  # fix the step count from the measured speed
-            per_step = (time.time() - t0) / 20
-            total = max(21, int(minutes * 60 / per_step))
-            print(f"{per_step:.3f} s/step -> {total} steps", flush=True)
-        if step % log_every == 0 or step == total:
-            print(f"step {step}/{total} loss {np.mean(losses[-log_every:]):.4f} ({time.time() - t0:.0f} s)", flush=True)
+    losses: list[float] = []
+    done = 0
+    while total is None or done < total:
+        clips, text = make_episode(rng, batch, frames, model.text_dim)
+        lr_of = lambda j: lr_at(len(losses) + j, (total or 10**6) * per_episode, lr)  # noqa: E731
+        if pol is None:
+            losses.append(teacher_forcing_step(model, ema, opt, clips, text, gen, lr_of(0)))
+        else:
+            losses += walk_episode(model, ema, opt, clips, text, pol, gen, lr_of)
+        done += 1
+        if total is None:  # fix the episode count from the measured speed
+            total = max(1, int(minutes * 60 / (time.time() - t0)))
+            print(f"{time.time() - t0:.1f} s/episode -> {total} episodes", flush=True)
+        if pol is not None or done % 25 == 0 or done == total:
+            print(f"episode {done}/{total} loss {np.mean(losses[-max(per_episode, 25):]):.4f} "
+                  f"({time.time() - t0:.0f} s)", flush=True)
+    seconds = round(time.time() - t0, 1)
+    command = (f"python -m fademem_core.tinyworld.train --out {out} --episodes {done} --seed {seed} "
+               f"--batch {batch} --lr {lr} --policy {policy} --frames {frames} "
+               f"--threads {torch.get_num_threads()} --ema {ema_decay}"
+               + (f" --init {init}" if init is not None else ""))
     info = {
-        "what": "tiny causal Wan (diffusers WanTransformer3DModel) trained on fademem_core.tinyworld",
+        "what": ("tiny causal Wan (diffusers WanTransformer3DModel), a base flow model trained on "
+                 "fademem_core.tinyworld " + ("by teacher forcing (masked full-sequence pass)" if pol is None
+                                              else f"through the engine with {pol!r} memory in the loop")),
+        "sampler": {"name": SAMPLER, "steps": SAMPLER_STEPS, "shift": SHIFT},
         "world": {
             "latent": [16, 8, 8], "pixels_equivalent": [64, 64], "classes": world.NUM_CLASSES,
             "families": world.NUM_FAMILIES, "max_sprites": world.MAX_SPRITES,
-            "absence_frames": [world.MIN_ABSENCE, world.MAX_ABSENCE], "prompt_length": world.PROMPT_LENGTH,
+            "absence_frames": [world.MIN_ABSENCE, world.MAX_ABSENCE],
+            "first_entry": list(world.FIRST_ENTRY), "prompt_length": world.PROMPT_LENGTH,
         },
         "config": MODEL_CONFIG,
         "training": {
-            "clip_frames": CLIP_FRAMES, "chunk": CHUNK, "shift": SHIFT, "timesteps": list(SAMPLER_TIMESTEPS),
-            "steps": step, "batch": batch, "lr": lr, "seed": seed, "ema": 0.998,
-            "final_loss": float(np.mean(losses[-50:])), "seconds": round(time.time() - t0, 1),
+            "clip_frames": frames, "chunk": CHUNK, "shift": SHIFT, "policy": "teacher_forcing (masked forward, no cache)" if pol is None else repr(pol),
+            "init": None if init is None else Path(init).name,
+            "episodes": done, "steps": len(losses), "batch": batch, "lr": lr, "seed": seed,
+            "ema": ema_decay, "context_noise": CONTEXT_NOISE,
+            "final_loss": float(np.mean(losses[-max(per_episode * min(done, 3), 25):])), "seconds": seconds,
             "threads": torch.get_num_threads(), "torch": torch.__version__,
         },
         "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "command": f"python -m fademem_core.tinyworld.train --out {out} --steps {step} --seed {seed} --batch {batch}",
+        "command": command,
+        # a fine-tune or continued run: how its starting weights were made
+        "init_record": None if init is None else _read_record(Path(init)),
         "parameters": sum(p.numel() for p in tr.parameters()),
     }
-    save_weights(ema, out, info)
+    save_weights(ema.module, out, info)
     return info
+
+
+def _read_record(weights: Path) -> dict | None:
+    path = weights.with_suffix(".json")
+    try:
+        rec = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return {k: rec.get(k) for k in ("command", "training", "init_record")}
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True, type=Path, help="output .safetensors path")
-    ap.add_argument("--steps", type=int, default=None, help="exact number of steps (reproducible)")
-    ap.add_argument("--minutes", type=float, default=None, help="time budget; fixes the step count after 20 steps")
+    ap.add_argument("--episodes", type=int, default=None, help="exact number of episodes (reproducible)")
+    ap.add_argument("--minutes", type=float, default=None, help="time budget; fixes the episode count after one")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--policy", default="full", choices=TRAIN_POLICIES, help="memory in the loop")
+    ap.add_argument("--init", type=Path, default=None, help="start from these weights (fine-tuning)")
+    ap.add_argument("--frames", type=int, default=CLIP_FRAMES, help="latent frames per clip")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (recorded)")
+    ap.add_argument("--ema", type=float, default=0.999, help="EMA decay of the saved weights")
     args = ap.parse_args(argv)
     if args.out.suffix != ".safetensors":
         ap.error(f"--out must end in .safetensors, got {str(args.out)!r}")
-    info = train(args.out, args.steps, args.minutes, args.seed, args.batch, args.lr)
+    info = train(args.out, args.episodes, args.minutes, args.seed, args.batch, args.lr, args.policy,
+                 args.init, args.frames, args.threads, args.ema)
     print(json.dumps(info["training"]))
     return 0
 

@@ -17,10 +17,16 @@ ch     content
 
 A sprite's identity code has 4 numbers: ``CLASS_RADIUS * (cos, sin)(2*pi*class/6)`` (the class
 is named in the prompt) and a 2-number *detail* drawn per video from a 4-entry codebook (not
-in the prompt).  Only a
-model that remembers what it drew can keep the detail when a sprite comes back after a long
-absence: sprites leave the frame for 16 to 19 latent frames at a time (longer than a 15-frame
-visible window) and return.
+in the prompt; the two sprites of a video never share one).  Only a model that remembers what
+it drew can keep the detail when a sprite comes back after a long absence:
+
+* sprite A (slot 0) is on screen from the first frame (so the sink of a sink+window memory
+  holds it), sprite B (slot 1) first enters between frames 20 and 100 (after any sink);
+* after crossing the frame a sprite stays out of it for 40 to 120 latent frames, far longer
+  than any recent window, and comes back with the same identity; sprite B's first return
+  happens before frame 225, so a 240-frame video always asks for it;
+* fresh content: sprite B's first appearance and every background frame are new, so a policy
+  that only copies the past cannot draw them.
 """
 from __future__ import annotations
 
@@ -55,7 +61,9 @@ FAMILY_PHASES = ((0.3, 2.1), (1.7, 4.0), (3.3, 0.9), (5.2, 2.8))
 # with a regression loss would blur a continuous detail it has to invent)
 DETAILS = ((0.8, 0.8), (0.8, -0.8), (-0.8, 0.8), (-0.8, -0.8))
 PROMPT_LENGTH = 4
-MIN_ABSENCE, MAX_ABSENCE = 16, 19  # latent frames a sprite stays out of frame
+MIN_ABSENCE, MAX_ABSENCE = 40, 120  # latent frames a sprite stays out of frame
+FIRST_ENTRY = (20.0, 100.0)  # sprite B enters for the first time in this frame range
+LAST_RETURN = 225.0  # sprite B is back on screen at least once before this frame
 
 
 @dataclass(frozen=True)
@@ -66,7 +74,7 @@ class Sprite:
     detail: tuple[float, float]
     speed: float  # latent pixels per frame along its horizontal loop
     direction: int  # +1 moves right, -1 moves left
-    phase: float  # loop coordinate at frame 0
+    enter: float  # frame at which its leading edge first touches the frame (may be < 0)
     absence: int  # frames spent fully out of frame per lap
     y_center: float
     y_amp: float
@@ -83,9 +91,18 @@ class Sprite:
     def loop_length(self) -> float:
         return SIZE + SPRITE_SIZE + self.speed * self.absence
 
+    def crossing_frames(self) -> float:
+        """Frames from entering the frame to having left it."""
+        return (SIZE + SPRITE_SIZE) / self.speed
+
     def center(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Sprite centre ``(x, y)`` at frames ``t`` (x may lie outside the frame)."""
-        u = np.mod(self.phase + self.speed * t, self.loop_length())
+        """Sprite centre ``(x, y)`` at frames ``t`` (x may lie outside the frame).
+
+        Before ``enter`` the loop coordinate is negative, i.e. the sprite waits outside the
+        frame on the side it enters from; afterwards it loops (cross, stay out, come back).
+        """
+        raw = self.speed * (np.asarray(t, dtype=np.float64) - self.enter)
+        u = np.where(raw < 0, raw, np.mod(raw, self.loop_length()))
         x = -SPRITE_SIZE / 2 + u if self.direction > 0 else SIZE + SPRITE_SIZE / 2 - u
         y = self.y_center + self.y_amp * np.sin(2 * math.pi * t / self.y_period + self.y_phase)
         return x, y
@@ -152,19 +169,27 @@ def _rng(seed: int | np.random.Generator) -> np.random.Generator:
     return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
 
 
-def sample_sprite(rng: np.random.Generator, slot: int, cls: int | None = None) -> Sprite:
-    """Draw one sprite for ``slot`` (0: upper band, 1: lower band)."""
+def sample_sprite(
+    rng: np.random.Generator, slot: int, cls: int | None = None, detail: int | None = None
+) -> Sprite:
+    """Draw one sprite for ``slot`` (0: upper band, on screen at frame 0; 1: lower band, enters
+    between frames 20 and 100).  ``detail`` pins the codebook index."""
     speed = float(rng.uniform(0.3, 0.5))
-    absence = int(rng.integers(MIN_ABSENCE, MAX_ABSENCE + 1))
-    loop = SIZE + SPRITE_SIZE + speed * absence
+    cross = (SIZE + SPRITE_SIZE) / speed
+    if slot == 0:
+        enter = -float(rng.uniform(0.1, 0.5)) * cross  # part-way across at frame 0
+    else:
+        enter = float(rng.uniform(*FIRST_ENTRY))
+    longest = min(MAX_ABSENCE, int(LAST_RETURN - enter - cross))  # >= 40 for every draw
+    absence = int(rng.integers(MIN_ABSENCE, longest + 1))
     y_amp = float(rng.uniform(0.0, 0.6))
     base = 2.5 if slot == 0 else 5.5
     return Sprite(
         cls=int(rng.integers(NUM_CLASSES)) if cls is None else int(cls),
-        detail=DETAILS[int(rng.integers(len(DETAILS)))],
+        detail=DETAILS[int(rng.integers(len(DETAILS))) if detail is None else int(detail)],
         speed=speed,
         direction=int(rng.choice([-1, 1])),
-        phase=float(rng.uniform(0, loop)),
+        enter=enter,
         absence=absence,
         y_center=float(base + rng.uniform(-0.5, 0.5)),
         y_amp=y_amp,
@@ -193,8 +218,10 @@ def sample_scene(
     if family is not None and not 0 <= family < NUM_FAMILIES:
         raise ValueError(f"family must be in [0, {NUM_FAMILIES}), got {family!r}")
     fam = int(rng.integers(NUM_FAMILIES)) if family is None else int(family)
+    details = rng.permutation(len(DETAILS))  # the two sprites of a video never share a detail
     sprites = tuple(
-        sample_sprite(rng, slot, None if classes is None else classes[slot]) if slot < num_sprites else None
+        sample_sprite(rng, slot, None if classes is None else classes[slot], int(details[slot]))
+        if slot < num_sprites else None
         for slot in range(MAX_SPRITES)
     )
     speed = float(rng.uniform(0.03, 0.06) * rng.choice([-1, 1]))

@@ -1,0 +1,64 @@
+"""Ground-truth-primed rollouts of the tiny world model through the engine (benchmark protocol).
+
+The memory is first built from a ground-truth prefix by clean context passes (exactly what the
+sampler's clean pass writes for its own chunks), then the model continues chunk by chunk with
+the Euler sampler.  Every policy sees the same prefix and the same noise, so differences
+between policies are differences of memory.  (The continuation issue's ``prefix=`` option of
+``generate`` will do the same; this loop is the benchmark's own until it lands.)
+"""
+from __future__ import annotations
+
+import torch
+
+from ..model.causal_wan import VAE_SPATIAL, CausalWan
+from ..rollout.sampler import denoise_chunk, even_timesteps, timestep_schedule
+from .train import CHUNK, SAMPLER_STEPS, SHIFT
+
+
+@torch.no_grad()
+def primed_rollout(
+    model: CausalWan,
+    text: torch.Tensor,
+    policy,
+    prefix: torch.Tensor,
+    num_frames: int,
+    steps: int = SAMPLER_STEPS,
+    shift: float = SHIFT,
+    seed: int = 0,
+    chunk: int = CHUNK,
+) -> torch.Tensor:
+    """Latents ``[B, 16, num_frames, h, w]``: ``prefix [B, 16, P, h, w]`` then the model's frames.
+
+    ``P`` must be a multiple of ``chunk`` (0 allowed: then this is ``generate(...,
+    sampler="euler", steps=even_timesteps(steps))``).  Noise: one CPU generator seeded with
+    ``seed``, one draw ``[B, 16, n, h, w]`` per generated chunk.
+    """
+    if prefix.ndim != 5 or prefix.shape[1] != model.in_channels:
+        raise ValueError(f"prefix must be [B, {model.in_channels}, P, h, w], got {tuple(prefix.shape)}")
+    b, c, p, h, w = prefix.shape
+    if p % chunk or p > num_frames:
+        raise ValueError(f"prefix length must be a multiple of {chunk} and <= num_frames {num_frames}, got {p}")
+    if text.shape[0] != b:
+        raise ValueError(f"text batch {text.shape[0]} does not match prefix batch {b}")
+    times = timestep_schedule(even_timesteps(steps), shift)
+    geometry = model.geometry(b, h * VAE_SPATIAL, w * VAE_SPATIAL)  # pixels
+    cache = policy.make_cache(geometry, chunk, max_frames=num_frames)
+    gen = torch.Generator().manual_seed(seed)
+    out = torch.zeros(b, c, num_frames, h, w)
+    out[:, :, :p] = prefix
+    kv = model.encode_text(text.to(model.device))
+    try:
+        for start in range(0, num_frames, chunk):
+            n = min(chunk, num_frames - start)
+            positions = cache.begin_chunk(start, n)
+            if start < p:
+                x0 = prefix[:, :, start:start + n].to(model.device)
+            else:
+                x = torch.randn(b, c, n, h, w, generator=gen).to(model.device)
+                x0 = denoise_chunk(model, x, kv, cache, positions, times, euler=True)
+                out[:, :, start:start + n] = x0.float().cpu()
+            model.forward_chunk(x0, 0.0, kv, cache, positions, write=True)
+            cache.commit()
+    finally:
+        cache.close()
+    return out

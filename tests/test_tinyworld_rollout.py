@@ -1,0 +1,97 @@
+"""Primed rollouts (the benchmark protocol) and the render check, on tiny in-process models."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from fademem_core import FadeMem, FullCache, generate
+from fademem_core.model.causal_wan import CausalWan
+from fademem_core.rollout.sampler import even_timesteps
+from fademem_core.tinyworld import quality, world
+from fademem_core.tinyworld.reference import reference_rollout
+from fademem_core.tinyworld.rollout import primed_rollout
+from fademem_core.tinyworld.train import init_transformer
+
+STEPS = 4
+
+
+@pytest.fixture(scope="module")
+def model() -> CausalWan:
+    tr = init_transformer(0)
+    with torch.no_grad():  # move off the zero-initialised output layers so outputs differ
+        for p in tr.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    return CausalWan(tr)
+
+
+@pytest.fixture(scope="module")
+def scenes():
+    return [world.sample_scene(40 + i, num_sprites=2) for i in range(2)]
+
+
+def _text(scenes):
+    return torch.cat([world.scene_prompt(s) for s in scenes])
+
+
+def test_unprimed_rollout_is_generate_with_the_euler_sampler(model, scenes) -> None:
+    empty = torch.zeros(2, 16, 0, 8, 8)
+    a = primed_rollout(model, _text(scenes), FadeMem(budget=4), empty, 12, steps=STEPS, seed=3)
+    b = generate(model, _text(scenes), FadeMem(budget=4), 12, 64, 64, seed=3, sampler="euler",
+                 steps=even_timesteps(STEPS))
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_primed_rollout_equals_a_cache_free_reference(model, scenes) -> None:
+    # the reference recomputes the whole history (prefix included) under the block-causal mask
+    truth = torch.stack([world.render(s, 0, 9) for s in scenes])
+    out = primed_rollout(model, _text(scenes), FullCache(), truth[:, :, :6], 12, steps=STEPS, seed=1)
+    ref = reference_rollout(model, _text(scenes), 12, STEPS, seed=1, prefix=truth[:, :, :6])
+    assert torch.equal(out[:, :, :6], truth[:, :, :6])
+    torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-4)
+    assert (out[:, :, 6:] - truth[:, :, 6:12].mean()).abs().max() > 0.1  # it generated something
+
+
+def test_the_prefix_conditions_the_generated_frames(model, scenes) -> None:
+    truth = torch.stack([world.render(s, 0, 15) for s in scenes])
+    other = truth.clone()
+    other[:, :, :3] = torch.stack([world.render(world.sample_scene(99), 0, 3)] * 2)
+    kw = dict(steps=STEPS, seed=2)
+    a = primed_rollout(model, _text(scenes), FullCache(), truth[:, :, :12], 15, **kw)
+    b = primed_rollout(model, _text(scenes), FullCache(), other[:, :, :12], 15, **kw)
+    assert (a[:, :, 12:] - b[:, :, 12:]).abs().max() > 1e-3  # same noise, another memory
+
+
+def test_primed_rollout_validates_before_compute(model, scenes) -> None:
+    text = _text(scenes)
+    with pytest.raises(ValueError, match="multiple of 3"):
+        primed_rollout(model, text, FullCache(), torch.zeros(2, 16, 4, 8, 8), 12)
+    with pytest.raises(ValueError, match="prefix must be"):
+        primed_rollout(model, text, FullCache(), torch.zeros(2, 8, 3, 8, 8), 12)
+    with pytest.raises(ValueError, match="batch"):
+        primed_rollout(model, text[:1], FullCache(), torch.zeros(2, 16, 3, 8, 8), 12)
+
+
+# ----------------------------------------------------------------------------- render check
+def test_the_world_passes_the_render_check_and_mush_fails_it() -> None:
+    scenes = [world.sample_scene(i, family=0, classes=(1, 4)) for i in range(6)]
+    truth = torch.stack([world.render(s, 0, 60) for s in scenes])
+    ok = quality.check_rendering(truth, scenes, teacher_residual=1e-3)
+    assert ok.passed and ok.residual < 1e-10 and ok.class_acc == 1.0
+    assert ok.speed == pytest.approx(ok.world_speed) and ok.contrast == pytest.approx(ok.world_contrast)
+    # grey mush (the posterior mean of every first chunk): no sprite, no contrast
+    mush = truth.mean(dim=(0, 2), keepdim=True).expand_as(truth).clone()
+    bad = quality.check_rendering(mush, scenes, teacher_residual=1e-3)
+    assert not bad.verdicts["contrast"] and not bad.verdicts["class"] and not bad.passed
+    # a frozen video keeps contrast and class but has no sprite motion
+    frozen = truth[:, :, :1].expand_as(truth).clone()
+    still = quality.check_rendering(frozen, scenes, teacher_residual=1e-3)
+    assert not still.verdicts["speed"] and not still.passed
+    assert any("FAIL" in line for line in still.lines())
+
+
+def test_teacher_forced_residual_is_the_models_one_step_error(model, scenes) -> None:
+    r = quality.teacher_forced_residual(model, scenes, 6, STEPS, 5.0)
+    assert np.isfinite(r) and r > 0  # an untrained model does not render the world
+    with pytest.raises(ValueError, match="one scene per video"):
+        quality.check_rendering(torch.zeros(3, 16, 6, 8, 8), scenes, r)
