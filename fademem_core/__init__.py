@@ -45,6 +45,7 @@ _EXPORTS = {
     "tiny_model": "model.loading",
     # sampler
     "generate": "rollout.sampler",
+    "chunk_spans": "rollout.priming",
     "to_raw": "wan",
     "from_raw": "wan",
     "RolloutInterrupted": "rollout.sampler",

@@ -68,6 +68,19 @@ def conditioning_to_text(positive, text_dim: int):
     return [(int(s), cond[0]) for s, cond in zip(starts, positive)]
 
 
+def prefix_samples(prefix):
+    """The raw latents ``[1, 16, P, h, w]`` of an optional prefix LATENT (None when unconnected)."""
+    if prefix is None:
+        return None
+    samples = prefix.get("samples") if isinstance(prefix, dict) else None
+    if samples is None or getattr(samples, "ndim", 0) != 5:
+        raise ValueError(
+            "prefix must be a video LATENT {'samples': [1, 16, frames, height/8, width/8]} "
+            f"(VAE Encode with the Wan 2.1 VAE), got "
+            f"{getattr(samples, 'shape', type(samples).__name__) if samples is not None else prefix!r:.200}")
+    return samples
+
+
 def preview_image(x0_frame):
     """A small RGB picture of one model-space latent frame ``[16, h, w]``."""
     import torch
@@ -120,9 +133,13 @@ class FadeMemSampler:
     """Autoregressive chunk-by-chunk text-to-video with a bounded KV memory."""
 
     CATEGORY = CATEGORY
-    RETURN_TYPES = ("LATENT",)
-    RETURN_NAMES = ("latent",)
-    OUTPUT_TOOLTIPS = ("Raw Wan 2.1 video latents; decode with VAE Decode (wan_2.1_vae).",)
+    RETURN_TYPES = ("LATENT", "LATENT")
+    RETURN_NAMES = ("latent", "with_prefix")
+    OUTPUT_TOOLTIPS = (
+        "Raw Wan 2.1 video latents of the new frames; decode with VAE Decode (wan_2.1_vae).",
+        "The prefix followed by the new frames (the whole clip; the same as latent without a "
+        "prefix): VAE Decode -> Create Video shows the input and its continuation.",
+    )
     FUNCTION = "sample"
     DESCRIPTION = (
         "Generates a long video chunk by chunk with a causal Wan2.1 model (LongLive / Self-Forcing). "
@@ -179,12 +196,22 @@ class FadeMemSampler:
                                "cache, recache otherwise.",
                 }),
             },
+            "optional": {
+                "prefix": ("LATENT", {
+                    "tooltip": "Continue a video or start from an image: VAE Encode (wan_2.1_vae) of "
+                               "the loaded frames, at this node's width x height (16 fps clips). The "
+                               "prefix primes the memory as frames 0..P-1 (bounded, however long); "
+                               "length then counts the new frames, 4 video frames per latent frame.",
+                }),
+            },
             "hidden": {"unique_id": "UNIQUE_ID"},
         }
 
     def sample(self, model, positive, cache, width, height, length, chunk, steps, shift, seed,
-               context_noise, context_input="clean", switch="auto", unique_id=None):
-        from fademem_core import generate, resolve_switch, to_raw
+               context_noise, context_input="clean", switch="auto", prefix=None, unique_id=None):
+        import torch
+
+        from fademem_core import chunk_spans, generate, resolve_switch, to_raw
 
         frames = latent_frames(length)
         times = timesteps(steps)
@@ -197,20 +224,26 @@ class FadeMemSampler:
         batch = (text[0][1] if isinstance(text, list) else text).shape[0]
         geometry = model.geometry(batch, height, width)  # validates width/height before any work
         resolve_switch(switch, cache)  # a switch mode the cache cannot do fails here too
-        bound = cache.memory_bytes(geometry, chunk, max_frames=frames)  # what generate allocates
+        given = prefix_samples(prefix)
+        primed = 0 if given is None else given.shape[2]
+        bound = cache.memory_bytes(geometry, chunk, max_frames=primed + frames)  # what generate allocates
         comfy.free_memory(bound)
-        num_chunks = -(-frames // chunk)
+        num_chunks = len(chunk_spans(frames, int(chunk), primed))
         reporter = _Reporter(num_chunks * len(times), unique_id, bound)
         try:
             latents = generate(model, text, cache, frames, height, width, seed=int(seed), steps=times,
                                shift=float(shift), chunk=int(chunk), context_noise=float(context_noise),
-                               context_input=context_input, switch=switch, callback=reporter)
+                               context_input=context_input, switch=switch, callback=reporter,
+                               prefix=given, prefix_raw=True)
         finally:
             # generate() frees its cache; hand that memory back to the driver on Cancel too
             comfy.soft_empty_cache()
-        comfy.send_text(f"done: {frames} latent frames, peak KV memory {_mib(reporter.peak)} "
-                        f"(bound {_mib(bound)})", unique_id)
-        return ({"samples": to_raw(latents).to(comfy.output_device())},)
+        primed_text = f" after {primed} prefix latent frames" if primed else ""
+        comfy.send_text(f"done: {frames} latent frames{primed_text}, peak KV memory "
+                        f"{_mib(reporter.peak)} (bound {_mib(bound)})", unique_id)
+        new = to_raw(latents).to(comfy.output_device())
+        whole = new if given is None else torch.cat([given.to(new), new], dim=2)  # the prefix as given
+        return ({"samples": new}, {"samples": whole})
 
 
 class FadeMemPromptSchedule:

@@ -22,10 +22,12 @@ CORE_INFO = ROOT / "tests" / "fixtures" / "object_info_core.json"
 PREVIEW_HEIGHT = 150  # web/layout_draw.js
 WORKFLOW_NAMESPACE = uuid.UUID("6f3c1a52-8d1e-4b7a-9c2e-fade0fade000")  # ids of the shipped workflows
 UI_ONLY = {"MarkdownNote"}  # frontend-only nodes: no inputs, never sent to /prompt
+UPLOAD_VALUE = "image"  # what frontend 1.58 saves for an upload button (checked by the browser test)
 LONGLIVE = "longlive_base.pt"
 LONGLIVE_LORA = "lora.pt"
 TEXT_ENCODER = "umt5_xxl_fp8_e4m3fn_scaled.safetensors"
 VAE = "wan_2.1_vae.safetensors"
+INPUT_CLIP = "fademem_clip.mp4"  # the continue-a-video workflow's Load Video file (input/ folder)
 
 DOWNLOADS = (
     "## Files this workflow needs\n"
@@ -62,6 +64,12 @@ def node_inputs(kind: str, ours: dict[str, type], core: dict) -> list[tuple[str,
             s = info["input"][sec][n]
             out.append((n, s[0], s[1] if len(s) > 1 else {}))
     return out
+
+
+def is_upload(opts: dict) -> bool:
+    """A file combo with an upload button (Load Image / Load Video): the frontend saves the
+    button's value right after the file name."""
+    return bool(opts.get("image_upload") or opts.get("video_upload"))
 
 
 def is_widget(kind: object) -> bool:
@@ -143,6 +151,8 @@ def build_ui(wf: Workflow, ours, core) -> dict:
                 widgets.append(value)
                 if opts.get("control_after_generate"):
                     widgets.append(node.control or "fixed")
+                if is_upload(opts):
+                    widgets.append(UPLOAD_VALUE)
             else:
                 link = None
                 if isinstance(value, Out):
@@ -350,7 +360,40 @@ def layout_betas() -> Workflow:
     return wf
 
 
-WORKFLOWS = (t2v_60s, side_by_side, side_by_side_peers, prompt_story, layout_betas)
+def continue_video() -> Workflow:
+    wf = Workflow("fademem_continue_video")
+    loader, clip, vae = _model_text_vae(wf)
+    video = wf.add("LoadVideo", (360, 0), size=(320, 420), file=INPUT_CLIP)
+    parts = wf.add("GetVideoComponents", (360, 450), size=(260, 110), video=video.out())
+    scaled = wf.add("ImageScale", (360, 600), size=(300, 170), image=parts.out(0),
+                    upscale_method="lanczos", width=832, height=480, crop="center")
+    encoded = wf.add("VAEEncode", (360, 800), size=(220, 100), pixels=scaled.out(), vae=vae.out())
+    text = wf.add("CLIPTextEncode", (720, 0), size=(400, 180), clip=clip.out(), text=(
+        "The same scene continues: the camera keeps moving forward at the same pace, the light "
+        "and the weather stay as they are, realistic, high detail."))
+    cache = wf.add("FadeMemCache", (720, 220), budget=12, beta=0.3, anchor=True,
+                   operator="weighted_average", positions="absolute")
+    sampler = wf.add("FadeMemSampler", (1160, 0), control="randomize", model=loader.out(),
+                     positive=text.out(), cache=cache.out(), width=832, height=480, length=321,
+                     chunk=3, steps=4, shift=5.0, seed=11, context_noise=0.0,
+                     prefix=encoded.out())
+    _decode_save(wf, sampler.out(1), vae, 1520, 0, "video/fademem_continued")
+    wf.add("MarkdownNote", (0, 480), size=(330, 420), text=(
+        "# Continue a video\n\n"
+        f"Put your clip in ComfyUI's `input/` folder (or pick it in Load Video; this file names "
+        f"`{INPUT_CLIP}`). The models run at 16 fps: give a 16 fps clip (the CLI resamples other "
+        "rates). Upscale Image brings it to the sampler's 832x480 (cover + centre crop); VAE "
+        "Encode turns it into the prefix, which primes FadeMem's memory chunk by chunk, so the "
+        "memory stays at 12 entries however long the clip is. `length` counts the new frames "
+        "(321 = 81 latent frames, about 20 s more); the `with_prefix` output holds clip + "
+        "continuation. To start from a picture, use Load Image -> VAE Encode instead.\n\n"
+        "LongLive and Self-Forcing were trained text-only, never image-conditioned: priming "
+        "works because the memory is the model's only view of the past, not because the model "
+        "learned to follow an input.\n\n" + DOWNLOADS))
+    return wf
+
+
+WORKFLOWS = (t2v_60s, side_by_side, side_by_side_peers, prompt_story, layout_betas, continue_video)
 
 
 def _write_json(path: Path, data: dict) -> None:

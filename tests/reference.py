@@ -4,7 +4,8 @@ Uses nothing of fademem_core: diffusers' own ``WanTransformer3DModel.forward`` (
 integer frame indices, its own per-token timestep path) with its own attention processor,
 handed a boolean mask through a small wrapper.  At chunk ``c``, step ``j`` the whole video so
 far is one sequence: the earlier frames as clean latents at ``context_noise``, the chunk at the
-step's timestep; query frame ``i`` sees key frame ``f`` iff ``visible(i, f)``.  Earlier frames
+step's timestep; query frame ``i`` of chunk ``[start, end)`` sees key frame ``f`` iff
+``visible(f, start, end)``.  Earlier frames
 never see later ones, so their keys equal the ones a KV cache would have stored.
 """
 from __future__ import annotations
@@ -25,17 +26,16 @@ class _MaskedProcessor:
         return self.inner(attn, hidden_states, encoder_hidden_states, self.mask, rotary_emb)
 
 
-def full_visible(chunk: int) -> Callable[[int, int], bool]:
-    """Block-causal: a frame sees every frame up to the end of its chunk."""
-    return lambda i, f: f < (i // chunk + 1) * chunk
+def full_visible() -> Callable[[int, int, int], bool]:
+    """Block-causal: a chunk ``[start, end)`` sees every frame before its end."""
+    return lambda f, start, end: f < end
 
 
-def window_visible(chunk: int, window: int, sink: int = 0) -> Callable[[int, int], bool]:
+def window_visible(chunk: int, window: int, sink: int = 0) -> Callable[[int, int, int], bool]:
     """A chunk sees its own frames, the ``window - chunk`` frames before it, and the first ``sink``."""
 
-    def visible(i: int, f: int) -> bool:
-        start = (i // chunk) * chunk
-        if f >= start + chunk:
+    def visible(f: int, start: int, end: int) -> bool:
+        if f >= end:
             return False
         return f >= start - (window - chunk) or f < sink
 
@@ -50,6 +50,15 @@ def peer_context_sigma(t: float, shift: float) -> float:
     u = torch.linspace(1.0, 0.0, 1001, dtype=torch.float64)[:-1]
     table = shift * u / (1 + (shift - 1) * u)
     return float(table[(1000.0 * table - t).abs().argmin()])
+
+
+def spans(num_frames: int, chunk: int, prefix_frames: int = 0) -> list[tuple[int, int]]:
+    """``(start, end)`` of each chunk: the prefix in chunks (any remainder first), then the new frames."""
+    rest = prefix_frames % chunk
+    head = [0] if rest else []
+    cuts = head + list(range(rest, prefix_frames, chunk)) + list(range(prefix_frames, prefix_frames + num_frames, chunk))
+    ends = cuts[1:] + [prefix_frames + num_frames]
+    return list(zip(cuts, ends))
 
 
 def warped(steps, shift: float) -> list[float]:
@@ -68,20 +77,26 @@ def diffusers_rollout(
     h: int,
     w: int,
     seed: int,
-    visible: Callable[[int, int], bool],
+    visible: Callable[[int, int, int], bool],
     steps=(1000, 750, 500, 250),
     shift: float = 5.0,
     chunk: int = 3,
     context_noise: float = 0.0,
     context_input: str = "clean",
     euler: bool = False,
+    prefix: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Latents ``[B, 16, num_frames, h, w]`` of the rollout, computed without any KV cache.
 
     Earlier frames enter as context labelled ``context_noise``: their clean x0 (Self-Forcing's
     and LongLive's inference pipelines) or, with ``context_input="noised"``, x0 noised to that
     timestep's grid sigma (Self-Forcing's training rollout).  ``euler``: integrate the flow ODE
-    instead, ``x <- x + (sigma_next - sigma) v`` down to 0."""
+    instead, ``x <- x + (sigma_next - sigma) v`` down to 0.
+
+    ``prefix`` ``[B, 16, P, h, w]``: given frames 0..P-1, cut into chunks like the new frames
+    (any remainder first); a prefix chunk skips denoising but draws (and drops) the noise a
+    generated chunk would draw, then is written as context like any chunk.  Returns the new
+    frames only."""
     from diffusers.models.transformers.transformer_wan import WanAttnProcessor
 
     procs = []
@@ -96,36 +111,44 @@ def diffusers_rollout(
         times = warped(steps, shift)
         sigmas = [t / 1000.0 for t in times]
         gen = torch.Generator().manual_seed(seed)
-        out = torch.zeros(b, 16, num_frames, h, w)
-        ctx = torch.zeros(b, 16, num_frames, h, w)  # what the clean pass saw
-        for start in range(0, num_frames, chunk):
-            end = min(start + chunk, num_frames)
+        primed = 0 if prefix is None else prefix.shape[2]
+        total = primed + num_frames
+        out = torch.zeros(b, 16, total, h, w)
+        ctx = torch.zeros(b, 16, total, h, w)  # what the clean pass saw
+        chunks = spans(num_frames, chunk, primed)
+        chunk_of = [next((s, e) for s, e in chunks if s <= i < e) for i in range(total)]
+        for start, end in chunks:
             n = end - start
-            fmask = torch.tensor([[visible(i, f) for f in range(end)] for i in range(end)])
+            fmask = torch.tensor([[visible(f, *chunk_of[i]) for f in range(end)] for i in range(end)])
             mask = fmask.repeat_interleave(n_tok, 0).repeat_interleave(n_tok, 1)
             for p in procs:
                 p.mask = mask
-            x = torch.randn(b, 16, n, h, w, generator=gen)
-            x0 = x
-            for j, t in enumerate(times):
-                seq = torch.cat([ctx[:, :, :start], x], dim=2)
-                per_frame = torch.tensor([context_noise] * start + [t] * n, dtype=torch.float32)
-                tt = per_frame.repeat_interleave(n_tok)[None].expand(b, -1)
-                v = transformer(seq, tt, text, return_dict=False)[0][:, :, start:end]
-                x0 = x - sigmas[j] * v
-                if euler:
-                    nxt = sigmas[j + 1] if j + 1 < len(times) else 0.0
-                    x = x + (nxt - sigmas[j]) * v
-                    x0 = x
-                elif j + 1 < len(times):
-                    x = (1 - sigmas[j + 1]) * x0 + sigmas[j + 1] * torch.randn(b, 16, n, h, w, generator=gen)
+            if start < primed:
+                for _ in range(1 if euler else len(times)):  # the draws a generated chunk makes
+                    torch.randn(b, 16, n, h, w, generator=gen)
+                x0 = prefix[:, :, start:end].float()
+            else:
+                x = torch.randn(b, 16, n, h, w, generator=gen)
+                x0 = x
+                for j, t in enumerate(times):
+                    seq = torch.cat([ctx[:, :, :start], x], dim=2)
+                    per_frame = torch.tensor([context_noise] * start + [t] * n, dtype=torch.float32)
+                    tt = per_frame.repeat_interleave(n_tok)[None].expand(b, -1)
+                    v = transformer(seq, tt, text, return_dict=False)[0][:, :, start:end]
+                    x0 = x - sigmas[j] * v
+                    if euler:
+                        nxt = sigmas[j + 1] if j + 1 < len(times) else 0.0
+                        x = x + (nxt - sigmas[j]) * v
+                        x0 = x
+                    elif j + 1 < len(times):
+                        x = (1 - sigmas[j + 1]) * x0 + sigmas[j + 1] * torch.randn(b, 16, n, h, w, generator=gen)
             out[:, :, start:end] = x0
             if context_noise > 0 and context_input == "noised":
                 sc = peer_context_sigma(context_noise, shift)
                 ctx[:, :, start:end] = (1 - sc) * x0 + sc * torch.randn(b, 16, n, h, w, generator=gen)
             else:
                 ctx[:, :, start:end] = x0
-        return out
+        return out[:, :, primed:]
     finally:
         from diffusers.models.transformers.transformer_wan import WanAttnProcessor as P
 

@@ -305,7 +305,8 @@ def test_failure_mid_video_leaves_nothing(capsys, tmp_path, monkeypatch, tiny_ch
                                              "a fox", "--frames", 9, "--out", out))
     assert code == 1 and "VAE out of memory" in err
     assert err.strip().splitlines()[-1].startswith("fademem generate: error:")
-    assert os.listdir(tmp_path) == [] and not old.exists()
+    # no video, partial or whole; only the hidden journal of finished chunks (for --resume)
+    assert os.listdir(tmp_path) == [".v.mp4.resume"] and not old.exists()
 
 
 # ----------------------------------------------------------------------------- progress

@@ -10,7 +10,9 @@ temporary folder (the checkout is left untouched) holding:
   models/diffusion_models/tiny_fademem.safetensors   the tiny random Wan (fademem_core)
 The test checks /object_info, the /fademem/plan route, the served extension and workflow
 templates, then queues API graphs through /prompt and checks /history: the tiny model's rollout
-(compared with fademem_core run here), the shipped memory-layout workflow, and a bad input.
+(compared with fademem_core run here), a prefix from core VAE Encode (a random full-size Wan 2.1
+VAE written by ComfyUI's own class; compared with our streaming encoder and generate run here),
+the shipped memory-layout workflow, and a bad input.
 Every wait is bounded.
 """
 from __future__ import annotations
@@ -65,8 +67,59 @@ class FadeMemTestConditioning:
         return ([[torch.randn(1, length, dim, generator=g), {{"pooled_output": None}}]],)
 
 
-NODE_CLASS_MAPPINGS = {{"FadeMemTestConditioning": FadeMemTestConditioning}}
+class FadeMemTestImages:
+    """Test only: seeded random video frames, an IMAGE [frames, height, width, 3] in 0..1."""
+
+    CATEGORY = "FadeMem/testing"
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "make"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {{"required": {{"seed": ("INT", {{"default": 0, "min": 0, "max": 2**31}}),
+                             "frames": ("INT", {{"default": 9, "min": 1, "max": 64}}),
+                             "width": ("INT", {{"default": 64, "min": 8, "max": 512}}),
+                             "height": ("INT", {{"default": 32, "min": 8, "max": 512}})}}}}
+
+    def make(self, seed, frames, width, height):
+        g = torch.Generator().manual_seed(seed)
+        return (torch.rand(frames, height, width, 3, generator=g),)
+
+
+NODE_CLASS_MAPPINGS = {{"FadeMemTestConditioning": FadeMemTestConditioning,
+                       "FadeMemTestImages": FadeMemTestImages}}
 '''
+
+# a randomly initialised full-size Wan 2.1 VAE written by ComfyUI's own class (core Load VAE
+# recognises the Wan 2.1 VAE by its weight names and has fixed widths, so no tiny one loads)
+MAKE_WAN_VAE = '''
+import sys
+import torch
+out = sys.argv[1]
+sys.argv = [sys.argv[0], "--cpu"]
+import comfy.options
+comfy.options.enable_args_parsing()
+import comfy.latent_formats
+import comfy.ldm.wan.vae as wan_vae
+from safetensors.torch import save_file
+vae = wan_vae.WanVAE(dim=96, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
+                     temperal_downsample=[False, True, True], dropout=0.0)
+g = torch.Generator().manual_seed(0)
+with torch.no_grad():  # ComfyUI's layers skip initialisation (weights come from files): set them
+    for name, p in vae.named_parameters():
+        if name.endswith("gamma"):
+            p.fill_(1.0)
+        elif p.ndim > 1:
+            p.copy_(torch.randn(p.shape, generator=g) / p[0].numel() ** 0.5)
+        else:
+            p.zero_()
+save_file({k: v.to(torch.bfloat16).contiguous() for k, v in vae.state_dict().items()}, out)
+fmt = comfy.latent_formats.Wan21()
+probe = torch.linspace(-3, 3, 16 * 2).reshape(1, 16, 2, 1, 1)
+print({"mean": fmt.latents_mean.flatten().tolist(), "std": fmt.latents_std.flatten().tolist(),
+       "process_in": fmt.process_in(probe).flatten().tolist(), "probe": probe.flatten().tolist()})
+'''
+WAN_VAE = "tiny_random_wan_vae.safetensors"
 
 
 def free_port() -> int:
@@ -131,6 +184,7 @@ def comfy(tmp_path_factory):
     (nodes / "fademem_test_helpers").mkdir()
     (nodes / "fademem_test_helpers" / "__init__.py").write_text(HELPER)
     save_model(tiny_model(0), base / "models" / "diffusion_models" / TINY)
+    (base / "models" / "vae").mkdir(parents=True)  # exists at start-up: the list sees new files
     (base / "user").mkdir()
     port = free_port()
     log = base / "comfyui.log"
@@ -175,9 +229,13 @@ def test_object_info_lists_our_nodes(comfy):
               if ("IMPORT FAILED" in line or "Cannot import" in line) and "fademem" in line]
     assert not failed, failed
     sampler = info["FadeMemSampler"]
-    assert sampler["category"] == "FadeMem" and sampler["output"] == ["LATENT"]
+    assert sampler["category"] == "FadeMem" and sampler["output"] == ["LATENT", "LATENT"]
+    assert sampler["output_name"] == ["latent", "with_prefix"]
     assert sampler["input_order"]["required"] == ["model", "positive", "cache", "width", "height", "length",
-                                                  "chunk", "steps", "shift", "seed", "context_noise"]
+                                                  "chunk", "steps", "shift", "seed", "context_noise",
+                                                  "context_input", "switch"]
+    assert sampler["input_order"]["optional"] == ["prefix"]
+    assert sampler["input"]["optional"]["prefix"][0] == "LATENT"
     assert info["FadeMemSampler"]["input"]["required"]["seed"][1]["control_after_generate"] is True
     # the loader lists ComfyUI's diffusion_models folder through folder_paths
     assert TINY in info["FadeMemModelLoader"]["input"]["required"]["model_name"][0]
@@ -201,7 +259,8 @@ def test_plan_route_extension_and_workflow_templates(comfy):
 def tiny_graph(length: int = 25) -> dict:
     return {
         "1": {"class_type": "FadeMemModelLoader",
-              "inputs": {"model_name": TINY, "lora_name": "None", "lora_strength": 1.0, "weight_dtype": "default"}},
+              "inputs": {"model_name": TINY, "lora_name": "None", "lora_strength": 1.0, "weight_dtype": "default",
+                         "weights": "auto", "lora_alpha": 0.0}},
         "2": {"class_type": "FadeMemTestConditioning",
               "inputs": {"seed": TEXT_SEED, "length": TEXT_LEN, "dim": TEXT_DIM}},
         "3": {"class_type": "FadeMemCache",
@@ -210,7 +269,7 @@ def tiny_graph(length: int = 25) -> dict:
         "4": {"class_type": "FadeMemSampler",
               "inputs": {"model": ["1", 0], "positive": ["2", 0], "cache": ["3", 0], "width": 64, "height": 32,
                          "length": length, "chunk": 3, "steps": 2, "shift": 5.0, "seed": 11,
-                         "context_noise": 0.0}},
+                         "context_noise": 0.0, "context_input": "clean", "switch": "auto"}},
         "5": {"class_type": "SaveLatent", "inputs": {"samples": ["4", 0], "filename_prefix": "fademem_test/tiny"}},
     }
 
@@ -234,6 +293,73 @@ def test_tiny_model_rollout_through_prompt(comfy):
     direct = generate(tiny_model(0), text, FadeMem(4, 0.3, True), 7, 32, 64, seed=11, steps=[1000.0, 500.0],
                       shift=5.0, chunk=3)
     torch.testing.assert_close(from_raw(latent), direct, rtol=1e-4, atol=1e-4)
+
+
+def saved_latent(comfy, entry, node):
+    from safetensors.torch import load_file
+
+    (saved,) = entry["outputs"][node]["latents"]
+    return load_file(str(comfy.base / "output" / saved["subfolder"] / saved["filename"]))["latent_tensor"]
+
+
+def test_prefix_from_core_vae_encode(comfy):
+    """Core VAE Encode -> FadeMem Sampler prefix: core gives raw latents (our encoder's and
+    from_raw's convention), the sampler continues them, with_prefix = prefix + new frames."""
+    import ast
+
+    import torch
+    from diffusers import AutoencoderKLWan
+    from diffusers.loaders.single_file_utils import convert_wan_vae_to_diffusers
+    from safetensors.torch import load_file
+
+    from fademem_core.model.loading import tiny_model
+    from fademem_core.memory.policies import FadeMem
+    from fademem_core.rollout.sampler import WAN_LATENT_MEAN, WAN_LATENT_STD, from_raw, generate
+    from fademem_core.rollout.vae_encode import StreamingVAEEncoder
+
+    vae_file = comfy.base / "models" / "vae" / WAN_VAE
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "COMFYUI_PATH")}
+    made = subprocess.run([COMFYUI_PYTHON, "-c", MAKE_WAN_VAE, str(vae_file)], cwd=COMFYUI_PATH,
+                          env=dict(env, PYTHONPATH=COMFYUI_PATH, OMP_NUM_THREADS="1"),
+                          capture_output=True, text=True, timeout=PROMPT_S)
+    assert made.returncode == 0, made.stderr[-3000:]
+    core = ast.literal_eval(made.stdout.strip().splitlines()[-1])
+    # core's Wan 2.1 latent format normalises exactly as from_raw does
+    assert core["mean"] == pytest.approx(list(WAN_LATENT_MEAN), abs=1e-6)
+    assert core["std"] == pytest.approx(list(WAN_LATENT_STD), abs=1e-6)
+    probe = torch.tensor(core["probe"]).reshape(1, 16, 2, 1, 1)
+    torch.testing.assert_close(torch.tensor(core["process_in"]).reshape(1, 16, 2, 1, 1), from_raw(probe))
+
+    graph = tiny_graph(length=9)  # 9 video frames after a prefix: 3 new latent frames
+    graph["4"]["inputs"]["prefix"] = ["8", 0]
+    graph.update({
+        "6": {"class_type": "FadeMemTestImages", "inputs": {"seed": 3, "frames": 9, "width": 64, "height": 32}},
+        "7": {"class_type": "VAELoader", "inputs": {"vae_name": WAN_VAE}},
+        "8": {"class_type": "VAEEncode", "inputs": {"pixels": ["6", 0], "vae": ["7", 0]}},
+        "9": {"class_type": "SaveLatent", "inputs": {"samples": ["8", 0], "filename_prefix": "fademem_test/encoded"}},
+        "10": {"class_type": "SaveLatent", "inputs": {"samples": ["4", 1], "filename_prefix": "fademem_test/whole"}},
+    })
+    entry = comfy.run(graph)
+    assert entry["status"]["status_str"] == "success", f"{entry['status']}\n{comfy.log_tail()}"
+    encoded, new, whole = (saved_latent(comfy, entry, n) for n in ("9", "5", "10"))
+    assert encoded.shape == (1, 16, 3, 4, 8)  # 9 frames: the first alone, then 2 groups of 4
+    assert new.shape == (1, 16, 3, 4, 8) and whole.shape == (1, 16, 6, 4, 8)
+    assert torch.equal(whole[:, :, :3], encoded) and torch.equal(whole[:, :, 3:], new)
+
+    # the same pixels through our streaming encoder on the same weights (diffusers' names)
+    ours = AutoencoderKLWan()
+    ours.load_state_dict({k: v.float() for k, v in convert_wan_vae_to_diffusers(load_file(str(vae_file))).items()})
+    pixels = torch.rand(9, 32, 64, 3, generator=torch.Generator().manual_seed(3))
+    x = (pixels * 2 - 1).permute(3, 0, 1, 2)[None]
+    stream = StreamingVAEEncoder(ours.eval())
+    mine = torch.cat([stream.encode(x[:, :, :4]), stream.encode(x[:, :, 4:])], dim=2)
+    scale = encoded.abs().max()
+    assert scale > 0 and (mine - encoded).abs().max() <= 1e-4 * max(1.0, float(scale))
+
+    text = torch.randn(1, TEXT_LEN, TEXT_DIM, generator=torch.Generator().manual_seed(TEXT_SEED))
+    direct = generate(tiny_model(0), text, FadeMem(4, 0.3, True), 3, 32, 64, seed=11, steps=[1000.0, 500.0],
+                      shift=5.0, chunk=3, prefix=from_raw(encoded))
+    torch.testing.assert_close(from_raw(new), direct, rtol=1e-4, atol=1e-4)
 
 
 WS_CLIENT = r'''

@@ -54,6 +54,9 @@ WRITE_IMAGES = os.environ.get("FADEMEM_WRITE_IMAGES") == "1"
 # the model names the shipped workflows select (scripts/make_workflows.py)
 PLACEHOLDER_MODELS = ("diffusion_models/longlive_base.pt", "loras/lora.pt",
                       "text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors", "vae/wan_2.1_vae.safetensors")
+# the clip the continue-a-video workflow's Load Video names: a real little mp4 in input/, so the
+# node's video preview loads (an empty file would be a console error)
+INPUT_CLIP = "fademem_clip.mp4"
 PAGE_S = 120
 SCRIPT_S = 60
 MARGIN = 24
@@ -183,6 +186,7 @@ window.__fm = {
       nodes: app.graph._nodes.map((n) => ({
         id: +n.id, type: n.type, title: n.title, registered: !!LiteGraph.registered_node_types[n.type],
         has_errors: !!n.has_errors, widgets: (n.widgets || []).map((w) => [w.name, w.value]),
+        saved: n.serialize().widgets_values ?? [],  // what the frontend writes into a workflow
         plan: n.__fademem?.plan ? { ...n.__fademem.plan, history: undefined } : null,
       })),
       links: this.linkList(), errors: [...this.errors], notices: this.notices(),
@@ -230,12 +234,29 @@ def post_settings(url: str, settings: dict) -> None:
         assert r.status == 200
 
 
+def write_input_clip(path: Path) -> None:
+    """A 2 s, 16 fps clip: a colour gradient drifting sideways."""
+    import torch
+
+    from fademem_core.rollout.video import Mp4Writer
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    x = torch.linspace(0, 1, 208)
+    with Mp4Writer(path, fps=16) as mp4:
+        for t in range(32):
+            red = (x + t / 32) % 1.0
+            frame = torch.stack([red[None].expand(120, 208), x.flip(0)[None].expand(120, 208),
+                                 torch.full((120, 208), 0.5)], dim=-1)
+            mp4.write((frame * 255).round().to(torch.uint8)[None])
+
+
 @pytest.fixture(scope="module")
 def page(comfy):  # noqa: F811  (the imported server fixture)
     for name in PLACEHOLDER_MODELS:
         path = comfy.base / "models" / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.touch()
+    write_input_clip(comfy.base / "input" / INPUT_CLIP)
     # no first-run template dialog, no minimap or render statistics over the graph
     post_settings(comfy.url, {"Comfy.TutorialCompleted": True, "Comfy.Minimap.Visible": False,
                               "Comfy.Graph.CanvasInfo": False})
@@ -307,12 +328,14 @@ def test_workflow_loads_intact(page, name, tmp_path):
         where = f"{name}: node {node['id']} {node['type']}"
         assert seen["type"] == node["type"] and seen["registered"], f"{where}: missing in the frontend"
         assert not seen["has_errors"], f"{where}: flagged with errors"
-        values = [v for _, v in seen["widgets"]]
+        # the file holds exactly what the frontend itself would save for this node (with the
+        # UI-only entries some core nodes have, e.g. Load Video's upload button)
+        values = seen["saved"]
         expected = node.get("widgets_values", [])
-        assert len(values) == len(expected), f"{where}: widgets {seen['widgets']} vs file {expected}"
+        assert len(values) == len(expected), f"{where}: saved {values} ({seen['widgets']}) vs file {expected}"
         for value, want in zip(values, expected):
             assert value == (pytest.approx(want) if isinstance(want, float) else want), \
-                f"{where}: widgets {seen['widgets']} vs file {expected}"
+                f"{where}: saved {values} ({seen['widgets']}) vs file {expected}"
     assert sorted(map(tuple, got["links"])) == sorted(tuple(lk) for lk in wf["links"])
     for node in got["nodes"]:
         if node["type"] == "FadeMemCache":  # the preview planned this node's own values

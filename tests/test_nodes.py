@@ -368,6 +368,47 @@ def test_sampler_passes_switch_and_context_input(model, switch, context_input):
     assert (direct - default).abs().max() > 1e-4
 
 
+def test_sampler_continues_a_prefix_and_returns_the_whole_clip(model, spy_generate, monkeypatch):
+    """prefix = raw latents (core VAE Encode); latent = new frames, with_prefix = prefix + new."""
+    from fademem_core.rollout.sampler import from_raw, to_raw
+
+    generate = spy_generate["real"]
+    bars = []
+    monkeypatch.setattr(comfy, "progress_bar", lambda total: bars.append(Recorder(total)) or bars[-1])
+    policy = fademem()
+    given = to_raw(torch.randn(1, 16, 4, 4, 8, generator=torch.Generator().manual_seed(3)))
+    node = NODES["FadeMemSampler"]()
+    new, whole = node.sample(model, cond(0), policy, 64, 32, 21, 3, 2, 5.0, 1, 0.0,
+                             prefix={"samples": given})
+    # 21 video frames = 6 new latent frames after the 4 of the prefix
+    assert new["samples"].shape == (1, 16, 6, 4, 8) and whole["samples"].shape == (1, 16, 10, 4, 8)
+    assert torch.equal(whole["samples"][:, :, :4], given)  # the prefix exactly as it came in
+    assert torch.equal(whole["samples"][:, :, 4:], new["samples"])
+    direct = generate(model, cond(0)[0][0], policy, 6, 32, 64, seed=1, steps=[1000.0, 500.0],
+                      shift=5.0, chunk=3, prefix=from_raw(given))
+    torch.testing.assert_close(from_raw(new["samples"]), direct, rtol=1e-5, atol=1e-5)
+    (bar,) = bars
+    assert bar.total == 4 * 2  # prefix chunks of 1 and 3 frames, then 2 new chunks, 2 steps each
+    assert bar.updates[-1][0] == bar.total
+    assert [i.primed for i in spy_generate["infos"]][:2] == [True, True]
+
+
+def test_sampler_without_prefix_returns_the_new_frames_twice(model):
+    new, whole = NODES["FadeMemSampler"]().sample(model, cond(0), fademem(), 64, 32, 9, 3, 1, 5.0,
+                                                  1, 0.0)
+    assert torch.equal(new["samples"], whole["samples"])
+
+
+def test_sampler_refuses_a_bad_prefix_before_sampling(model, spy_generate):
+    with pytest.raises(ValueError, match="prefix must be a video LATENT"):
+        run_sampler(model, cond(0), fademem(), prefix={"samples": torch.zeros(1, 16, 4, 8)})
+    with pytest.raises(ValueError, match="requested size needs 4x8"):
+        run_sampler(model, cond(0), fademem(), prefix={"samples": torch.zeros(1, 16, 2, 60, 104)})
+    with pytest.raises(ValueError, match="channels"):
+        run_sampler(model, cond(0), fademem(), prefix={"samples": torch.zeros(1, 48, 2, 4, 8)})
+    assert spy_generate["infos"] == []
+
+
 def test_prompt_schedule_drives_the_core_schedule(model):
     from fademem_core.rollout.sampler import from_raw, generate
 

@@ -1,14 +1,12 @@
 """generate(): exactness against a masked full-sequence reference, memory, callbacks, schedules."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 import pytest
 import torch
 
 from fademem_core import FadeMem, FullCache, SinkWindow, SlidingWindow, generate, tiny_model
-from fademem_core.memory.policies import PRESETS, CachePolicy, policy_from_name
+from fademem_core.memory.policies import PRESETS, policy_from_name
 from fademem_core.rollout.sampler import (
     WAN_LATENT_MEAN,
     WAN_LATENT_STD,
@@ -22,6 +20,7 @@ from fademem_core.rollout.sampler import (
 )
 
 from fademem_core.rollout.switching import SWITCH_MODES
+from policy_spy import Spy
 from reference import diffusers_rollout, full_visible, peer_context_sigma, window_visible
 
 H = W = 64  # pixels -> 8x8 latents -> 16 tokens per frame on the tiny model
@@ -36,28 +35,6 @@ def model():
 @pytest.fixture(scope="module")
 def text():
     return torch.randn(2, 5, 32, generator=torch.Generator().manual_seed(11))
-
-
-@dataclass(frozen=True, eq=False)
-class Spy(CachePolicy):
-    """Wraps a policy and records the caches it builds (to check they get closed)."""
-
-    inner: CachePolicy = field(default_factory=FullCache)
-    made: list = field(default_factory=list)
-
-    def history_frames(self, chunk: int = 3):
-        return self.inner.history_frames(chunk)
-
-    def visible_frames(self, chunk: int):
-        return self.inner.visible_frames(chunk)
-
-    def decide(self, memory):
-        return self.inner.decide(memory)
-
-    def make_cache(self, geometry, chunk, max_frames=None):
-        cache = self.inner.make_cache(geometry, chunk, max_frames)
-        self.made.append(cache)
-        return cache
 
 
 # ---------------------------------------------------------------------------- schedule + latents
@@ -82,7 +59,7 @@ def test_to_raw_from_raw():
 @pytest.mark.parametrize("num_frames", [9, 10])
 def test_full_cache_equals_masked_reference(model, text, num_frames):
     out = generate(model, text, FullCache(), num_frames, H, W, seed=3)
-    ref = diffusers_rollout(model.transformer, text, num_frames, 8, 8, 3, full_visible(3))
+    ref = diffusers_rollout(model.transformer, text, num_frames, 8, 8, 3, full_visible())
     assert out.shape == (2, 16, num_frames, 8, 8) and out.dtype == torch.float32
     assert (out - ref).abs().max() <= TOL
     assert ref.abs().max() > 0.5
@@ -121,10 +98,10 @@ def test_context_noise_equals_masked_reference(model, text, context_input):
     labelled t; noised: its training rollout, x0 noised to t's grid sigma first."""
     out = generate(model, text, FullCache(), 6, H, W, seed=4, context_noise=100.0,
                    context_input=context_input)
-    ref = diffusers_rollout(model.transformer, text, 6, 8, 8, 4, full_visible(3), context_noise=100.0,
+    ref = diffusers_rollout(model.transformer, text, 6, 8, 8, 4, full_visible(), context_noise=100.0,
                             context_input=context_input)
     assert (out - ref).abs().max() <= TOL
-    other = diffusers_rollout(model.transformer, text, 6, 8, 8, 4, full_visible(3), context_noise=100.0,
+    other = diffusers_rollout(model.transformer, text, 6, 8, 8, 4, full_visible(), context_noise=100.0,
                               context_input="noised" if context_input == "clean" else "clean")
     assert (out - other).abs().max() > 1e-3  # the two inputs really differ
     if context_input == "clean":  # the label matters too: not the same as context_noise=0
@@ -142,7 +119,7 @@ def test_context_sigma_is_rounded_to_the_peers_grid():
 
 def test_other_steps_and_chunk_equal_reference(model, text):
     out = generate(model, text[:1], FullCache(), 8, H, W, seed=1, steps=(1000, 500), shift=3.0, chunk=2)
-    ref = diffusers_rollout(model.transformer, text[:1], 8, 8, 8, 1, full_visible(2), steps=(1000, 500),
+    ref = diffusers_rollout(model.transformer, text[:1], 8, 8, 8, 1, full_visible(), steps=(1000, 500),
                             shift=3.0, chunk=2)
     assert (out - ref).abs().max() <= TOL
 
@@ -321,7 +298,7 @@ def test_keep_equals_masked_reference_with_per_chunk_text(model, prompts):
     """With switch="keep" the memory is untouched: chunks 0-1 see prompt a, chunk 2 prompt b."""
     a, b = prompts
     sw = generate(model, [(0, a), (6, b)], FullCache(), 9, H, W, seed=2, switch="keep")
-    first = diffusers_rollout(model.transformer, a, 6, 8, 8, 2, full_visible(3))
+    first = diffusers_rollout(model.transformer, a, 6, 8, 8, 2, full_visible())
     assert (sw[:, :, :6] - first).abs().max() <= TOL
     plain_b = generate(model, b, FullCache(), 9, H, W, seed=2)
     assert (sw[:, :, 6:] - plain_b[:, :, 6:]).abs().max() > 1e-3  # history under a mattered

@@ -21,6 +21,7 @@ CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}
 WORKFLOWS = {
     "fademem_t2v_60s", "fademem_vs_longlive_side_by_side", "fademem_vs_peers_side_by_side",
     "fademem_prompt_story", "fademem_memory_layout_betas",
+    "fademem_continue_video",
 }
 # combos listing the user's model files: the workflows must name the files the README says to download
 MODEL_FILE_INPUTS = {
@@ -28,6 +29,7 @@ MODEL_FILE_INPUTS = {
     ("FadeMemModelLoader", "lora_name"): {"None", "lora.pt"},
     ("CLIPLoader", "clip_name"): {"umt5_xxl_fp8_e4m3fn_scaled.safetensors"},
     ("VAELoader", "vae_name"): {"wan_2.1_vae.safetensors"},
+    ("LoadVideo", "file"): {"fademem_clip.mp4"},  # the user's clip in ComfyUI's input/ folder
 }
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 
@@ -69,7 +71,7 @@ def load(name: str) -> dict:
     return json.loads((ROOT / "workflows" / f"{name}.json").read_text())
 
 
-def test_the_five_workflows_are_shipped_and_nothing_else():
+def test_the_six_workflows_are_shipped_and_nothing_else():
     assert {p.stem for p in (ROOT / "workflows").glob("*.json")} == WORKFLOWS
     # ComfyUI serves this folder as /api/workflow_templates/<pack>/: workflows and their
     # same-name .jpg thumbnails only (the generator scripts live in scripts/)
@@ -126,6 +128,8 @@ def test_nodes_exist_and_widgets_match_inputs(name):
             check_value(f"{where}.{input_name}", kind, input_name, input_kind, opts, values.pop(0))
             if opts.get("control_after_generate"):
                 assert values.pop(0) in CONTROL_VALUES, f"{where}: control_after_generate entry"
+            if opts.get("image_upload") or opts.get("video_upload"):
+                assert values.pop(0) == "image", f"{where}: the upload button's saved entry"
         assert not values, f"{where}: extra widgets_values {values}"
         assert [(i["name"], i["type"]) for i in node["inputs"]] == expected_sockets, where
         assert [o["type"] for o in node["outputs"]] == outputs_of(kind), where
@@ -170,8 +174,8 @@ def ui_to_api(wf: dict) -> dict:
         for name, kind, opts in inputs_of(node["type"]):
             if is_widget(kind):
                 inputs[name] = values.pop(0)
-                if opts.get("control_after_generate"):
-                    values.pop(0)
+                if opts.get("control_after_generate") or opts.get("image_upload") or opts.get("video_upload"):
+                    values.pop(0)  # UI-only entries: the seed's control, an upload button
             elif sockets.get(name) is not None:
                 lk = links[sockets[name]]
                 assert lk[1] in nodes
@@ -259,6 +263,25 @@ def test_layout_workflow_compares_betas_without_a_model():
     assert len(set(betas)) == 3 and 0.3 in betas
     assert not nodes_of(wf, "FadeMemModelLoader")
     assert len(nodes_of(wf, "FadeMemMemoryLayout")) == 3 and nodes_of(wf, "SaveImage")
+
+
+def test_continue_workflow_encodes_a_clip_into_the_prefix_and_saves_the_whole_clip():
+    wf = load("fademem_continue_video")
+    nodes = {n["id"]: n for n in wf["nodes"]}
+    (sampler,) = nodes_of(wf, "FadeMemSampler")
+    (prefix,) = [i for i in sampler["inputs"] if i["name"] == "prefix"]
+    src = next(lk for lk in wf["links"] if lk[0] == prefix["link"])
+    assert nodes[src[1]]["type"] == "VAEEncode"
+    (encode,) = nodes_of(wf, "VAEEncode")
+    pixels = next(lk for lk in wf["links"] if lk[0] == encode["inputs"][0]["link"])
+    scale = nodes[pixels[1]]
+    # the clip is brought to the sampler's size before encoding (cover + centre crop)
+    assert scale["type"] == "ImageScale" and scale["widgets_values"][1:] == sampler["widgets_values"][:2] + ["center"]
+    (decode,) = nodes_of(wf, "VAEDecode")
+    samples = next(lk for lk in wf["links"] if lk[0] == decode["inputs"][0]["link"])
+    assert (samples[1], samples[2]) == (sampler["id"], 1)  # with_prefix: input + continuation
+    assert sampler["outputs"][1]["name"] == "with_prefix"
+    assert nodes_of(wf, "CreateVideo")[0]["widgets_values"] == [16.0]
 
 
 def test_readme_names_every_model_file_the_workflows_use():

@@ -5,7 +5,8 @@ local diffusers-format Wan2.1-T2V-1.3B folder (``--wan-dir``).  Prompts are enco
 the text encoder is freed before the DiT is loaded; every finished chunk is decoded by the
 streaming VAE and written to the mp4 at once, so memory stays flat however long the video.
 With ``--prompt-file`` each line becomes its own video, named by its index, and the prompts are
-sharded over the processes of a ``torchrun`` launch.
+sharded over the processes of a ``torchrun`` launch.  ``--continue-from`` / ``--start-image``
+encode a clip or a picture with the streaming VAE encoder and prime the memory with it.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from ..checks import SWITCH_MODES, WEIGHT_CHOICES
 from ..rollout.batch import output_name
 from ..rollout.prompts import read_prompt_file, read_schedule_file, schedule_to_latent_frames
 from ..wan import FPS, latent_frames_for_seconds, video_frames_for_latents
+from .journal import Journal, check_journal, fingerprint, journal_path, read_journal, usable_frames
 from .options import add_policy_options, add_sampling_options, build_policy, parse_steps
 
 
@@ -65,7 +67,8 @@ def register(sub: Any) -> None:
     length = v.add_mutually_exclusive_group()
     length.add_argument("--seconds", type=positive_float, default=None,
                         help="length in seconds at 16 fps, rounded up to whole chunks (default 5: "
-                             "21 latent frames = 81 video frames)")
+                             "21 latent frames = 81 video frames); with --continue-from or "
+                             "--start-image the new seconds")
     length.add_argument("--frames", type=int_at_least(1), default=None,
                         help="length in latent frames (1 latent frame = 4 video frames)")
     v.add_argument("--height", type=multiple_of_16, default=480, help="default 480")
@@ -78,9 +81,62 @@ def register(sub: Any) -> None:
     v.add_argument("--overwrite", action="store_true",
                    help="--prompt-file: redo prompts whose video exists (default: skip them, "
                         "so a rerun resumes); a single --out video is always replaced")
+    _add_input_options(p)
     add_policy_options(p)
     add_sampling_options(p)
     p.set_defaults(func=run)
+
+
+def _add_input_options(p: argparse.ArgumentParser) -> None:
+    """--continue-from / --start-image, --resume, --include-input."""
+    i = p.add_argument_group("continue a video, start from an image, resume (optional)")
+    start = i.add_mutually_exclusive_group()
+    start.add_argument("--continue-from", metavar="VIDEO", default=None,
+                       help="extend this clip: it is resized/cropped to --width x --height, "
+                            "resampled to 16 fps, encoded by the Wan VAE and primes the memory; "
+                            "the new frames follow it")
+    start.add_argument("--start-image", metavar="IMAGE", default=None,
+                       help="start from this picture (.png, .jpg, ...): it becomes latent frame 0")
+    i.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run of the same command where it stopped: its "
+                        "finished chunks were kept in .NAME.mp4.resume beside the output; the "
+                        "result equals an uninterrupted run")
+    i.add_argument("--include-input", action=argparse.BooleanOptionalAction, default=True,
+                   help="the output holds the input (as the VAE reconstructs it) followed by the "
+                        "new frames (default); --no-include-input writes the new frames only")
+
+
+def _input_file(args: argparse.Namespace) -> Path | None:
+    """The file to continue / start from, checked readable (first frame decoded) up front."""
+    from ..rollout.video_input import IMAGE_EXTENSIONS, is_image, read_frames
+
+    flag, path = (("--start-image", args.start_image) if args.start_image is not None
+                  else ("--continue-from", args.continue_from))
+    if path is None:
+        return None
+    src = existing_file(path, flag)
+    if flag == "--start-image" and not is_image(src):
+        raise CliError(f"--start-image needs an image ({', '.join(IMAGE_EXTENSIONS)}), got {src}; "
+                       f"use --continue-from for a video")
+    try:
+        next(read_frames(src, args.height, args.width))
+    except (ValueError, StopIteration) as exc:
+        raise CliError(f"{flag}: {exc or f'{src} has no frames'}") from None
+    return src
+
+
+def _encode_input(vae: Any, src: Path, args: argparse.Namespace, say: Any) -> Any:
+    """Model-space prefix latents of the input file (streaming VAE encode)."""
+    from ..rollout.sampler import from_raw
+    from ..rollout.video_input import encode_file
+
+    res = encode_file(vae, src, args.height, args.width)
+    rate = "" if res.source_fps is None else f" (source {res.source_fps:g} fps)"
+    dropped = (f"; the last {res.frames_dropped} frame(s) do not fill a latent frame and are "
+               "left out" if res.frames_dropped else "")
+    say(f"input {src.name}: {res.frames_read} frame(s) at 16 fps{rate} -> "
+        f"{res.latents.shape[2]} latent frame(s) priming the memory{dropped}")
+    return from_raw(res.latents)
 
 
 def latent_frames(args: argparse.Namespace) -> int:
@@ -138,6 +194,7 @@ def run(args: argparse.Namespace) -> int:
 
     check_output_size(num_frames, args.height // 8, args.width // 8)  # not after loading
     items, outputs = _jobs(args, num_frames)
+    source = _input_file(args)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32,
              None: None}[args.dtype]
 
@@ -151,27 +208,36 @@ def run(args: argparse.Namespace) -> int:
     if len(todo) < len(mine):
         print(f"skipping {len(mine) - len(todo)} prompt(s) whose video exists "
               f"(pass --overwrite to redo them)")
+    prints = {i: fingerprint(args, items[i], source, policy, steps) for i in todo}
+    resuming = {i for i in todo if args.resume and check_journal(journal_path(outputs[i]), prints[i])}
 
-    model = vae = None
+    model = vae = prefix = None
     texts: dict[int, Any] = {}
     if todo:
         _quiet_libraries()
         texts = _encode(items, todo, wan_dir, device)  # the encoder is gone after this
         model, vae = _load(checkpoint, lora, args, dtype, wan_dir, device)
+        prefix = None if source is None else _encode_input(vae, source, args, say)
+        new_video = 4 * num_frames if prefix is not None else video_frames_for_latents(num_frames)
         say(f"model {checkpoint.name}{' + ' + lora.name if lora else ''} on {device}; "
-            f"policy {policy}; {num_frames} latent frames = {video_frames_for_latents(num_frames)} video "
+            f"policy {policy}; {num_frames} new latent frames = {new_video} video "
             f"frames at {args.width}x{args.height}")
 
     def work(index: int, item: Any) -> str:
         if index not in texts:
             return f"kept {outputs[index]} (exists)"
-        path = _render_one(model, vae, texts[index], policy, num_frames, args, steps,
-                           outputs[index], f"[{index}]" if len(items) > 1 else "")
+        journal = (prints[index], index in resuming)
+        path = _render_one(model, vae, texts[index], policy, num_frames, prefix, journal, args,
+                           steps, outputs[index], f"[{index}]" if len(items) > 1 else "")
         return f"wrote {path}"
 
-    results = run_sharded(items, work, info=info)
+    return _report(run_sharded(items, work, info=info), len(items), say)
+
+
+def _report(results: list[Any], count: int, say: Any) -> int:
+    """Print what each prompt gave; the exit status (a single failed video raises CliError)."""
     failed = [r for r in results if not r.ok]
-    if failed and len(items) == 1:
+    if failed and count == 1:
         raise CliError(failed[0].error or "generation failed", code=1)
     for r in results:
         if r.ok:
@@ -179,7 +245,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             say(f"prompt {r.index} failed: {r.error}", file=sys.stderr)
     if failed:
-        say(f"{len(failed)} of {len(items)} prompt(s) failed", file=sys.stderr)
+        say(f"{len(failed)} of {count} prompt(s) failed", file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -245,25 +311,53 @@ def _encode(items: list[Any], todo: list[int], wan_dir: Path, device: Any) -> di
         enc.close()
 
 
-def _render_one(model: Any, vae: Any, text: Any, policy: Any, num_frames: int,
-                args: argparse.Namespace, steps: tuple[float, ...], out: Path,
-                label: str) -> Path:
-    """Sample one video, decoding each chunk through the streaming VAE into ``out``."""
+def _render_one(model: Any, vae: Any, text: Any, policy: Any, num_frames: int, prefix: Any,
+                journal: tuple[dict, bool], args: argparse.Namespace, steps: tuple[float, ...],
+                out: Path, label: str) -> Path:
+    """Sample one video, decoding each chunk through the streaming VAE into ``out``.
+
+    A prefix goes through the decoder too (its frames are written unless
+    ``--no-include-input``), so the decoder's causal state runs on into the new frames.  The
+    new frames are journaled as they come; with ``journal[1]`` (resume) the journaled whole
+    chunks join the prefix and only the rest is sampled.
+    """
+    import torch
+
+    from ..rollout.priming import chunk_spans
     from ..rollout.sampler import to_raw
     from ..rollout.video import StreamingVAEDecoder
     from .render import rollout_to_video
 
+    path = journal_path(out)
+    done = None
+    if journal[1]:
+        done = usable_frames(read_journal(path, args.height // 8, args.width // 8), args.chunk,
+                             num_frames)
+    kept = 0 if done is None else done.shape[2]
+    if journal[1]:
+        print(f"{label + ' ' if label else ''}resuming: {kept} of {num_frames} new latent frames "
+              f"were made before the interruption")
+    inputs = 0 if prefix is None else prefix.shape[2]
+    parts = [p for p in (prefix, done) if p is not None]
+    full_prefix = torch.cat(parts, dim=2) if len(parts) == 2 else (parts or [None])[0]
+    record = Journal(path, journal[0])
+    if done is not None:
+        record.append(done)
     decoder = StreamingVAEDecoder(vae)
-    progress = Progress(-(-num_frames // args.chunk), label=label)
+    progress = Progress(len(chunk_spans(num_frames - kept, args.chunk, inputs + kept)),
+                        label=label)
     try:
         res = rollout_to_video(
-            model, _to_device(text, model.device), policy, num_frames, args.height, args.width,
-            lambda x0: decoder.decode(to_raw(x0[:1]))[0], out, FPS, progress=progress,
+            model, _to_device(text, model.device), policy, num_frames - kept, args.height,
+            args.width, lambda x0: decoder.decode(to_raw(x0[:1]))[0], out, FPS,
+            progress=progress, write_from=0 if args.include_input else inputs,
+            on_chunk=lambda info: None if info.primed else record.append(info.x0[:1]),
             seed=args.seed, steps=steps, shift=args.shift, chunk=args.chunk,
             context_noise=args.context_noise, context_input=args.context_input,
-            switch=args.switch)
+            switch=args.switch, prefix=full_prefix)
     finally:
         decoder.close()
+    record.finish()
     return res.video
 
 

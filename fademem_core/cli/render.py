@@ -42,11 +42,15 @@ class RolloutResult:
 
 def rollout_to_video(model: Any, text: Any, policy: Any, num_frames: int, height: int,
                      width: int, frames_of: FrameFn | None, out: Path | None, fps: float,
-                     progress: Progress | None = None, **sample_kw: Any) -> RolloutResult:
+                     progress: Progress | None = None, write_from: int = 0,
+                     on_chunk: Callable[[Any], None] | None = None,
+                     **sample_kw: Any) -> RolloutResult:
     """Run ``fademem_core.generate`` and stream each finished chunk into ``out`` (mp4).
 
     ``frames_of`` turns a finished chunk's model-space latents into frames (called for every
-    chunk, in order); ``out=None`` skips the file.  The mp4 only appears once complete (see :class:`~fademem_core.rollout.video.Mp4Writer`);
+    chunk, in order, prefix chunks included); ``out=None`` skips the file, and chunks that
+    start before latent frame ``write_from`` are decoded but left out of it.  ``on_chunk(info)``
+    gets the last :class:`~fademem_core.rollout.sampler.StepInfo` of every chunk.  The mp4 only appears once complete (see :class:`~fademem_core.rollout.video.Mp4Writer`);
     on any error it is removed and the error propagates.
     """
     from ..rollout.sampler import generate
@@ -66,8 +70,10 @@ def rollout_to_video(model: Any, text: Any, policy: Any, num_frames: int, height
                                    info.memory_entries, held))
         if frames_of is not None:
             frames = frames_of(info.x0)
-            if writer is not None:
+            if writer is not None and info.frame_start >= write_from:
                 writer.write(frames)
+        if on_chunk is not None:
+            on_chunk(info)
         if progress is not None:
             progress.update(info.chunk + 1)
         mark = time.perf_counter()  # the decode above is not the next chunk's sampling time

@@ -33,6 +33,11 @@ chunk boundaries).  What the memory does then is ``switch`` (see
 LongLive's re-cache, ``"recache"`` re-runs what this pack's memory holds exactly, ``"keep"``
 leaves it; ``"auto"`` (default) picks ``"longlive"`` for LongLive's ``SinkWindow`` and
 ``"recache"`` otherwise.
+
+Prefix (continue a video, start from an image): ``prefix`` latents are frames ``0..P-1`` of the
+video; they enter the memory chunk by chunk without denoising (see
+:mod:`fademem_core.rollout.priming`, which also states the seed rule) and the ``num_frames`` new
+frames follow at ``P``.  Prompt schedule start frames count from the first prefix frame.
 """
 from __future__ import annotations
 
@@ -47,6 +52,7 @@ from ..memory.policies import CachePolicy, policy_from_name
 from ..memory.storage import check_allocation
 from ..model.causal_wan import CausalWan, TextKV
 from ..wan import WAN_LATENT_MEAN, WAN_LATENT_STD, from_raw, to_raw  # re-exported
+from .priming import check_prefix, check_prefix_batch, chunk_spans, skip_noise
 from .prompts import parse_prompt_schedule, prompt_at
 from .switching import RecachePlan, recache_plan, resolve_switch
 from .timesteps import DEFAULT_STEPS, NUM_TRAIN_TIMESTEPS, context_sigma, even_timesteps, timestep_schedule
@@ -73,6 +79,9 @@ class StepInfo:
     kv_bytes: int  # KV bytes the cache has allocated now (cache.nbytes())
     memory_entries: int  # entries in the memory (frames or consolidated groups)
     held_bytes: int  # bytes of the entries held (memory_entries x one slot)
+    # a prefix chunk: no denoising ran, x0 is the given prefix, reported once as the chunk's
+    # last step (so "after the last step" code handles prefix and new chunks alike)
+    primed: bool = False
 
     @property
     def progress(self) -> float:
@@ -122,6 +131,9 @@ def generate(
     switch: str = "auto",
     context_input: str = "clean",
     sampler: str = "few_step",
+    prefix: torch.Tensor | None = None,
+    prefix_raw: bool = False,
+    include_prefix: bool = False,
 ) -> torch.Tensor:
     """Generate ``num_frames`` latent frames chunk by chunk; returns model-space latents.
 
@@ -134,38 +146,68 @@ def generate(
     and propagates.  ``switch``: the memory at prompt switches (``SWITCH_MODES``, default
     ``"auto"``; see :mod:`fademem_core.rollout.switching`).  ``context_input``: what the pass
     writing a chunk into the memory sees, ``"clean"`` x0 (default) or x0 ``"noised"`` to
-    ``context_noise``.  ``sampler``: ``"few_step"`` or ``"euler"`` (see the module).  Every
-    argument is validated before any compute."""
+    ``context_noise``.  ``sampler``: ``"few_step"`` or ``"euler"`` (see the module).
+    ``prefix``: latents ``[B, 16, P, height/8, width/8]`` (raw with ``prefix_raw=True``) priming
+    the memory as frames ``0..P-1``; the result holds the new frames only unless
+    ``include_prefix=True``.  Every argument is validated before any compute."""
     if not isinstance(model, CausalWan):
         raise ValueError(f"model must be a CausalWan (see load_model / tiny_model), got {type(model).__name__}")
     policy = _resolve_policy(policy)
-    chunk = check_int("chunk", chunk, 1)
-    num_frames = check_int("num_frames", num_frames, 1)
-    if num_frames < chunk:
-        raise ValueError(f"num_frames ({num_frames}) must be at least one chunk ({chunk} latent frames)")
+    chunk, num_frames = _check_lengths(chunk, num_frames, prefix is not None)
     rows, cols = model.latent_grid(height, width)
-    seed = check_int("seed", seed, 0)
-    if seed >= 2**64:  # torch.Generator takes 64-bit seeds
-        raise ValueError(f"seed must be an integer in [0, 2**64), got {seed!r}")
+    seed = _check_options(seed, callback, include_prefix)
     times = timestep_schedule(steps, shift)
     sigma_ctx = _context_noise_level(context_noise, context_input, shift)
-    if callback is not None and not callable(callback):
-        raise ValueError(f"callback must be callable or None, got {type(callback).__name__}")
     mode = resolve_switch(switch, policy)
     euler = check_choice("sampler", sampler, SAMPLERS) == "euler"
-    sched = parse_prompt_schedule(text, model.text_dim, num_frames, chunk)
-    batch = sched[0][1].shape[0]
-    h, w, geometry = rows * model.patch_size[1], cols * model.patch_size[2], model.geometry(batch, height, width)
-    check_output_size(num_frames, h, w, batch, model.in_channels)
-    cache = policy.make_cache(geometry, chunk, max_frames=num_frames)
+    h, w = rows * model.patch_size[1], cols * model.patch_size[2]
+    prefix, primed, sched = _prefix_and_schedule(model, text, prefix, prefix_raw, h, w, num_frames, chunk)
+    batch, geometry = sched[0][1].shape[0], model.geometry(sched[0][1].shape[0], height, width)
+    check_output_size(primed + num_frames, h, w, batch, model.in_channels)
+    cache = policy.make_cache(geometry, chunk, max_frames=primed + num_frames)
     plan = partial(_plan, mode, policy, chunk, cache)
     try:
         with torch.no_grad():
-            return _rollout(model, cache, sched, batch, num_frames, h, w, seed, times, chunk,
-                            float(context_noise), sigma_ctx, callback, plan,
-                            policy.slot_bytes(geometry), euler)
+            out = _rollout(model, cache, sched, batch, prefix, num_frames, h, w, seed, times,
+                           chunk, float(context_noise), sigma_ctx, callback, plan,
+                           policy.slot_bytes(geometry), euler)
     finally:
         cache.close()
+    # new frames only: a copy, not a view, so the prefix's frames can be freed
+    return out if include_prefix or not primed else out[:, :, primed:].clone()
+
+
+def _check_lengths(chunk: object, num_frames: object, primed: bool) -> tuple[int, int]:
+    """``chunk`` and ``num_frames`` as ints; at least one chunk unless a prefix comes first."""
+    chunk = check_int("chunk", chunk, 1)
+    num_frames = check_int("num_frames", num_frames, 1)
+    if num_frames < chunk and not primed:  # after a prefix any length continues it
+        raise ValueError(f"num_frames ({num_frames}) must be at least one chunk ({chunk} latent frames)")
+    return chunk, num_frames
+
+
+def _prefix_and_schedule(model: CausalWan, text: object, prefix: object, prefix_raw: object,
+                         h: int, w: int, num_frames: int,
+                         chunk: int) -> tuple[torch.Tensor | None, int, list]:
+    """The checked prefix (model space, or None), its length and the prompt schedule, whose
+    start frames count the prefix."""
+    prefix = None if prefix is None else check_prefix(prefix, model.in_channels, h, w, prefix_raw)
+    primed = 0 if prefix is None else prefix.shape[2]
+    sched = parse_prompt_schedule(text, model.text_dim, primed + num_frames, chunk)
+    check_prefix_batch(prefix, sched[0][1].shape[0])
+    return prefix, primed, sched
+
+
+def _check_options(seed: object, callback: object, include_prefix: object) -> int:
+    """Validate generate's seed, callback and include_prefix; return the seed as an int."""
+    seed = check_int("seed", seed, 0)
+    if seed >= 2**64:  # torch.Generator takes 64-bit seeds
+        raise ValueError(f"seed must be an integer in [0, 2**64), got {seed!r}")
+    if callback is not None and not callable(callback):
+        raise ValueError(f"callback must be callable or None, got {type(callback).__name__}")
+    if not isinstance(include_prefix, bool):
+        raise ValueError(f"include_prefix must be True or False, got {include_prefix!r}")
+    return seed
 
 
 def _plan(mode: str, policy: CachePolicy, chunk: int, cache, start: int) -> RecachePlan | None:
@@ -204,6 +246,7 @@ def _rollout(
     cache,
     sched: list[tuple[int, torch.Tensor]],
     batch: int,
+    prefix: torch.Tensor | None,
     num_frames: int,
     h: int,
     w: int,
@@ -217,38 +260,45 @@ def _rollout(
     slot_bytes: int,
     euler: bool,
 ) -> torch.Tensor:
-    out = torch.zeros(batch, model.in_channels, num_frames, h, w, dtype=torch.float32)
-    num_chunks = -(-num_frames // chunk)
+    """Prefix chunks (clean pass only), then new chunks (denoise + clean pass); all frames."""
+    primed = 0 if prefix is None else prefix.shape[2]
+    out = torch.zeros(batch, model.in_channels, primed + num_frames, h, w, dtype=torch.float32)
+    if prefix is not None:
+        out[:, :, :primed] = prefix
+    spans = chunk_spans(num_frames, chunk, primed)
     noise = _Noise(torch.Generator(device="cpu").manual_seed(seed), (batch, model.in_channels, h, w),
                    model.device, sigma_ctx)
-    clean_input = noise.clean_input
+
+    def report(k: int, j: int, t: float, start: int, x0: torch.Tensor, primed_chunk: bool) -> None:
+        if callback is not None:
+            held = len(cache.entries())
+            callback(StepInfo(k, len(spans), j, len(times), t, start, x0, prompt,
+                              int(cache.nbytes()), held, held * slot_bytes, primed_chunk))
 
     prompt = -1
     text: TextKV | None = None
-    for k in range(num_chunks):
-        start = k * chunk
-        n = min(chunk, num_frames - start)
+    for k, (start, n) in enumerate(spans):
         wanted = prompt_at(sched, start)
         if wanted != prompt:
             text = None  # drop the previous prompt's K/V before encoding the next
             text = model.encode_text(sched[wanted][1])
             todo = plan(start) if prompt >= 0 else None
             if todo is not None:
-                _recache(model, cache, out, text, context_noise, clean_input, todo)
+                _recache(model, cache, out, text, context_noise, noise.clean_input, todo)
             prompt = wanted
 
         positions = cache.begin_chunk(start, n)
-        on_step = None
-        if callback is not None:
-            def on_step(j: int, t: float, x0: torch.Tensor, k: int = k, start: int = start) -> None:
-                held = len(cache.entries())
-                callback(StepInfo(k, num_chunks, j, len(times), t, start, x0, prompt,
-                                  int(cache.nbytes()), held, held * slot_bytes))
-        x0 = denoise_chunk(model, noise(n), text, cache, positions, times, euler,
-                           lambda: noise(n), on_step)
-        model.forward_chunk(clean_input(x0), context_noise, text, cache, positions, write=True)
+        if start < primed:  # the draws sampling it would have made: one per step (Euler: one)
+            skip_noise(noise.gen, (batch, model.in_channels, n, h, w), 1 if euler else len(times))
+            x0 = out[:, :, start:start + n].to(model.device)
+            report(k, len(times) - 1, context_noise, start, x0, True)
+        else:
+            x0 = denoise_chunk(model, noise(n), text, cache, positions, times, euler,
+                               lambda: noise(n), lambda j, t, x: report(k, j, t, start, x, False))
+        model.forward_chunk(noise.clean_input(x0), context_noise, text, cache, positions, write=True)
         cache.commit()
-        out[:, :, start:start + n] = x0.float().cpu()
+        if start >= primed:
+            out[:, :, start:start + n] = x0.float().cpu()
     return out
 
 
