@@ -65,7 +65,7 @@ def test_full_cache_equals_masked_reference(model, text, num_frames):
     assert ref.abs().max() > 0.5
 
 
-@pytest.mark.parametrize("policy,visible", [(FullCache(), full_visible(3)),
+@pytest.mark.parametrize("policy,visible", [(FullCache(), full_visible()),
                                             (SlidingWindow(window=6), window_visible(3, 6))])
 def test_euler_equals_a_written_out_euler_reference(model, text, policy, visible):
     # diffusers' own forward under a frame mask, and the ODE step written out in the reference

@@ -11,8 +11,8 @@ continues at frame ``P``.  A bounded policy stays bounded whatever ``P`` is: pri
 frames into ``FadeMem(budget=12)`` leaves 12 entries.
 
 Seed handling: a prefix chunk consumes the random numbers a generated chunk of the same size
-would have consumed (one draw per denoising step, thrown away; the clean pass's draw when
-``context_noise > 0`` is used as usual).  So priming with the first ``P`` frames of a rollout
+would have consumed (one draw per denoising step, or one per chunk with the Euler sampler,
+thrown away; the clean pass's draw when ``context_noise > 0`` is used as usual).  So priming with the first ``P`` frames of a rollout
 (``P`` a multiple of ``chunk``) and the same seed continues with exactly that rollout's
 remaining frames.
 """
