@@ -206,3 +206,11 @@ def test_bad_prefix_fails_before_compute(model, kwargs, match):
     with pytest.raises(ValueError, match=match):
         generate(model, torch.randn(1, 4, 32), spy, 3, H, W, **kwargs)
     assert spy.made == []
+
+
+@pytest.mark.parametrize("policy", [FullCache(), FadeMem(budget=4)], ids=repr)
+def test_euler_sampler_primed_with_a_rollout_continues_it(model, text, policy):
+    """The seed rule with sampler="euler" (one noise draw per chunk): the same continuation."""
+    full = generate(model, text, policy, 12, H, W, seed=4, sampler="euler")
+    cont = generate(model, text, policy, 6, H, W, seed=4, sampler="euler", prefix=full[:, :, :6])
+    assert torch.equal(cont, full[:, :, 6:])
