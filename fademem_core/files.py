@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 
 def path_kind(path: str | os.PathLike) -> str:
@@ -33,3 +34,18 @@ def set_default_permissions(path: Path) -> None:
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(path, 0o666 & ~umask)
+
+
+def open_video(path: str) -> tuple[Any, Any]:
+    """``(container, first video stream)`` of a video file via PyAV; ValueError naming the path
+    when it cannot be opened or holds no video.  The caller closes the container (``with``)."""
+    import av  # imported here: only video readers need it
+
+    try:
+        container = av.open(path)
+    except av.error.FFmpegError as exc:
+        raise ValueError(f"cannot open {path!r} as a video: {exc}") from None
+    if not container.streams.video:
+        container.close()
+        raise ValueError(f"{path!r} has no video stream")
+    return container, container.streams.video[0]

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..files import path_kind
+from ..files import open_video, path_kind
 
 LATENT_EXTENSIONS = (".safetensors", ".latent", ".sft", ".pt", ".pth")
 _LATENT_KEYS = ("latent_tensor", "samples", "latent", "latents")  # tried in this order
@@ -67,22 +67,14 @@ def read_video(path: str, size: int | str | tuple[int, int] | None = None, gray:
     decoder's scaler).  gray: keep the luma plane (full resolution in 4:2:0 video, unlike the
     chroma planes, whose top frequencies are empty).  max_frames: stop after that many frames.
     """
-    import av  # imported here: only this function needs it
-
     path = _check_file(path)
     target = parse_size(size)
     if max_frames is not None and max_frames < 1:
         raise ValueError(f"max_frames must be >= 1, got {max_frames}")
     fmt = "gray" if gray else "rgb24"
     frames: list[np.ndarray] = []
-    try:
-        container = av.open(path)
-    except av.error.FFmpegError as exc:
-        raise ValueError(f"cannot open {path!r} as a video: {exc}") from None
+    container, stream = open_video(path)
     with container:
-        if not container.streams.video:
-            raise ValueError(f"{path!r} has no video stream")
-        stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         for frame in container.decode(stream):
             w, h = _target(frame.width, frame.height, target)

@@ -18,6 +18,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
+from ..files import open_video
 from ..wan import FPS
 
 __all__ = ["IMAGE_EXTENSIONS", "EncodedInput", "encode_file", "read_frames", "fit_frame"]
@@ -69,14 +70,8 @@ def _video_frames(path: str) -> Iterator[tuple[float, Any]]:
     """``(time in seconds, PIL image)`` of every frame of the first video stream."""
     import av
 
-    try:
-        container = av.open(path)
-    except av.error.FFmpegError as exc:
-        raise ValueError(f"cannot open {path!r} as a video: {exc}") from None
+    container, stream = open_video(path)
     with container:
-        if not container.streams.video:
-            raise ValueError(f"{path!r} has no video stream")
-        stream = container.streams.video[0]
         rate = stream.average_rate or stream.guessed_rate or Fraction(MODEL_FPS)
         try:
             for i, frame in enumerate(container.decode(stream)):
