@@ -57,6 +57,13 @@ _EXPORTS = {
     "SWITCH_MODES": "checks",
     "CONTEXT_INPUTS": "checks",
     "WEIGHT_CHOICES": "checks",
+    # saving while sampling
+    "stream_rollout": "rollout.streaming",
+    "StreamingSave": "rollout.streaming",
+    "SavedVideo": "rollout.streaming",
+    "RolloutStopped": "rollout.streaming",
+    "StreamingVAEDecoder": "rollout.video",
+    "wan_vae_from_original": "rollout.video",
     # analysis
     "analyze_video": "analysis.spectral",
     "suggest_beta": "analysis.spectral",

@@ -203,3 +203,87 @@ def register_get_route(path: str, handler: Callable[[dict[str, str]], tuple[int,
         return web.json_response(body, status=status)
 
     return True
+
+
+# --------------------------------------------------------------------------- interruption
+def interrupt_exception() -> tuple[type[BaseException], ...]:
+    """ComfyUI's Cancel exception as a one-tuple (for ``except``), empty outside ComfyUI."""
+    mm = _comfy("comfy.model_management")
+    exc = getattr(mm, "InterruptProcessingException", None) if mm is not None else None
+    return (exc,) if exc is not None else ()
+
+
+def pass_interrupt_on() -> None:
+    """Set ComfyUI's Cancel flag again, so the nodes after ours stop as well (no-op outside)."""
+    mm = _comfy("comfy.model_management")
+    if mm is not None:
+        mm.interrupt_current_processing(True)
+
+
+# --------------------------------------------------------------------------- saving videos
+def output_directory() -> str:
+    """ComfyUI's output folder; outside ComfyUI ``$FADEMEM_OUTPUT_DIR`` (default ``./output``)."""
+    folder_paths = _comfy("folder_paths")
+    if folder_paths is not None and hasattr(folder_paths, "get_output_directory"):
+        return folder_paths.get_output_directory()
+    return os.environ.get("FADEMEM_OUTPUT_DIR", os.path.join(os.getcwd(), "output"))
+
+
+def next_video_path(filename_prefix: str, width: int, height: int) -> str:
+    """The path core Save Video would use next: ``<output>/<prefix>_00001_.mp4``, counting up.
+
+    Inside ComfyUI the name comes from ``folder_paths.get_save_image_path`` (so ``%date%``-style
+    variables, subfolders and the output-folder guard behave as in core); outside, the same
+    ``<prefix>_<counter:05>_`` rule is applied to the fallback output folder.
+    """
+    out = output_directory()
+    folder_paths = _comfy("folder_paths")
+    if folder_paths is not None and hasattr(folder_paths, "get_save_image_path"):
+        folder, name, counter, _sub, _prefix = folder_paths.get_save_image_path(
+            filename_prefix, out, width, height)
+        return os.path.join(folder, f"{name}_{counter:05}_.mp4")
+    folder = os.path.join(out, os.path.dirname(os.path.normpath(filename_prefix)))
+    name = os.path.basename(os.path.normpath(filename_prefix))
+    os.makedirs(folder, exist_ok=True)
+    used = [int(f[len(name) + 1:].split("_")[0]) for f in os.listdir(folder)
+            if f.startswith(name + "_") and f[len(name) + 1:].split("_")[0].isdigit()]
+    return os.path.join(folder, f"{name}_{max(used, default=0) + 1:05}_.mp4")
+
+
+def saved_result(path: str) -> dict[str, str]:
+    """The ``{"filename", "subfolder", "type": "output"}`` entry the frontend shows a file by."""
+    rel = os.path.relpath(path, output_directory())
+    return {"filename": os.path.basename(rel), "subfolder": os.path.dirname(rel).replace(os.sep, "/"),
+            "type": "output"}
+
+
+def video_metadata(prompt: Any, extra_pnginfo: Any) -> dict[str, str]:
+    """Container tags as core Save Video writes them: the prompt and the workflow as JSON, unless
+    ComfyUI runs with ``--disable-metadata``."""
+    import json
+
+    cli_args = _comfy("comfy.cli_args")
+    if cli_args is not None and getattr(cli_args.args, "disable_metadata", False):
+        return {}
+    tags: dict[str, str] = {}
+    if isinstance(extra_pnginfo, dict):
+        tags.update({k: json.dumps(v) for k, v in extra_pnginfo.items()})
+    if prompt is not None:
+        tags["prompt"] = json.dumps(prompt)
+    return tags
+
+
+# --------------------------------------------------------------------------- core VAE
+def vae_weights(vae: Any, reserve_bytes: int | None = None) -> dict[str, Any]:
+    """The weights of a core ``VAE`` (Load VAE) in their original layout, on its compute device.
+
+    ComfyUI is asked to load the VAE first, keeping ``reserve_bytes`` free beside it (the KV
+    memory the rollout will allocate), so its model management counts the memory and the tensors
+    handed out are the ones on the device (not copies).
+    """
+    mm = _comfy("comfy.model_management")
+    patcher = getattr(vae, "patcher", None)
+    if mm is not None and patcher is not None:
+        # force_full_load: no weights left behind on the CPU
+        mm.load_models_gpu([patcher], memory_required=int(reserve_bytes or 0), force_full_load=True)
+    return vae.first_stage_model.state_dict()

@@ -118,12 +118,14 @@ class _Reporter:
     def __call__(self, info) -> None:
         comfy.check_interrupted()
         self.peak = max(self.peak, info.kv_bytes)
-        done = info.chunk * info.num_steps + info.step + 1
+        # a run without an end restarts the bar every `total` steps (one file's worth)
+        done = (info.chunk * info.num_steps + info.step) % self.total + 1
         preview = comfy.preview_tuple(preview_image(info.x0[0, :, -1]))
         self.bar.update_absolute(done, self.total, preview)
         if info.step == 0:
             comfy.send_text(
-                f"chunk {info.chunk + 1}/{info.num_chunks}: KV memory {_mib(info.kv_bytes)} "
+                f"chunk {info.chunk + 1}{'' if info.num_chunks is None else f'/{info.num_chunks}'}: "
+                f"KV memory {_mib(info.kv_bytes)} "
                 f"({info.memory_entries} entries), bound {_mib(self.bound)}",
                 self.node_id,
             )

@@ -231,20 +231,42 @@ def _decode_save(wf: Workflow, latent: Out, vae: Node, x: int, y: int, prefix: s
            size=(320, 420))
 
 
-def t2v_60s() -> Workflow:
-    wf = Workflow("fademem_t2v_60s")
+def _streaming_t2v(name: str, prompt: str, seed: int, note: str, **save) -> Workflow:
+    """One prompt on LongLive with FadeMem (M = 12, beta = 0.3) into FadeMem Sampler + Streaming
+    Save: each chunk is decoded and written as it is made, so no node ever holds the decoded
+    video at once (and what was made is kept if the run stops)."""
+    wf = Workflow(name)
     loader, clip, vae = _model_text_vae(wf)
-    text = wf.add("CLIPTextEncode", (360, 200), size=(400, 200), clip=clip.out(), text=(
-        "A golden retriever runs along a sunny beach at low tide, waves rolling in, the camera "
-        "tracking beside the dog, warm late-afternoon light, realistic, high detail."))
+    text = wf.add("CLIPTextEncode", (360, 200), size=(400, 200), clip=clip.out(), text=prompt)
     cache = wf.add("FadeMemCache", (360, 440), budget=12, beta=0.3, anchor=True,
                    operator="weighted_average", positions="absolute")
-    sampler = wf.add("FadeMemSampler", (800, 0), control="randomize", model=loader.out(), positive=text.out(),
-                     cache=cache.out(), width=832, height=480, length=957, chunk=3, steps=4, shift=5.0,
-                     seed=42, context_noise=0.0)
-    _decode_save(wf, sampler.out(), vae, 1160, 0, "video/fademem_60s")
-    wf.add("MarkdownNote", (0, 480), size=(330, 300), text="# FadeMem: 60 s text-to-video\n\n" + DOWNLOADS)
+    wf.add("FadeMemStreamingSave", (800, 0), size=(400, 560), control="randomize", model=loader.out(),
+           positive=text.out(), cache=cache.out(), width=832, height=480, length=957, chunk=3, steps=4,
+           shift=5.0, seed=seed, context_noise=0.0, vae=vae.out(), **save)
+    wf.add("MarkdownNote", (0, 480), size=(330, 320), text=note + "\n\n" + DOWNLOADS)
     return wf
+
+
+def t2v_60s() -> Workflow:
+    return _streaming_t2v(
+        "fademem_t2v_60s",
+        "A golden retriever runs along a sunny beach at low tide, waves rolling in, the camera "
+        "tracking beside the dog, warm late-afternoon light, realistic, high detail.", 42,
+        "# FadeMem: 60 s text-to-video\n\nThe video is decoded and saved chunk by chunk while it "
+        "samples (`output/video/fademem_60s_*.mp4`); Cancel keeps what was made as `*.partial.mp4`.",
+        until_cancel=False, filename_prefix="video/fademem_60s", segment_seconds=0)
+
+
+def watch_it_grow() -> Workflow:
+    return _streaming_t2v(
+        "fademem_watch_it_grow",
+        "A slow drone flight over an endless autumn forest, rivers winding between the hills, "
+        "soft morning mist, cinematic, high detail.", 1,
+        "# Watch it grow: until you press Cancel\n\nThe sampler runs without an end in flat "
+        "memory (the KV memory shown on the node never grows). Every 10 s of video is closed into "
+        "its own playable file (`output/video/fademem_endless_00001_.mp4`, `_00002_` ...) while the next "
+        "one is made; press Cancel to stop: the last file is closed and the node lists them all.",
+        until_cancel=True, filename_prefix="video/fademem_endless", segment_seconds=10)
 
 
 def side_by_side() -> Workflow:
@@ -393,10 +415,34 @@ def continue_video() -> Workflow:
     return wf
 
 
-WORKFLOWS = (t2v_60s, side_by_side, side_by_side_peers, prompt_story, layout_betas, continue_video)
+WORKFLOWS = (t2v_60s, watch_it_grow, side_by_side, side_by_side_peers, prompt_story, layout_betas,
+             continue_video)
+# the template browser's texts (workflows/meta/index.json, see write_index)
+DESCRIPTIONS = {
+    "fademem_t2v_60s": ("FadeMem: 60 s text-to-video",
+                        "60 s from one prompt on LongLive with FadeMem (M = 12, beta = 0.3), "
+                        "decoded and saved chunk by chunk while it samples."),
+    "fademem_watch_it_grow": ("Watch it grow: until Cancel",
+                              "Generates until you press Cancel in flat memory, one playable "
+                              "file every 10 s of video."),
+    "fademem_vs_longlive_side_by_side": ("FadeMem vs LongLive, side by side",
+                                         "The same prompt and seed with FadeMem's memory and with "
+                                         "LongLive's sink + window, saved as two videos."),
+    "fademem_vs_peers_side_by_side": ("FadeMem vs peer memories, side by side",
+                                      "The same prompt and seed with FadeMem, MemRoPE and FadeMem as "
+                                      "released, saved as separate videos."),
+    "fademem_prompt_story": ("A 60 s story in three prompts",
+                             "FadeMem Prompt Schedule switches prompts at 20 s and 40 s."),
+    "fademem_memory_layout_betas": ("How beta shapes the memory",
+                                    "The memory layout for beta 0.1 / 0.3 / 0.9; no model needed."),
+    "fademem_continue_video": ("Continue a video",
+                               "Primes FadeMem's memory with your clip (VAE Encode -> prefix) and "
+                               "continues it for about 20 s more."),
+}
+MODEL_WIDGETS = ("model_name", "lora_name", "clip_name", "vae_name")
 
 
-def _write_json(path: Path, data: dict) -> None:
+def _write_json(path: Path, data: dict | list) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     with os.fdopen(fd, "w") as f:
         json.dump(data, f, indent=1)
@@ -405,16 +451,36 @@ def _write_json(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
+def models_of(wf: Workflow) -> list[str]:
+    """The model files a workflow's loaders select, in order, without repeats."""
+    names = [n.values[k] for n in wf.nodes for k in MODEL_WIDGETS if n.values.get(k) not in (None, "None")]
+    return list(dict.fromkeys(names))
+
+
+def build_index(workflows: list[Workflow]) -> list[dict]:
+    """A template index in the layout of ComfyUI's own templates (index.json): one category of
+    templates, each with title, description, thumbnail and the model files it needs.
+
+    It lives in workflows/meta/, not beside the workflows: ComfyUI (0.3.64 and current) lists
+    every ``*.json`` of the folder as a template, and the frontend reads no index for packs."""
+    return [{"moduleName": "fademem", "title": "FadeMem", "type": "video", "templates": [
+        {"name": wf.name, "title": DESCRIPTIONS[wf.name][0], "description": DESCRIPTIONS[wf.name][1],
+         "mediaType": "image", "mediaSubtype": "jpg", "thumbnail": f"../{wf.name}.jpg",
+         "models": models_of(wf)} for wf in workflows]}]
+
+
 def main() -> None:
     ours = load_pack_nodes()
     core = json.loads(CORE_INFO.read_text())["nodes"]
     api_dir = ROOT / "tests" / "api_graphs"
     api_dir.mkdir(parents=True, exist_ok=True)
-    for make in WORKFLOWS:
-        wf = make()
+    made = [make() for make in WORKFLOWS]
+    for wf in made:
         _write_json(ROOT / "workflows" / f"{wf.name}.json", build_ui(wf, ours, core))
         _write_json(api_dir / f"{wf.name}.json", build_api(wf, ours, core))
         print("wrote", wf.name)
+    (ROOT / "workflows" / "meta").mkdir(exist_ok=True)
+    _write_json(ROOT / "workflows" / "meta" / "index.json", build_index(made))
 
 
 if __name__ == "__main__":

@@ -193,7 +193,7 @@ def test_streamed_chunks_equal_full_decode(tiny_checkpoint, tiny_wan_dir):
     from fademem_core.cli.render import rollout_to_video
     from fademem_core.model.loading import load_model
     from fademem_core.memory.policies import FadeMem
-    from fademem_core.rollout.sampler import to_raw
+    from fademem_core.rollout.sampler import generate, to_raw
     from fademem_core.rollout.video import StreamingVAEDecoder, load_wan_vae
 
     model = load_model(tiny_checkpoint)
@@ -209,8 +209,9 @@ def test_streamed_chunks_equal_full_decode(tiny_checkpoint, tiny_wan_dir):
     res = rollout_to_video(model, text, FadeMem(budget=3, beta=0.5), 9, 32, 32, frames_of,
                            None, 16.0, seed=1)
     assert len(res.records) == 3 and [r.chunk for r in res.records] == [0, 1, 2]
+    latents = generate(model, text, FadeMem(budget=3, beta=0.5), 9, 32, 32, seed=1)
     with torch.no_grad():
-        full = vae.decode(to_raw(res.latents)).sample[0]
+        full = vae.decode(to_raw(latents)).sample[0]
     assert torch.equal(torch.cat(chunks, dim=1), full)
     # bounded memory: what the chunk attends to stops growing once the budget is full
     assert res.records[1].held_bytes == res.records[2].held_bytes > res.records[0].held_bytes
@@ -285,8 +286,7 @@ def test_generate_prompt_file_names_by_index_and_resumes(capsys, tmp_path, tiny_
     assert (out_dir / "0001.mp4").exists() and (out_dir / "0000.mp4").stat().st_mtime_ns == before
 
 
-def test_failure_mid_video_leaves_nothing(capsys, tmp_path, monkeypatch, tiny_checkpoint,
-                                         tiny_wan_dir):
+def _fail_second_decode(monkeypatch, exc):
     from fademem_core.rollout.video import StreamingVAEDecoder
 
     real = StreamingVAEDecoder.decode
@@ -295,14 +295,39 @@ def test_failure_mid_video_leaves_nothing(capsys, tmp_path, monkeypatch, tiny_ch
     def flaky(self, z):
         calls.append(1)
         if len(calls) == 2:
-            raise RuntimeError("VAE out of memory")
+            raise exc
         return real(self, z)
 
     monkeypatch.setattr(StreamingVAEDecoder, "decode", flaky)
+
+
+@pytest.mark.parametrize("exc", [RuntimeError("VAE out of memory"), KeyboardInterrupt()])
+def test_stop_mid_video_keeps_a_playable_partial(capsys, tmp_path, monkeypatch, tiny_checkpoint,
+                                                 tiny_wan_dir, exc):
+    _fail_second_decode(monkeypatch, exc)
     out = tmp_path / "v.mp4"
-    old = out.with_name("keep.mp4")
     code, _, err = run_cli(capsys, *gen_args(tiny_checkpoint, tiny_wan_dir, "--prompt",
                                              "a fox", "--frames", 9, "--out", out))
+    partial = tmp_path / "v.partial.mp4"
+    # never at the final name; the hidden journal of finished chunks stays (for --resume)
+    assert sorted(os.listdir(tmp_path)) == [".v.mp4.resume", "v.partial.mp4"]
+    # the first chunk (3 latent frames = 9 video frames) made it, playable
+    assert read_video_info(partial) == (9, 32, 48)
+    if isinstance(exc, KeyboardInterrupt):
+        assert code == 130 and f"kept 9 frames in {partial}" in err
+    else:
+        assert code == 1 and "VAE out of memory" in err and str(partial) in err
+        assert err.strip().splitlines()[-1].startswith("fademem generate: error:")
+
+
+def test_failure_mid_video_without_keep_partial_leaves_nothing(capsys, tmp_path, monkeypatch,
+                                                               tiny_checkpoint, tiny_wan_dir):
+    _fail_second_decode(monkeypatch, RuntimeError("VAE out of memory"))
+    out = tmp_path / "v.mp4"
+    code, _, err = run_cli(capsys, *gen_args(tiny_checkpoint, tiny_wan_dir, "--prompt",
+                                             "a fox", "--frames", 9, "--out", out,
+                                             "--no-keep-partial"))
+    old = out.with_name("keep.mp4")
     assert code == 1 and "VAE out of memory" in err
     assert err.strip().splitlines()[-1].startswith("fademem generate: error:")
     # no video, partial or whole; only the hidden journal of finished chunks (for --resume)

@@ -47,7 +47,8 @@ if not (CHROME and CHROMEDRIVER and os.path.exists(CHROME) and os.path.exists(CH
     pytest.skip(f"no headless browser (chromium: {CHROME}, chromedriver: {CHROMEDRIVER}): the "
                 "real-frontend browser test was SKIPPED", allow_module_level=True)
 
-from test_comfy_integration import comfy, free_port  # noqa: E402,F401  (comfy: the server fixture)
+from comfy_host import free_port  # noqa: E402
+from test_comfy_integration import comfy  # noqa: E402,F401  (comfy: the server fixture)
 
 WORKFLOWS = sorted(p.stem for p in (ROOT / "workflows").glob("*.json"))
 WRITE_IMAGES = os.environ.get("FADEMEM_WRITE_IMAGES") == "1"
@@ -279,6 +280,15 @@ def page(comfy):  # noqa: F811  (the imported server fixture)
         browser.quit()
 
 
+def test_running_versions_are_the_declared_ones(comfy, page):
+    """What this test runs against is recorded; pyproject.toml declares the oldest of it."""
+    checked = json.loads((ROOT / "tests" / "fixtures" / "checked_versions.json").read_text())
+    status, stats = comfy.get_json("/system_stats")
+    assert status == 200
+    assert stats["system"]["comfyui_version"] in checked["comfyui"], stats["system"]
+    assert page.version in checked["frontend"], page.version
+
+
 def load(page: WebDriver, name: str) -> dict:
     wf = json.loads((ROOT / "workflows" / f"{name}.json").read_text())
     return page.js_async("""
@@ -433,7 +443,7 @@ def test_live_beta_preview_follows_real_clicks(page, tmp_path):
     # the connected sampler's length: its right arrow adds 4 video frames = 1 latent frame
     shoot(page, "app.graph._nodes")
     sampler = page.js("""
-const n = app.graph._nodes.find((x) => x.type === 'FadeMemSampler');
+const n = app.graph._nodes.find((x) => x.type === 'FadeMemSampler' || x.type === 'FadeMemStreamingSave');
 const w = n.widgets.find((x) => x.name === 'length');
 return {box: __fm.toViewport([n.pos[0], n.pos[1], n.pos[0] + n.size[0], n.pos[1] + n.size[1]]),
         y: w.last_y ?? w.y, length: w.value};""")

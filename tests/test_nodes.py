@@ -15,7 +15,8 @@ comfy = node_module("comfy")
 sampler_nodes = node_module("sampler")
 
 EXPECTED = {"FadeMemModelLoader", "FadeMemCache", "FadeMemBaselineCache", "FadeMemSampler",
-            "FadeMemPromptSchedule", "FadeMemMemoryLayout", "FadeMemSpectralDecay"}
+            "FadeMemPromptSchedule", "FadeMemMemoryLayout", "FadeMemSpectralDecay",
+            "FadeMemStreamingSave"}
 TEXT_DIM = 32  # tiny_model's text width
 
 

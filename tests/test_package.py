@@ -92,3 +92,20 @@ def test_engine_imports_run_one_way() -> None:
             if names and names[0] in rank and rank[names[0]] > rank[parts[0]]:
                 bad.append(f"{'/'.join(parts)} imports {'.'.join(names)}")
     assert bad == []
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in text.split("."))
+
+
+def test_declared_comfyui_and_frontend_are_the_oldest_checked() -> None:
+    """pyproject declares what the real-ComfyUI and browser tests ran (they check that record)."""
+    import json
+
+    checked = json.loads((ROOT / "tests" / "fixtures" / "checked_versions.json").read_text())
+    text = (ROOT / "pyproject.toml").read_text()
+    comfy = text.split("\n[tool.comfy]\n", 1)[1].split("\n[", 1)[0]
+    oldest = min(checked["comfyui"], key=_version)
+    assert f'\nrequires-comfyui = ">={oldest}"\n' in comfy
+    oldest_frontend = min(checked["frontend"], key=_version)
+    assert f'frontend-test = ["comfyui-frontend-package>={oldest_frontend}"]' in text

@@ -422,3 +422,67 @@ def test_infinity_rope_flushes_instead_of_re_caching_at_a_prompt_switch(model, p
     sink = SinkWindow(sink=1, window=5, positions="packed")  # the same window, LongLive's switch
     assert not torch.equal(generate(model, schedule, sink, 15, H, W, seed=3, switch="recache"),
                            generate(model, schedule, sink, 15, H, W, seed=3, switch="keep"))
+
+
+# ----------------------------------------------------------------------------- long runs
+class _Enough(Exception):
+    pass
+
+
+@pytest.mark.parametrize("policy", [FadeMem(budget=4, beta=0.3), SinkWindow(sink=1, window=5)],
+                         ids=["fademem", "sink_window"])
+def test_keep_latents_false_gives_the_same_chunks_through_prompt_switches(model, policy):
+    """Holding only the frames the memory may re-run changes nothing, re-caches included."""
+    g = torch.Generator().manual_seed(5)
+    sched = [(0, torch.randn(1, 5, 32, generator=g)), (7, torch.randn(1, 5, 32, generator=g)),
+             (13, torch.randn(1, 5, 32, generator=g))]
+    full = generate(model, sched, policy, 20, 32, 32, seed=4, steps=[1000, 500], chunk=3,
+                    context_noise=50.0)
+    chunks = []
+
+    def keep(info):
+        if info.step + 1 == info.num_steps:
+            chunks.append(info.x0.clone())
+
+    assert generate(model, sched, policy, 20, 32, 32, seed=4, steps=[1000, 500], chunk=3,
+                    context_noise=50.0, keep_latents=False, callback=keep) is None
+    assert torch.equal(torch.cat(chunks, dim=2), full)
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny ops on many threads spend their time synchronising (minutes on a loaded 2-core box)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_until_stopped_runs_2000_latent_frames_in_flat_memory(model, one_thread):
+    """num_frames=None: positions far past 1024, and the held KV bytes never grow."""
+    seen = []
+
+    def stop_after_2000(info):
+        seen.append((info.frame_start, info.kv_bytes, info.held_bytes, info.num_chunks))
+        assert torch.isfinite(info.x0).all()
+        if info.frame_start + info.x0.shape[2] >= 2000:
+            raise _Enough
+
+    policy = FadeMem(budget=4, beta=0.3)
+    with pytest.raises(_Enough):
+        # 16x16 pixels: one token per latent frame, so 500 chunks take a few seconds
+        generate(model, torch.randn(1, 3, 32), policy, None, 16, 16, steps=[1000], chunk=4,
+                 keep_latents=False, callback=stop_after_2000)
+    assert seen[-1][0] == 1996 and len(seen) == 500 and seen[-1][3] is None
+    allocated = {kv for _, kv, _, _ in seen}
+    assert allocated == {policy.memory_bytes(model.geometry(1, 16, 16), 4)}  # preallocated once
+    held = [h for _, _, h, _ in seen]
+    full_at = held.index(max(held))
+    assert full_at <= 3 and all(h == held[full_at] for h in held[full_at:])  # flat after filling
+
+
+def test_until_stopped_refuses_unbounded_policies_and_kept_latents(model):
+    with pytest.raises(ValueError, match="bounded cache policy"):
+        generate(model, torch.randn(1, 3, 32), FullCache(), None, 16, 16, keep_latents=False)
+    with pytest.raises(ValueError, match="keep_latents=False"):
+        generate(model, torch.randn(1, 3, 32), FadeMem(), None, 16, 16)

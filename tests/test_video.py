@@ -154,3 +154,37 @@ def test_a_closed_writers_video_survives_the_writer(tmp_path):
     del w
     gc.collect()
     assert os.listdir(tmp_path) == ["v.mp4"] and read_video_info(tmp_path / "v.mp4") == (2, 16, 16)
+
+
+# ----------------------------------------------------------------------------- original layout
+def test_original_layout_vae_decodes_like_the_diffusers_one():
+    """wan_2.1_vae.safetensors' layout (core Load VAE's) -> AutoencoderKLWan, tensors shared."""
+    from fademem_core.rollout.vae_testing import original_vae_state_dict, tiny_wan_vae
+    from fademem_core.rollout.video import wan_vae_from_original
+
+    reference = tiny_wan_vae(seed=4)
+    weights = original_vae_state_dict(reference)
+    assert "decoder.middle.0.residual.0.gamma" in weights and "conv2.weight" in weights
+    vae = wan_vae_from_original(weights)
+    assert vae.decoder.conv_in.weight.data_ptr() == weights["decoder.conv1.weight"].data_ptr()
+    assert vae.config.dim_mult == [1, 2, 4, 4] and vae.config.base_dim == 4
+    z = torch.randn(1, 16, 5, 4, 4, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = reference.decode(z).sample
+    stream = StreamingVAEDecoder(vae)
+    got = torch.cat([stream.decode(z[:, :, :2]), stream.decode(z[:, :, 2:])], dim=2)
+    assert torch.equal(got, expected)
+
+
+def test_original_layout_vae_refuses_other_weights():
+    from fademem_core.rollout.vae_testing import original_vae_state_dict, tiny_wan_vae
+    from fademem_core.rollout.video import wan_vae_from_original
+
+    with pytest.raises(ValueError, match="wan_2.1_vae"):
+        wan_vae_from_original({"encoder.conv_in.weight": torch.zeros(1)})  # diffusers names
+    weights = original_vae_state_dict(tiny_wan_vae())
+    with pytest.raises(ValueError, match="Wan 2.2"):
+        wan_vae_from_original({**weights, "decoder.upsamples.0.upsamples.0.residual.2.weight": 0})
+    del weights["decoder.head.2.weight"]
+    with pytest.raises(ValueError, match="do not match the Wan 2.1 layout"):
+        wan_vae_from_original(weights)

@@ -19,10 +19,12 @@ CORE = CORE_INFO["nodes"]
 UI_ONLY = {"MarkdownNote", "Note"}  # frontend-only nodes, never sent to the server
 CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}
 WORKFLOWS = {
-    "fademem_t2v_60s", "fademem_vs_longlive_side_by_side", "fademem_vs_peers_side_by_side",
+    "fademem_t2v_60s", "fademem_watch_it_grow", "fademem_vs_longlive_side_by_side",
+    "fademem_vs_peers_side_by_side",
     "fademem_prompt_story", "fademem_memory_layout_betas",
     "fademem_continue_video",
 }
+INDEX = ROOT / "workflows" / "meta" / "index.json"
 # combos listing the user's model files: the workflows must name the files the README says to download
 MODEL_FILE_INPUTS = {
     ("FadeMemModelLoader", "model_name"): {"longlive_base.pt", "self_forcing_dmd.pt"},
@@ -71,11 +73,12 @@ def load(name: str) -> dict:
     return json.loads((ROOT / "workflows" / f"{name}.json").read_text())
 
 
-def test_the_six_workflows_are_shipped_and_nothing_else():
+def test_the_workflows_are_shipped_and_nothing_else():
     assert {p.stem for p in (ROOT / "workflows").glob("*.json")} == WORKFLOWS
-    # ComfyUI serves this folder as /api/workflow_templates/<pack>/: workflows and their
-    # same-name .jpg thumbnails only (the generator scripts live in scripts/)
-    extra = {p.name for p in (ROOT / "workflows").iterdir()} - {f"{n}{ext}" for n in WORKFLOWS for ext in (".json", ".jpg")}
+    # ComfyUI serves this folder as /api/workflow_templates/<pack>/ and lists every *.json in it
+    # as a template: workflows and their same-name .jpg thumbnails only, the index in meta/
+    # (the generator scripts live in scripts/)
+    extra = {p.name for p in (ROOT / "workflows").iterdir()} - {f"{n}{ext}" for n in WORKFLOWS for ext in (".json", ".jpg")} - {"meta"}
     assert not extra, f"not a workflow or its thumbnail: {sorted(extra)}"
     for name in WORKFLOWS:  # the frontend validates the id as a UUID (1.27.x alerts otherwise)
         uuid.UUID(json.loads((ROOT / "workflows" / f"{name}.json").read_text())["id"])
@@ -199,14 +202,43 @@ def test_t2v_is_a_60_second_fademem_run_on_longlive():
     wf = load("fademem_t2v_60s")
     (loader,) = nodes_of(wf, "FadeMemModelLoader")
     assert loader["widgets_values"][:2] == ["longlive_base.pt", "lora.pt"]
-    (sampler,) = nodes_of(wf, "FadeMemSampler")
+    (sampler,) = nodes_of(wf, "FadeMemStreamingSave")
     assert sampler["widgets_values"][:3] == [832, 480, 957]  # 240 latent frames, ~60 s at 16 fps
+    assert sampler["widgets_values"][-3:] == [False, "video/fademem_60s", 0]  # one file
     (cache,) = nodes_of(wf, "FadeMemCache")
     assert cache["widgets_values"][:3] == [12, 0.3, True]
     assert nodes_of(wf, "CLIPLoader")[0]["widgets_values"][1] == "wan"
-    (create,) = nodes_of(wf, "CreateVideo")
-    assert create["widgets_values"] == [16.0]
-    assert len(nodes_of(wf, "SaveVideo")) == 1
+    vae_links = {lk[0] for lk in wf["links"] if lk[5] == "VAE"}
+    assert [i["link"] for i in sampler["inputs"] if i["name"] == "vae"][0] in vae_links
+    # the shipped default decodes while it samples: no node ever holds the 957 frames
+    assert not [n for n in wf["nodes"] if n["type"] in ("VAEDecode", "CreateVideo", "SaveVideo")]
+
+
+def test_watch_it_grow_runs_until_cancel_in_segments():
+    wf = load("fademem_watch_it_grow")
+    (sampler,) = nodes_of(wf, "FadeMemStreamingSave")
+    until_cancel, prefix, segment = sampler["widgets_values"][-3:]
+    assert until_cancel is True and segment == 10 and prefix.startswith("video/")
+    (cache,) = nodes_of(wf, "FadeMemCache")  # bounded memory: the only kind that can run on
+    assert cache["widgets_values"][:3] == [12, 0.3, True]
+
+
+def test_template_index_describes_every_workflow():
+    (category,) = json.loads(INDEX.read_text())
+    assert category["moduleName"] == "fademem" and category["type"] == "video"
+    templates = {t["name"]: t for t in category["templates"]}
+    assert set(templates) == WORKFLOWS
+    for name, t in templates.items():
+        assert len(t["title"]) > 5 and len(t["description"]) > 20
+        assert (INDEX.parent / t["thumbnail"]).resolve() == (ROOT / "workflows" / f"{name}.jpg")
+        assert (t["mediaType"], t["mediaSubtype"]) == ("image", "jpg")
+        named = set()
+        for node in load(name)["nodes"]:
+            for (kind, input_name), _files in MODEL_FILE_INPUTS.items():
+                if node["type"] == kind and input_name.endswith("_name"):  # models, not the input clip
+                    names = [n for n, k, _ in inputs_of(kind) if is_widget(k)]
+                    named.add(node["widgets_values"][names.index(input_name)])
+        assert set(t["models"]) == named - {"None"}, name
 
 
 def test_side_by_side_uses_the_same_seed_for_both_memories():

@@ -73,6 +73,15 @@ def register(sub: Any) -> None:
                         help="length in latent frames (1 latent frame = 4 video frames)")
     v.add_argument("--height", type=multiple_of_16, default=480, help="default 480")
     v.add_argument("--width", type=multiple_of_16, default=832, help="default 832")
+    _add_output_options(v)
+    _add_input_options(p)
+    add_policy_options(p)
+    add_sampling_options(p)
+    p.set_defaults(func=run)
+
+
+def _add_output_options(v: Any) -> None:
+    """--out / --out-dir, --overwrite, --keep-partial (in the video group)."""
     v.add_argument("--out", default=None, help="output video (.mp4) for --prompt / --schedule "
                                                "(default fademem_out/video.mp4)")
     v.add_argument("--out-dir", default=None,
@@ -81,10 +90,10 @@ def register(sub: Any) -> None:
     v.add_argument("--overwrite", action="store_true",
                    help="--prompt-file: redo prompts whose video exists (default: skip them, "
                         "so a rerun resumes); a single --out video is always replaced")
-    _add_input_options(p)
-    add_policy_options(p)
-    add_sampling_options(p)
-    p.set_defaults(func=run)
+    v.add_argument("--keep-partial", action=argparse.BooleanOptionalAction, default=True,
+                   help="when a run stops early (Ctrl-C, an error, out of memory) close the "
+                        "frames made so far into NAME.partial.mp4 beside the video (default); "
+                        "--no-keep-partial removes them")
 
 
 def _add_input_options(p: argparse.ArgumentParser) -> None:
@@ -325,6 +334,7 @@ def _render_one(model: Any, vae: Any, text: Any, policy: Any, num_frames: int, p
 
     from ..rollout.priming import chunk_spans
     from ..rollout.sampler import to_raw
+    from ..rollout.streaming import RolloutStopped
     from ..rollout.video import StreamingVAEDecoder
     from .render import rollout_to_video
 
@@ -350,11 +360,18 @@ def _render_one(model: Any, vae: Any, text: Any, policy: Any, num_frames: int, p
         res = rollout_to_video(
             model, _to_device(text, model.device), policy, num_frames - kept, args.height,
             args.width, lambda x0: decoder.decode(to_raw(x0[:1]))[0], out, FPS,
-            progress=progress, write_from=0 if args.include_input else inputs,
+            progress=progress, keep_partial=args.keep_partial, keep_latents=False,
+            write_from=0 if args.include_input else inputs,
             on_chunk=lambda info: None if info.primed else record.append(info.x0[:1]),
             seed=args.seed, steps=steps, shift=args.shift, chunk=args.chunk,
             context_noise=args.context_noise, context_input=args.context_input,
             switch=args.switch, prefix=full_prefix)
+    except RolloutStopped as stop:
+        if isinstance(stop.cause, KeyboardInterrupt):
+            print(f"\nstopped: kept {stop.saved.frames} frames in {stop.saved.partial}",
+                  file=sys.stderr)
+            raise stop.cause from None  # Ctrl-C stops the whole batch, exit status 130
+        raise RuntimeError(str(stop)) from stop.cause
     finally:
         decoder.close()
     record.finish()

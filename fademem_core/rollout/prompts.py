@@ -42,7 +42,7 @@ def check_text(emb: object, text_dim: int, where: str) -> torch.Tensor:
     return emb
 
 
-def parse_prompt_schedule(text: object, text_dim: int, num_frames: int,
+def parse_prompt_schedule(text: object, text_dim: int, num_frames: int | None,
                           chunk: int = 1) -> list[tuple[int, torch.Tensor]]:
     """``[(start, emb), ...]`` sorted, first at frame 0, all the same batch, each prompt shown
     (:func:`check_prompt_starts` for chunks of ``chunk`` frames)."""
@@ -58,7 +58,7 @@ def parse_prompt_schedule(text: object, text_dim: int, num_frames: int,
         if not isinstance(item, (tuple, list)) or len(item) != 2:
             raise ValueError(f"prompt schedule entry {i} must be (start_frame, embeddings), got {item!r}")
         start = check_int(f"prompt schedule entry {i} start frame", item[0], 0)
-        if start >= num_frames:
+        if num_frames is not None and start >= num_frames:
             raise ValueError(f"prompt schedule entry {i} starts at frame {start}, past the video's {num_frames} frames")
         sched.append((start, check_text(item[1], text_dim, f"prompt schedule entry {i} embeddings")))
     starts = [s for s, _ in sched]

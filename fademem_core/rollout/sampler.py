@@ -41,9 +41,10 @@ frames follow at ``P``.  Prompt schedule start frames count from the first prefi
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import torch
 
@@ -69,7 +70,7 @@ class StepInfo:
     """What a ``generate`` callback receives after every denoising step."""
 
     chunk: int  # chunk index, 0-based
-    num_chunks: int
+    num_chunks: int | None  # None: the rollout runs until stopped (num_frames=None)
     step: int  # step index within the chunk, 0-based
     num_steps: int
     timestep: float  # warped timestep of this step
@@ -84,8 +85,10 @@ class StepInfo:
     primed: bool = False
 
     @property
-    def progress(self) -> float:
-        """Fraction of all steps done, in (0, 1]."""
+    def progress(self) -> float | None:
+        """Fraction of all steps done, in (0, 1]; None for a rollout without an end."""
+        if self.num_chunks is None:
+            return None
         return (self.chunk * self.num_steps + self.step + 1) / (self.num_chunks * self.num_steps)
 
 
@@ -119,7 +122,7 @@ def generate(
     model: CausalWan,
     text: torch.Tensor | Sequence[tuple[int, torch.Tensor]],
     policy,
-    num_frames: int,
+    num_frames: int | None,
     height: int,
     width: int,
     seed: int = 0,
@@ -134,12 +137,12 @@ def generate(
     prefix: torch.Tensor | None = None,
     prefix_raw: bool = False,
     include_prefix: bool = False,
-) -> torch.Tensor:
+    keep_latents: bool = True,
+) -> torch.Tensor | None:
     """Generate ``num_frames`` latent frames chunk by chunk; returns model-space latents.
 
-    ``text``: umT5 embeddings ``[B, L, text_dim]`` or a prompt schedule
-    ``[(start_frame, embeddings), ...]``.  ``policy``: a cache policy (``FadeMem()``,
-    ``SinkWindow()``, ``SlidingWindow()``, ``FullCache()``) or its name.  ``height``/``width``
+    ``text``: umT5 embeddings ``[B, L, text_dim]`` or a prompt schedule ``[(start_frame, emb),
+    ...]``.  ``policy``: a cache policy (``FadeMem()``, ``SinkWindow()``, ...) or its name.  ``height``/``width``
     in pixels (multiples of 16).  Returns ``[B, 16, num_frames, height/8, width/8]`` float32
     on the CPU; use :func:`to_raw` before a Wan VAE decode.  ``callback(StepInfo)`` runs after
     every step; an exception raised from it (e.g. :class:`RolloutInterrupted`) frees the memory
@@ -149,51 +152,43 @@ def generate(
     ``context_noise``.  ``sampler``: ``"few_step"`` or ``"euler"`` (see the module).
     ``prefix``: latents ``[B, 16, P, height/8, width/8]`` (raw with ``prefix_raw=True``) priming
     the memory as frames ``0..P-1``; the result holds the new frames only unless
-    ``include_prefix=True``.  Every argument is validated before any compute."""
-    if not isinstance(model, CausalWan):
-        raise ValueError(f"model must be a CausalWan (see load_model / tiny_model), got {type(model).__name__}")
-    policy = _resolve_policy(policy)
-    chunk, num_frames = _check_lengths(chunk, num_frames, prefix is not None)
+    ``include_prefix=True``.  ``keep_latents=False``: returns None, holds only what a switch may
+    re-run; ``num_frames=None`` then runs until the callback raises.  Every argument is
+    validated before any compute."""
+    policy, chunk, num_frames = _check_run(model, policy, chunk, num_frames, keep_latents,
+                                           prefix is not None)
     rows, cols = model.latent_grid(height, width)
     seed = _check_options(seed, callback, include_prefix)
-    times = timestep_schedule(steps, shift)
-    sigma_ctx = _context_noise_level(context_noise, context_input, shift)
-    mode = resolve_switch(switch, policy)
-    euler = check_choice("sampler", sampler, SAMPLERS) == "euler"
+    times, sigma_ctx = timestep_schedule(steps, shift), _context_noise_level(context_noise, context_input, shift)
+    mode, euler = resolve_switch(switch, policy), check_choice("sampler", sampler, SAMPLERS) == "euler"
     h, w = rows * model.patch_size[1], cols * model.patch_size[2]
     prefix, primed, sched = _prefix_and_schedule(model, text, prefix, prefix_raw, h, w, num_frames, chunk)
     batch, geometry = sched[0][1].shape[0], model.geometry(sched[0][1].shape[0], height, width)
-    check_output_size(primed + num_frames, h, w, batch, model.in_channels)
-    cache = policy.make_cache(geometry, chunk, max_frames=primed + num_frames)
+    total = None if num_frames is None else primed + num_frames
+    latents = _Latents(keep_latents, (batch, model.in_channels, total or 0, h, w),
+                       policy.visible_frames(chunk))  # checks the output fits first
+    cache = policy.make_cache(geometry, chunk, max_frames=total)
     plan = partial(_plan, mode, policy, chunk, cache)
     try:
         with torch.no_grad():
-            out = _rollout(model, cache, sched, batch, prefix, num_frames, h, w, seed, times,
+            out = _rollout(model, cache, sched, latents, prefix, num_frames, seed, times,
                            chunk, float(context_noise), sigma_ctx, callback, plan,
                            policy.slot_bytes(geometry), euler)
     finally:
         cache.close()
     # new frames only: a copy, not a view, so the prefix's frames can be freed
-    return out if include_prefix or not primed else out[:, :, primed:].clone()
-
-
-def _check_lengths(chunk: object, num_frames: object, primed: bool) -> tuple[int, int]:
-    """``chunk`` and ``num_frames`` as ints; at least one chunk unless a prefix comes first."""
-    chunk = check_int("chunk", chunk, 1)
-    num_frames = check_int("num_frames", num_frames, 1)
-    if num_frames < chunk and not primed:  # after a prefix any length continues it
-        raise ValueError(f"num_frames ({num_frames}) must be at least one chunk ({chunk} latent frames)")
-    return chunk, num_frames
+    return out if out is None or include_prefix or not primed else out[:, :, primed:].clone()
 
 
 def _prefix_and_schedule(model: CausalWan, text: object, prefix: object, prefix_raw: object,
-                         h: int, w: int, num_frames: int,
+                         h: int, w: int, num_frames: int | None,
                          chunk: int) -> tuple[torch.Tensor | None, int, list]:
     """The checked prefix (model space, or None), its length and the prompt schedule, whose
     start frames count the prefix."""
     prefix = None if prefix is None else check_prefix(prefix, model.in_channels, h, w, prefix_raw)
     primed = 0 if prefix is None else prefix.shape[2]
-    sched = parse_prompt_schedule(text, model.text_dim, primed + num_frames, chunk)
+    total = None if num_frames is None else primed + num_frames
+    sched = parse_prompt_schedule(text, model.text_dim, total, chunk)
     check_prefix_batch(prefix, sched[0][1].shape[0])
     return prefix, primed, sched
 
@@ -208,6 +203,83 @@ def _check_options(seed: object, callback: object, include_prefix: object) -> in
     if not isinstance(include_prefix, bool):
         raise ValueError(f"include_prefix must be True or False, got {include_prefix!r}")
     return seed
+
+
+def _check_run(model: object, policy: object, chunk: object, num_frames: object,
+               keep_latents: bool, primed: bool) -> tuple[CachePolicy, int, int | None]:
+    """The model's type, the policy (resolved), ``chunk`` and ``num_frames`` (see _check_length)."""
+    if not isinstance(model, CausalWan):
+        raise ValueError(f"model must be a CausalWan (see load_model / tiny_model), got {type(model).__name__}")
+    policy = _resolve_policy(policy)
+    chunk = check_int("chunk", chunk, 1)
+    return policy, chunk, _check_length(num_frames, chunk, policy, keep_latents, primed)
+
+
+def _check_length(num_frames: object, chunk: int, policy: CachePolicy, keep_latents: bool,
+                  primed: bool) -> int | None:
+    """``num_frames`` as an int of at least one chunk (any length after a prefix), or None: a
+    rollout without an end, which needs flat memory (a bounded policy, no latents kept)."""
+    if num_frames is not None:
+        num_frames = check_int("num_frames", num_frames, 1)
+        if num_frames < chunk and not primed:  # after a prefix any length continues it
+            raise ValueError(f"num_frames ({num_frames}) must be at least one chunk ({chunk} latent frames)")
+        return num_frames
+    if keep_latents:
+        raise ValueError("num_frames=None (run until stopped) needs keep_latents=False: "
+                         "consume each chunk in the callback")
+    if policy.history_frames() is None:
+        raise ValueError(f"num_frames=None (run until stopped) needs a bounded cache policy; "
+                         f"{policy} grows with the video (use FadeMem or a window)")
+    return None
+
+
+class _Latents:
+    """The rollout's clean latents: all of them, or only those a prompt switch may re-run.
+
+    A re-cache re-runs frames the memory holds exactly (``"recache"``) or the last
+    ``sink + window`` frames (the LongLive modes): held are the exact frames and the ``recent``
+    newest frames (the policy's visible frames; None: every frame).
+    """
+
+    def __init__(self, keep_all: bool, shape: tuple[int, ...], recent: int | None) -> None:
+        self.shape = shape  # [B, C, num_frames (0: no end), h, w]
+        if keep_all:  # what generate returns must fit; a run keeping no latents returns nothing
+            b, c, n, h, w = shape
+            check_output_size(n, h, w, b, c)
+        self.all = torch.zeros(shape, dtype=torch.float32) if keep_all else None
+        self.recent = recent
+        self.held: dict[int, torch.Tensor] = {}  # frame -> [B, C, h, w], keep_all=False only
+
+    def put(self, start: int, x0: torch.Tensor, exact: Callable[[], list[int]]) -> None:
+        """Store a finished chunk; ``exact()``: the frames the memory now holds exactly."""
+        x0 = x0.float().cpu()
+        if self.all is not None:
+            self.all[:, :, start:start + x0.shape[2]] = x0
+            return
+        for i in range(x0.shape[2]):
+            self.held[start + i] = x0[:, :, i]
+        if self.recent is not None:
+            keep, first = set(exact()), start + x0.shape[2] - self.recent
+            self.held = {f: x for f, x in self.held.items() if f in keep or f >= first}
+
+    def take(self, frames: list[int]) -> torch.Tensor:
+        """Latents ``[B, C, len(frames), h, w]`` of frames a re-cache re-runs."""
+        if self.all is not None:
+            return self.all[:, :, frames]
+        return torch.stack([self.held[f] for f in frames], dim=2)
+
+    def result(self) -> torch.Tensor | None:
+        return self.all
+
+
+def _spans(num_frames: int | None, chunk: int, primed: int) -> tuple[Iterable[tuple[int, int]], int | None]:
+    """Every chunk's ``(start, n)`` and how many there are; without an end (``num_frames=None``)
+    the new chunks go on until the callback raises."""
+    if num_frames is not None:
+        spans = chunk_spans(num_frames, chunk, primed)
+        return spans, len(spans)
+    return itertools.chain(chunk_spans(0, chunk, primed),
+                           ((s, chunk) for s in itertools.count(primed, chunk))), None
 
 
 def _plan(mode: str, policy: CachePolicy, chunk: int, cache, start: int) -> RecachePlan | None:
@@ -245,11 +317,9 @@ def _rollout(
     model: CausalWan,
     cache,
     sched: list[tuple[int, torch.Tensor]],
-    batch: int,
+    latents: _Latents,
     prefix: torch.Tensor | None,
-    num_frames: int,
-    h: int,
-    w: int,
+    num_frames: int | None,
     seed: int,
     times: list[float],
     chunk: int,
@@ -259,20 +329,18 @@ def _rollout(
     plan: Callable[[int], RecachePlan | None],
     slot_bytes: int,
     euler: bool,
-) -> torch.Tensor:
-    """Prefix chunks (clean pass only), then new chunks (denoise + clean pass); all frames."""
+) -> torch.Tensor | None:
+    """Prefix chunks (clean pass only), then new chunks (denoise + clean pass)."""
+    batch, _, _, h, w = latents.shape
     primed = 0 if prefix is None else prefix.shape[2]
-    out = torch.zeros(batch, model.in_channels, primed + num_frames, h, w, dtype=torch.float32)
-    if prefix is not None:
-        out[:, :, :primed] = prefix
-    spans = chunk_spans(num_frames, chunk, primed)
+    spans, num_chunks = _spans(num_frames, chunk, primed)
     noise = _Noise(torch.Generator(device="cpu").manual_seed(seed), (batch, model.in_channels, h, w),
                    model.device, sigma_ctx)
 
     def report(k: int, j: int, t: float, start: int, x0: torch.Tensor, primed_chunk: bool) -> None:
         if callback is not None:
             held = len(cache.entries())
-            callback(StepInfo(k, len(spans), j, len(times), t, start, x0, prompt,
+            callback(StepInfo(k, num_chunks, j, len(times), t, start, x0, prompt,
                               int(cache.nbytes()), held, held * slot_bytes, primed_chunk))
 
     prompt = -1
@@ -284,22 +352,21 @@ def _rollout(
             text = model.encode_text(sched[wanted][1])
             todo = plan(start) if prompt >= 0 else None
             if todo is not None:
-                _recache(model, cache, out, text, context_noise, noise.clean_input, todo)
+                _recache(model, cache, latents, text, context_noise, noise.clean_input, todo)
             prompt = wanted
 
         positions = cache.begin_chunk(start, n)
         if start < primed:  # the draws sampling it would have made: one per step (Euler: one)
             skip_noise(noise.gen, (batch, model.in_channels, n, h, w), 1 if euler else len(times))
-            x0 = out[:, :, start:start + n].to(model.device)
+            x0 = prefix[:, :, start:start + n].to(model.device)
             report(k, len(times) - 1, context_noise, start, x0, True)
         else:
             x0 = denoise_chunk(model, noise(n), text, cache, positions, times, euler,
                                lambda: noise(n), lambda j, t, x: report(k, j, t, start, x, False))
         model.forward_chunk(noise.clean_input(x0), context_noise, text, cache, positions, write=True)
         cache.commit()
-        if start >= primed:
-            out[:, :, start:start + n] = x0.float().cpu()
-    return out
+        latents.put(start, x0, cache.exact_frames)
+    return latents.result()
 
 
 def denoise_chunk(
@@ -334,13 +401,13 @@ def denoise_chunk(
     return x0
 
 
-def _recache(model: CausalWan, cache, out: torch.Tensor, text: TextKV, context_noise: float,
+def _recache(model: CausalWan, cache, latents: _Latents, text: TextKV, context_noise: float,
              clean_input, todo: RecachePlan) -> None:
     """Re-run ``todo.frames`` under the new prompt in one pass; the memory keeps ``todo.keep``."""
     frames = list(todo.frames)
     keep = None if todo.keep is None else list(todo.keep)
     positions = cache.begin_recache(frames, keep)
-    x = out[:, :, frames].to(model.device)
+    x = latents.take(frames).to(model.device)
     model.forward_chunk(clean_input(x), context_noise, text, cache, positions, write=True)
     cache.commit()
 

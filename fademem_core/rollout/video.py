@@ -30,6 +30,7 @@ __all__ = [
     "Mp4Writer",
     "LatentPreviewDecoder",
     "load_wan_vae",
+    "wan_vae_from_original",
     "read_video_info",
     "set_default_permissions",
 ]
@@ -46,6 +47,51 @@ def load_wan_vae(wan_dir: str | os.PathLike, dtype: torch.dtype = torch.float32,
             f"no Wan VAE at {vae_dir} (expected a diffusers-format folder with vae/config.json)")
     vae = AutoencoderKLWan.from_pretrained(str(vae_dir), torch_dtype=dtype, local_files_only=True)
     return vae.to(device).eval()
+
+
+_WAN21_KEY = "decoder.middle.0.residual.0.gamma"  # every Wan VAE in the original layout has it
+_WAN22_KEY = "decoder.upsamples.0.upsamples.0.residual.2.weight"  # only the Wan 2.2 VAE has it
+
+
+def wan_vae_from_original(state_dict: dict[str, torch.Tensor]) -> Any:
+    """A Wan 2.1 VAE in its original layout as diffusers ``AutoencoderKLWan``, sharing the tensors.
+
+    The original layout is that of ``wan_2.1_vae.safetensors`` and of the module ComfyUI's core
+    Load VAE builds from it.  Keys are renamed by diffusers' own converter
+    (``convert_wan_vae_to_diffusers``); the widths are read from the tensors, so reduced test
+    VAEs of the same structure load too.  The model is built on the meta device and the given
+    tensors are assigned, not copied: device and dtype are the state dict's.
+    """
+    from diffusers import AutoencoderKLWan
+    from diffusers.loaders.single_file_utils import convert_wan_vae_to_diffusers
+
+    if _WAN21_KEY not in state_dict:
+        raise ValueError(f"not a Wan VAE in the original layout (no {_WAN21_KEY!r}): load "
+                         "wan_2.1_vae.safetensors with Load VAE")
+    if _WAN22_KEY in state_dict:
+        raise ValueError("this is the Wan 2.2 VAE (48 latent channels); the causal Wan2.1 models "
+                         "need wan_2.1_vae.safetensors")
+    try:
+        base = state_dict["encoder.conv1.weight"].shape[0]
+        # encoder residual blocks 0, 3, 6, 9 open the four levels (two blocks + a resample each)
+        mult = [state_dict[f"encoder.downsamples.{i}.residual.2.weight"].shape[0] // base
+                for i in (0, 3, 6, 9)]
+        z_dim = state_dict["conv2.weight"].shape[0]
+    except KeyError as exc:
+        raise ValueError(f"the Wan VAE weights lack {exc.args[0]!r}: expected the Wan 2.1 layout "
+                         "(4 levels of 2 residual blocks)") from None
+    temporal = [f"encoder.downsamples.{i}.time_conv.weight" in state_dict for i in (2, 5, 8)]
+    config = dict(base_dim=base, z_dim=z_dim, dim_mult=mult,
+                  num_res_blocks=2, temperal_downsample=temporal)
+    with torch.device("meta"):
+        vae = AutoencoderKLWan(**config)
+    try:
+        vae.load_state_dict(convert_wan_vae_to_diffusers(dict(state_dict)), strict=True,
+                            assign=True)
+    except RuntimeError as exc:
+        raise ValueError(f"the Wan VAE weights do not match the Wan 2.1 layout "
+                         f"({config}): {str(exc).splitlines()[0]}") from None
+    return vae.eval()
 
 
 class StreamingVAEDecoder:
@@ -170,11 +216,14 @@ class Mp4Writer:
 
     Frames go to a hidden temporary file next to ``path``; :meth:`close` renames it into place,
     :meth:`abort` (or leaving the ``with`` block by an exception) deletes it, so a failed run never
-    leaves a half-written video behind.  Width and height must be even (yuv420p).
+    leaves a half-written video behind; ``close(to=...)`` finishes the frames written so far under
+    another name (a partial video, see :mod:`fademem_core.rollout.streaming`).  Width and height must be
+    even (yuv420p).  ``metadata``: container tags (ComfyUI stores the prompt and workflow there
+    as JSON strings), written as mp4 user tags like core Save Video does.
     """
 
     def __init__(self, path: str | os.PathLike, fps: float = 16.0, crf: int = 18,
-                 codec: str = "libx264") -> None:
+                 codec: str = "libx264", metadata: dict[str, str] | None = None) -> None:
         import av
 
         self.path = Path(path)
@@ -194,7 +243,10 @@ class Mp4Writer:
         self._crf = crf
         self._codec = codec
         try:
-            self._container = av.open(str(self._tmp), mode="w", format="mp4")
+            self._container = av.open(str(self._tmp), mode="w", format="mp4",
+                                      options={"movflags": "use_metadata_tags"})
+            for key, value in (metadata or {}).items():
+                self._container.metadata[key] = value
         except BaseException:
             self._tmp.unlink(missing_ok=True)  # nothing half-made may stay behind
             raise
@@ -236,10 +288,11 @@ class Mp4Writer:
                 self._container.mux(packet)
             self.frames_written += 1
 
-    def close(self) -> Path:
-        """Finish the file and move it to ``path``.  Returns the final path."""
+    def close(self, to: str | os.PathLike | None = None) -> Path:
+        """Finish the file and move it to ``path`` (or ``to``).  Returns where it went."""
         if self._done:
             return self.path
+        target = self.path if to is None else Path(to)
         try:
             if self.frames_written == 0:
                 raise ValueError(f"no frames were written to {self.path}")
@@ -247,13 +300,14 @@ class Mp4Writer:
                 self._container.mux(packet)
             self._container.close()
             set_default_permissions(self._tmp)
-            os.replace(self._tmp, self.path)
+            os.replace(self._tmp, target)
             self._discard.detach()  # the file is the user's now
         except BaseException:
             self.abort()
             raise
         self._done = True
-        return self.path
+        self.path = target
+        return target
 
     def abort(self) -> None:
         """Drop the partial file (idempotent)."""

@@ -1,0 +1,151 @@
+"""FadeMemStreamingSave: the rollout decoded and saved chunk by chunk, as an output node.
+
+A sibling of FadeMem Sampler rather than a mode of it: FadeMem Sampler's contract is a LATENT
+holding every frame (for core VAE Decode, or to continue a video), while this node keeps no
+latents at all, needs the VAE and a file name, and can run without an end (``until_cancel``).
+Translation only: core ``VAE`` -> the streaming Wan decoder, ComfyUI's output folder and naming
+-> segment paths, Cancel -> the end of the run; the work is ``fademem_core.rollout.streaming``.
+"""
+from __future__ import annotations
+
+from . import comfy
+from .sampler import (CATEGORY, FadeMemSampler, _mib, _Reporter, conditioning_to_text,
+                      latent_frames, timesteps)
+
+FPS = 16
+MAX_SEGMENT_SECONDS = 3600
+
+
+def wan_vae(vae, reserve_bytes: int | None = None):
+    """A core ``VAE`` (Load VAE, wan_2.1_vae) or a diffusers ``AutoencoderKLWan`` -> the latter.
+
+    A core VAE is loaded by ComfyUI keeping ``reserve_bytes`` (the KV memory) free beside it."""
+    if hasattr(vae, "decoder") and hasattr(vae, "post_quant_conv"):
+        return vae  # already diffusers (tests, other packs)
+    if not hasattr(vae, "first_stage_model"):
+        raise ValueError(f"vae must come from Load VAE (wan_2.1_vae.safetensors), got "
+                         f"{type(vae).__name__}")
+    from fademem_core import wan_vae_from_original
+
+    return wan_vae_from_original(comfy.vae_weights(vae, reserve_bytes))
+
+
+def segment_frames(until_cancel: bool, segment_seconds: int) -> int | None:
+    """Video frames per file (None: one file); a run without an end must be cut into files."""
+    if isinstance(segment_seconds, bool) or not isinstance(segment_seconds, int) or not (
+            0 <= segment_seconds <= MAX_SEGMENT_SECONDS):
+        raise ValueError(f"segment_seconds must be an integer in [0, {MAX_SEGMENT_SECONDS}], "
+                         f"got {segment_seconds!r}")
+    if until_cancel and segment_seconds == 0:
+        raise ValueError("until_cancel runs without an end: set segment_seconds > 0 so it is "
+                         "written in playable files of that length")
+    return segment_seconds * FPS if segment_seconds else None
+
+
+class FadeMemStreamingSave:
+    """FadeMem Sampler that decodes and saves each chunk as it is made (flat memory)."""
+
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ()
+    RETURN_NAMES = ()
+    OUTPUT_TOOLTIPS = ()
+    OUTPUT_NODE = True
+    FUNCTION = "save"
+    DESCRIPTION = (
+        "Generates like FadeMem Sampler, but decodes every finished chunk with the Wan VAE at "
+        "once and appends it to an mp4 in the output folder (16 fps, Save Video names and "
+        "metadata): one chunk of pixels at a time, frames identical to decoding all latents at "
+        "once. Cancel, an error or out-of-memory keep the frames made so far as "
+        "<name>.partial.mp4. until_cancel runs until Cancel, in files of segment_seconds."
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        required = dict(FadeMemSampler.INPUT_TYPES()["required"])
+        # a separate switch, not length 0: the 1 + 4k grid of the length widget has no 0
+        required["until_cancel"] = ("BOOLEAN", {
+            "default": False,
+            "tooltip": "Ignore length and generate until you press Cancel, in bounded memory, "
+                       "writing a new file every segment_seconds.",
+        })
+        required["vae"] = ("VAE", {"tooltip": "Load VAE with wan_2.1_vae.safetensors."})
+        required["filename_prefix"] = ("STRING", {
+            "default": "video/FadeMem",
+            "tooltip": "Output file prefix, as in Save Video (subfolders and %date% work).",
+        })
+        required["segment_seconds"] = ("INT", {
+            "default": 0, "min": 0, "max": MAX_SEGMENT_SECONDS, "step": 1,
+            "tooltip": "Start a new file every this many seconds (0 = one file). Needed with "
+                       "until_cancel; every file is a complete, playable video.",
+        })
+        return {"required": required,
+                "hidden": {"unique_id": "UNIQUE_ID", "prompt": "PROMPT",
+                           "extra_pnginfo": "EXTRA_PNGINFO"}}
+
+    def save(self, model, positive, cache, width, height, length, chunk, steps, shift, seed,
+             context_noise, until_cancel, vae, filename_prefix, segment_seconds,
+             context_input="clean", switch="auto", unique_id=None, prompt=None, extra_pnginfo=None):
+        from fademem_core import (RolloutStopped, StreamingSave, StreamingVAEDecoder,
+                                  resolve_switch, stream_rollout, to_raw)
+
+        # everything a user can get wrong is checked before the VAE or the rollout start
+        if not isinstance(until_cancel, bool):
+            raise ValueError(f"until_cancel must be true or false, got {until_cancel!r}")
+        frames = None if until_cancel else latent_frames(length)
+        per_file = segment_frames(until_cancel, segment_seconds)
+        if frames is None and cache.history_frames() is None:
+            raise ValueError(f"until_cancel needs a bounded cache; {cache} grows with the video "
+                             "(use FadeMem Cache or a window)")
+        if not isinstance(filename_prefix, str) or not filename_prefix.strip():
+            raise ValueError(f"filename_prefix must be a non-empty string, got {filename_prefix!r}")
+        times = timesteps(steps)
+        text = conditioning_to_text(positive, model.text_dim)
+        batch = (text[0][1] if isinstance(text, list) else text).shape[0]
+        bound = cache.memory_bytes(model.geometry(batch, height, width), chunk, max_frames=frames)
+        resolve_switch(switch, cache)  # a switch mode the cache cannot do fails here too
+        comfy.free_memory(bound)
+        decoder = StreamingVAEDecoder(wan_vae(vae, bound))  # loading it keeps the KV room free
+        save = StreamingSave(lambda x0: decoder.decode(to_raw(x0[:1]))[0],
+                             lambda _segment: comfy.next_video_path(filename_prefix, width, height),
+                             fps=FPS, segment_frames=per_file,
+                             metadata=comfy.video_metadata(prompt, extra_pnginfo))
+        chunks = -(-(frames if frames is not None else per_file // 4 + 1) // chunk)
+        reporter = _Reporter(chunks * len(times), unique_id, bound)
+        try:
+            saved = stream_rollout(model, text, cache, frames, height, width, save,
+                                   callback=reporter, stop_on=comfy.interrupt_exception(),
+                                   seed=int(seed), steps=times, shift=float(shift),
+                                   chunk=int(chunk), context_noise=float(context_noise),
+                                   context_input=context_input, switch=switch)
+            cancelled = frames is None  # a run without an end only ends by Cancel
+        except RolloutStopped as stop:
+            if not isinstance(stop.cause, comfy.interrupt_exception()):
+                raise _with_where(stop) from stop.cause
+            saved, cancelled = stop.saved, True
+        finally:
+            decoder.close()
+            comfy.soft_empty_cache()  # the cache and the decoder's frames go back to the driver
+        state = "stopped by Cancel" if cancelled else "done"
+        comfy.send_text(f"{state}: {saved.frames} frames in {len(saved.all_files)} file(s), "
+                        f"last {saved.all_files[-1] if saved.all_files else 'none'}; peak KV memory "
+                        f"{_mib(reporter.peak)} (bound {_mib(bound)})", unique_id)
+        if cancelled:
+            comfy.pass_interrupt_on()  # what was made is listed; the rest of the prompt stops
+        return {"ui": {"images": [comfy.saved_result(str(p)) for p in saved.all_files],
+                       "animated": (True,)}}
+
+
+def _with_where(stop) -> BaseException:
+    """The cause of a stop, its message extended by where the frames made so far are.
+
+    The exception keeps its type when it can (ComfyUI treats out-of-memory errors specially)."""
+    where = (f"FadeMem kept the {stop.saved.frames} frames made so far: "
+             + ", ".join(str(p) for p in stop.saved.all_files))
+    try:
+        return type(stop.cause)(f"{stop.cause}\n{where}")
+    except Exception:  # a constructor that takes something else than one message
+        return RuntimeError(f"{type(stop.cause).__name__}: {stop.cause}\n{where}")
+
+
+NODE_CLASS_MAPPINGS = {"FadeMemStreamingSave": FadeMemStreamingSave}
+NODE_DISPLAY_NAME_MAPPINGS = {"FadeMemStreamingSave": "FadeMem Sampler + Streaming Save"}
