@@ -8,30 +8,24 @@ from __future__ import annotations
 
 from fademem_core import OPERATORS, POSITION_STRATEGIES
 
+from .inputs import FadeMemNode, bool_input, combo, float_input, inputs, int_input, outputs
+
 CACHE_TYPE = "FADEMEM_CACHE"
-CATEGORY = "FadeMem"
 MAX_BUDGET = 256  # FadeMem Cache's budget widget (also the plan route's cap)
 
-
-def _positions_input() -> tuple[list[str], dict]:
-    """The RoPE-positions combo both cache nodes share."""
-    return (list(POSITION_STRATEGIES), {
-        "default": "absolute",
-        "tooltip": "Temporal RoPE position each memory entry is shown at. absolute: at its "
-                   "(merged) centre mu, the chunk at its real frame index (the paper). packed: "
-                   "entries at 0..n-1 in order, the chunk right after them (keeps positions "
-                   "inside the range the model was trained on).",
-    })
+POSITIONS_TOOLTIP = (
+    "Temporal RoPE position each memory entry is shown at. absolute: at its (merged) centre mu, "
+    "the chunk at its real frame index (the paper). packed: entries at 0..n-1 in order, the "
+    "chunk right after them (keeps positions inside the range the model was trained on).")
 
 
-class FadeMemCache:
+class FadeMemCache(FadeMemNode):
     """FadeMem: a bounded memory whose temporal resolution fades with distance."""
 
-    CATEGORY = CATEGORY
-    RETURN_TYPES = (CACHE_TYPE,)
-    RETURN_NAMES = ("cache",)
-    OUTPUT_TOOLTIPS = ("The FadeMem memory policy; connect it to FadeMem Sampler or FadeMem Memory Layout.",)
     FUNCTION = "build"
+    RETURN_TYPES, RETURN_NAMES, OUTPUT_TOOLTIPS = outputs(
+        (CACHE_TYPE, "cache", "The FadeMem memory policy; connect it to FadeMem Sampler or "
+                              "FadeMem Memory Layout."))
     DESCRIPTION = (
         "FadeMem memory (paper defaults M=12, beta=0.3, anchor on, weighted average). The memory "
         "never holds more than M latent frames of keys/values; when full, the adjacent pair "
@@ -42,35 +36,27 @@ class FadeMemCache:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "budget": ("INT", {
-                    "default": 12, "min": 3, "max": MAX_BUDGET, "step": 1,
-                    "tooltip": "M: memory entries (latent frames of keys/values) held between chunks, "
-                               "the anchor included. A chunk sees M + chunk frames. KV memory grows "
-                               "linearly with M (about 274 MiB per entry at 480x832 in bf16).",
-                }),
-                "beta": ("FLOAT", {
-                    "default": 0.3, "min": 0.01, "max": 1.0, "step": 0.01, "round": 0.01,
-                    "display": "slider",
-                    "tooltip": "Distance warp exponent (0 < beta <= 1). Small beta: distant history is "
-                               "compressed hard and recent frames stay fine (best consistency, paper "
-                               "default 0.3). beta = 1: uniform consolidation (more motion).",
-                }),
-                "anchor": ("BOOLEAN", {
-                    "default": True,
-                    "tooltip": "Keep the first latent frame exact forever as a global anchor (needs M >= 3). "
-                               "Off: slightly more consistent, much less motion (paper ablation).",
-                }),
-                "operator": (list(OPERATORS), {
-                    "default": "weighted_average",
-                    "tooltip": "How two adjacent entries are merged: weighted_average (by span, paper "
-                               "default), average, select_nearest (keep the entry nearer the present) "
-                               "or max_pool (not recommended: kills motion).",
-                }),
-                "positions": _positions_input(),
-            }
-        }
+        return inputs({
+            "budget": int_input(12, 3, MAX_BUDGET,
+                                "M: memory entries (latent frames of keys/values) held between "
+                                "chunks, the anchor included. A chunk sees M + chunk frames. KV "
+                                "memory grows linearly with M (about 274 MiB per entry at 480x832 "
+                                "in bf16)."),
+            "beta": float_input(0.3, 0.01, 1.0,
+                                "Distance warp exponent (0 < beta <= 1). Small beta: distant "
+                                "history is compressed hard and recent frames stay fine (best "
+                                "consistency, paper default 0.3). beta = 1: uniform consolidation "
+                                "(more motion).", step=0.01, round=0.01, slider=True),
+            "anchor": bool_input(True, "Keep the first latent frame exact forever as a global "
+                                       "anchor (needs M >= 3). Off: slightly more consistent, much "
+                                       "less motion (paper ablation)."),
+            "operator": combo(OPERATORS, "How two adjacent entries are merged: weighted_average "
+                                         "(by span, paper default), average, select_nearest (keep "
+                                         "the entry nearer the present) or max_pool (not "
+                                         "recommended: kills motion).",
+                              default="weighted_average"),
+            "positions": combo(POSITION_STRATEGIES, POSITIONS_TOOLTIP, default="absolute"),
+        })
 
     def build(self, budget, beta, anchor, operator, positions):
         from fademem_core import FadeMem
@@ -87,24 +73,21 @@ BASELINES = ("sink_window", "sliding_window", "full", "self_forcing", "fademem_r
 _UNSET = (-1, 0.0, "default")
 
 
-def _int(default_note: str, tooltip: str) -> tuple[str, dict]:
-    return ("INT", {"default": -1, "min": -1, "max": 256, "step": 1,
-                    "tooltip": f"{tooltip} -1: the kind's default ({default_note})."})
+def _int(default_note: str, tooltip: str):
+    return int_input(-1, -1, 256, f"{tooltip} -1: the kind's default ({default_note}).")
 
 
-def _rate(tooltip: str, default_note: str) -> tuple[str, dict]:
-    return ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.001, "round": 0.001,
-                      "tooltip": f"{tooltip} 0: the kind's default ({default_note})."})
+def _rate(tooltip: str, default_note: str):
+    return float_input(0.0, 0.0, 1.0, f"{tooltip} 0: the kind's default ({default_note}).",
+                       step=0.001, round=0.001)
 
 
-class FadeMemBaselineCache:
+class FadeMemBaselineCache(FadeMemNode):
     """The memories FadeMem is compared with (paper Table 1), one ``kind`` each."""
 
-    CATEGORY = CATEGORY
-    RETURN_TYPES = (CACHE_TYPE,)
-    RETURN_NAMES = ("cache",)
-    OUTPUT_TOOLTIPS = ("A baseline memory policy for side-by-side comparisons with FadeMem.",)
     FUNCTION = "build"
+    RETURN_TYPES, RETURN_NAMES, OUTPUT_TOOLTIPS = outputs(
+        (CACHE_TYPE, "cache", "A baseline memory policy for side-by-side comparisons with FadeMem."))
     DESCRIPTION = (
         "Baseline memories on the same weights. sink_window (LongLive): the first `sink` latent "
         "frames forever plus the `window` most recent (chunk included). sliding_window: the "
@@ -119,49 +102,37 @@ class FadeMemBaselineCache:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "kind": (list(BASELINES), {
-                    "default": "sink_window",
-                    "tooltip": "sink_window: LongLive's sink + window. sliding_window: last frames only. "
-                               "full: keep everything (memory grows with the video). self_forcing: "
-                               "Self-Forcing's 21-frame FIFO. fademem_release: the official FadeMem code. "
-                               "infinity_rope: Infinity-RoPE. memrope: MemRoPE.",
-                }),
-                "sink": ("INT", {
-                    "default": -1, "min": -1, "max": 64, "step": 1,
-                    "tooltip": "sink_window, infinity_rope, memrope: first latent frames that are never "
-                               "evicted (LongLive 3, Infinity-RoPE 1, MemRoPE 3; -1: the kind's default).",
-                }),
-                "window": ("INT", {
-                    "default": -1, "min": -1, "max": 256, "step": 1,
-                    "tooltip": "Most recent latent frames a chunk sees, the chunk itself included: "
-                               "sink_window 9 besides the sink (LongLive), sliding_window 12, "
-                               "self_forcing 21; infinity_rope: everything a chunk sees, sink "
-                               "included, 6. -1: the kind's default. Must be >= chunk.",
-                }),
-                "positions": (["default"] + list(dict.fromkeys(POSITION_STRATEGIES + ("release",))), {
-                    "default": "default",
-                    "tooltip": "Temporal RoPE positions (sink_window, sliding_window, full, "
+        return inputs({
+            "kind": combo(BASELINES, "sink_window: LongLive's sink + window. sliding_window: last "
+                                     "frames only. full: keep everything (memory grows with the "
+                                     "video). self_forcing: Self-Forcing's 21-frame FIFO. "
+                                     "fademem_release: the official FadeMem code. infinity_rope: "
+                                     "Infinity-RoPE. memrope: MemRoPE.", default="sink_window"),
+            "sink": int_input(-1, -1, 64, "sink_window, infinity_rope, memrope: first latent frames "
+                                          "that are never evicted (LongLive 3, Infinity-RoPE 1, "
+                                          "MemRoPE 3; -1: the kind's default)."),
+            "window": int_input(-1, -1, 256,
+                                "Most recent latent frames a chunk sees, the chunk itself included: "
+                                "sink_window 9 besides the sink (LongLive), sliding_window 12, "
+                                "self_forcing 21; infinity_rope: everything a chunk sees, sink "
+                                "included, 6. -1: the kind's default. Must be >= chunk."),
+            "positions": combo(["default"] + list(dict.fromkeys(POSITION_STRATEGIES + ("release",))),
+                               "Temporal RoPE positions (sink_window, sliding_window, full, "
                                "self_forcing: absolute or packed; fademem_release: release = the "
-                               "release's 21-frame window layout once full, or absolute). infinity_rope "
-                               "and memrope always re-rope at 0..W-1. default: the kind's own.",
-                }),
-                "budget": _int("12", "fademem_release: bank entries; a chunk sees budget + 3 frames."),
-                "beta": _rate("fademem_release: power-law age warp.", "0.3"),
-                "span_gamma": _rate("fademem_release: K/V merge weights span**gamma.", "0.5"),
-                "anchor": ("BOOLEAN", {
-                    "default": True,
-                    "tooltip": "fademem_release: frame 0 is an anchor that keeps its own K/V when "
-                               "merged (the release's default).",
-                }),
-                "flush_keep": _int("2", "infinity_rope: frames kept besides the sink at a prompt "
-                                   "switch (none re-cached)."),
-                "recent": _int("4", "memrope: newest frames kept exactly besides the chunk."),
-                "alpha_long": _rate("memrope: update rate of the slow moving average.", "0.01"),
-                "alpha_short": _rate("memrope: update rate of the fast moving average.", "0.1"),
-            }
-        }
+                               "release's 21-frame window layout once full, or absolute). "
+                               "infinity_rope and memrope always re-rope at 0..W-1. default: the "
+                               "kind's own.", default="default"),
+            "budget": _int("12", "fademem_release: bank entries; a chunk sees budget + 3 frames."),
+            "beta": _rate("fademem_release: power-law age warp.", "0.3"),
+            "span_gamma": _rate("fademem_release: K/V merge weights span**gamma.", "0.5"),
+            "anchor": bool_input(True, "fademem_release: frame 0 is an anchor that keeps its own "
+                                       "K/V when merged (the release's default)."),
+            "flush_keep": _int("2", "infinity_rope: frames kept besides the sink at a prompt "
+                               "switch (none re-cached)."),
+            "recent": _int("4", "memrope: newest frames kept exactly besides the chunk."),
+            "alpha_long": _rate("memrope: update rate of the slow moving average.", "0.01"),
+            "alpha_short": _rate("memrope: update rate of the fast moving average.", "0.1"),
+        })
 
     def build(self, kind, sink, window, positions, budget=-1, beta=0.0, span_gamma=0.0,
               anchor=True, flush_keep=-1, recent=-1, alpha_long=0.0, alpha_short=0.0):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from .cache import CACHE_TYPE
+from .inputs import FadeMemNode, inputs, int_input, outputs, socket
 from .sampler import latent_frames, length_input
 
 
@@ -14,14 +15,12 @@ def pil_to_image(picture):
     return torch.from_numpy(array).unsqueeze(0)
 
 
-class FadeMemMemoryLayout:
+class FadeMemMemoryLayout(FadeMemNode):
     """Draws which frames each memory entry summarises at every step of a rollout."""
 
-    CATEGORY = "FadeMem"
-    RETURN_TYPES = ("IMAGE",)
-    RETURN_NAMES = ("image",)
-    OUTPUT_TOOLTIPS = ("The layout picture: frames left to right, rollout steps top to bottom.",)
     FUNCTION = "draw"
+    RETURN_TYPES, RETURN_NAMES, OUTPUT_TOOLTIPS = outputs(
+        ("IMAGE", "image", "The layout picture: frames left to right, rollout steps top to bottom."))
     DESCRIPTION = (
         "Pictures the FadeMem memory over a rollout of `length` video frames: row t is the memory "
         "after t latent frames, each entry a bar over the frames it summarises (pale = exact frame, "
@@ -31,17 +30,13 @@ class FadeMemMemoryLayout:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "cache": (CACHE_TYPE, {"tooltip": "A FadeMem Cache (baseline caches have no layout to draw)."}),
-                "length": length_input("Video frames of the rollout to picture, 1 + 4k "
-                                       "(957 = 240 latent frames = 60 s)."),
-                "width": ("INT", {"default": 768, "min": 160, "max": 4096, "step": 8,
-                                  "tooltip": "Picture width in pixels."}),
-                "height": ("INT", {"default": 512, "min": 120, "max": 4096, "step": 8,
-                                   "tooltip": "Picture height in pixels."}),
-            }
-        }
+        return inputs({
+            "cache": socket(CACHE_TYPE, "A FadeMem Cache (baseline caches have no layout to draw)."),
+            "length": length_input("Video frames of the rollout to picture, 1 + 4k "
+                                   "(957 = 240 latent frames = 60 s)."),
+            "width": int_input(768, 160, 4096, "Picture width in pixels.", step=8),
+            "height": int_input(512, 120, 4096, "Picture height in pixels.", step=8),
+        })
 
     def draw(self, cache, length, width, height):
         from fademem_core import FadeMem, draw_layout

@@ -4,6 +4,7 @@ from __future__ import annotations
 from fademem_core import WEIGHT_CHOICES
 
 from . import comfy
+from .inputs import FadeMemNode, combo, float_input, inputs, outputs
 
 MODEL_TYPE = "FADEMEM_MODEL"
 NO_LORA = "None"
@@ -17,14 +18,12 @@ def _dtype(name: str) -> str | None:
     return None if name == "default" else name
 
 
-class FadeMemModelLoader:
+class FadeMemModelLoader(FadeMemNode):
     """Loads Self-Forcing / LongLive / FadeMem-FT weights for the FadeMem sampler."""
 
-    CATEGORY = "FadeMem"
-    RETURN_TYPES = (MODEL_TYPE,)
-    RETURN_NAMES = ("model",)
-    OUTPUT_TOOLTIPS = ("The causal Wan2.1 model, for FadeMem Sampler only (not a core MODEL).",)
     FUNCTION = "load"
+    RETURN_TYPES, RETURN_NAMES, OUTPUT_TOOLTIPS = outputs(
+        (MODEL_TYPE, "model", "The causal Wan2.1 model, for FadeMem Sampler only (not a core MODEL)."))
     DESCRIPTION = (
         "Loads a causal (autoregressive) Wan2.1-T2V-1.3B checkpoint from models/diffusion_models: "
         "LongLive `longlive_base.pt` or Self-Forcing `self_forcing_dmd.pt` (.pt pickles are read "
@@ -34,43 +33,34 @@ class FadeMemModelLoader:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "model_name": (comfy.list_models("diffusion_models"), {
-                    "tooltip": "Causal Wan checkpoint in models/diffusion_models (or models/unet): "
-                               "longlive_base.pt, self_forcing_dmd.pt, or a safetensors copy.",
-                }),
-                "lora_name": ([NO_LORA] + comfy.list_models("loras"), {
-                    "default": NO_LORA,
-                    "tooltip": "Optional LoRA merged into the weights: LongLive's lora.pt (needed for "
-                               "LongLive), or the FadeMem-FT LoRA. None: no LoRA.",
-                }),
-                "lora_strength": ("FLOAT", {
-                    "default": 1.0, "min": -4.0, "max": 4.0, "step": 0.05,
-                    "tooltip": "Scale of the LoRA update (1.0 = as trained). Ignored without a LoRA.",
-                }),
-                "weight_dtype": (list(DTYPES), {
-                    "default": "default",
-                    "tooltip": "Weight dtype. default: bf16 on a GPU, fp32 on CPU. fp16 saves nothing "
-                               "over bf16 and may overflow.",
-                }),
-                "weights": (list(WEIGHT_CHOICES), {
-                    "default": "auto",
-                    "tooltip": "For a training .pt holding both generator_ema and generator: which to "
-                               "load. auto: what the file's own project loads (Self-Forcing: ema, as "
-                               "its --use_ema; LongLive: generator, its use_ema: false), ema when that "
-                               "cannot be told (the console says which was loaded). Other files: ignored.",
-                }),
-                "lora_alpha": ("FLOAT", {
-                    "default": 0.0, "min": 0.0, "max": 65536.0, "step": 1.0,
-                    "tooltip": "LoRA alpha (scale = strength * alpha / rank). 0: from the file; a plain "
-                               "PEFT file (LongLive's lora.pt, FadeMem-FT) stores none, so it comes from "
-                               "an adapter_config.json beside the file, else alpha = rank is ASSUMED "
-                               "(scale 1: right for LongLive's rank-256/alpha-256 LoRA). Set it for a "
-                               "PEFT LoRA trained with another alpha.",
-                }),
-            }
-        }
+        return inputs({
+            "model_name": combo(comfy.list_models("diffusion_models"),
+                                "Causal Wan checkpoint in models/diffusion_models (or models/unet): "
+                                "longlive_base.pt, self_forcing_dmd.pt, or a safetensors copy."),
+            "lora_name": combo([NO_LORA] + comfy.list_models("loras"),
+                               "Optional LoRA merged into the weights: LongLive's lora.pt (needed "
+                               "for LongLive), or the FadeMem-FT LoRA. None: no LoRA.",
+                               default=NO_LORA),
+            "lora_strength": float_input(1.0, -4.0, 4.0, "Scale of the LoRA update (1.0 = as "
+                                                         "trained). Ignored without a LoRA.",
+                                         step=0.05),
+            "weight_dtype": combo(DTYPES, "Weight dtype. default: bf16 on a GPU, fp32 on CPU. fp16 "
+                                          "saves nothing over bf16 and may overflow.",
+                                  default="default"),
+            "weights": combo(WEIGHT_CHOICES,
+                             "For a training .pt holding both generator_ema and generator: which to "
+                             "load. auto: what the file's own project loads (Self-Forcing: ema, as "
+                             "its --use_ema; LongLive: generator, its use_ema: false), ema when that "
+                             "cannot be told (the console says which was loaded). Other files: "
+                             "ignored.", default="auto"),
+            "lora_alpha": float_input(0.0, 0.0, 65536.0,
+                                      "LoRA alpha (scale = strength * alpha / rank). 0: from the "
+                                      "file; a plain PEFT file (LongLive's lora.pt, FadeMem-FT) "
+                                      "stores none, so it comes from an adapter_config.json beside "
+                                      "the file, else alpha = rank is ASSUMED (scale 1: right for "
+                                      "LongLive's rank-256/alpha-256 LoRA). Set it for a PEFT LoRA "
+                                      "trained with another alpha.", step=1.0),
+        })
 
     def load(self, model_name, lora_name, lora_strength, weight_dtype, weights="auto", lora_alpha=0.0):
         from fademem_core import load_model

@@ -11,9 +11,9 @@ from fademem_core import (CONTEXT_INPUTS, SWITCH_MODES, latent_frame_of_video_fr
 
 from . import comfy
 from .cache import CACHE_TYPE
+from .inputs import FadeMemNode, combo, float_input, inputs, int_input, outputs, socket
 from .loader import MODEL_TYPE
 
-CATEGORY = "FadeMem"
 START_KEY = "fademem_start_frame"  # latent frame where a scheduled prompt starts (CONDITIONING dict)
 LABEL_KEY = "fademem_prompt_label"  # how errors name a scheduled prompt ("prompt 2 (start_2=320)")
 MAX_SEED = 0xFFFFFFFFFFFFFFFF
@@ -31,7 +31,7 @@ def latent_frames(length: int) -> int:
 
 def length_input(tooltip: str) -> tuple[str, dict]:
     """The video-length widget (1 + 4k frames, like core EmptyHunyuanLatentVideo), default 60 s."""
-    return ("INT", {"default": 957, "min": 1, "max": MAX_LENGTH, "step": 4, "tooltip": tooltip})
+    return int_input(957, 1, MAX_LENGTH, tooltip, step=4)
 
 
 def _default_start(k: int) -> int:
@@ -131,18 +131,16 @@ class _Reporter:
             )
 
 
-class FadeMemSampler:
+class FadeMemSampler(FadeMemNode):
     """Autoregressive chunk-by-chunk text-to-video with a bounded KV memory."""
 
-    CATEGORY = CATEGORY
-    RETURN_TYPES = ("LATENT", "LATENT")
-    RETURN_NAMES = ("latent", "with_prefix")
-    OUTPUT_TOOLTIPS = (
-        "Raw Wan 2.1 video latents of the new frames; decode with VAE Decode (wan_2.1_vae).",
-        "The prefix followed by the new frames (the whole clip; the same as latent without a "
-        "prefix): VAE Decode -> Create Video shows the input and its continuation.",
-    )
     FUNCTION = "sample"
+    RETURN_TYPES, RETURN_NAMES, OUTPUT_TOOLTIPS = outputs(
+        ("LATENT", "latent", "Raw Wan 2.1 video latents of the new frames; decode with VAE Decode "
+                             "(wan_2.1_vae)."),
+        ("LATENT", "with_prefix", "The prefix followed by the new frames (the whole clip; the same "
+                                  "as latent without a prefix): VAE Decode -> Create Video shows "
+                                  "the input and its continuation."))
     DESCRIPTION = (
         "Generates a long video chunk by chunk with a causal Wan2.1 model (LongLive / Self-Forcing). "
         "Each chunk attends to the cache's bounded memory plus itself; the memory never holds more "
@@ -152,62 +150,51 @@ class FadeMemSampler:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "model": (MODEL_TYPE, {"tooltip": "From FadeMem Model Loader."}),
-                "positive": ("CONDITIONING", {
-                    "tooltip": "The prompt (CLIP Text Encode with Load CLIP type 'wan'), or a "
-                               "FadeMem Prompt Schedule for several prompts over time.",
-                }),
-                "cache": (CACHE_TYPE, {"tooltip": "The memory: FadeMem Cache or FadeMem Baseline Cache."}),
-                "width": ("INT", {"default": 832, "min": 16, "max": 4096, "step": 16,
-                                  "tooltip": "Video width in pixels (multiple of 16; the models were trained at 832)."}),
-                "height": ("INT", {"default": 480, "min": 16, "max": 4096, "step": 16,
-                                   "tooltip": "Video height in pixels (multiple of 16; trained at 480)."}),
-                "length": length_input("Video frames, 1 + 4k (957 = 240 latent frames = 80 chunks, "
-                                       "about 60 s at 16 fps). A last partial chunk is shorter."),
-                "chunk": ("INT", {"default": 3, "min": 1, "max": 16, "step": 1,
-                                  "tooltip": "Latent frames generated together (the models were trained with 3)."}),
-                "steps": ("INT", {"default": 4, "min": 1, "max": 50, "step": 1,
-                                  "tooltip": "Denoising steps per chunk, evenly spaced from t=1000 "
-                                             "(4 = 1000, 750, 500, 250 as trained)."}),
-                "shift": ("FLOAT", {"default": 5.0, "min": 0.1, "max": 20.0, "step": 0.1, "round": 0.01,
-                                    "tooltip": "Flow-matching timestep shift (5.0 as trained)."}),
-                "seed": ("INT", {"default": 0, "min": 0, "max": MAX_SEED, "control_after_generate": True,
-                                 "tooltip": "Random seed: same seed, same video, on any device."}),
-                "context_noise": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 999.0, "step": 1.0,
-                                            "tooltip": "Timestep label of the pass that writes a finished chunk "
-                                                       "into the memory (0 = clean, as LongLive/Self-Forcing "
-                                                       "ship). What that pass sees: context_input."}),
-                "context_input": (list(CONTEXT_INPUTS), {
-                    "default": "clean",
-                    "tooltip": "With context_noise > 0: clean = the pass sees the clean chunk labelled "
-                               "with that timestep, as Self-Forcing's and LongLive's inference do "
-                               "(default); noised = the chunk is noised to that timestep first, as "
-                               "Self-Forcing's training rollout does (its 1000-step grid: 100 -> "
-                               "sigma 0.1011).",
-                }),
-                "switch": (list(SWITCH_MODES), {
-                    "default": "auto",
-                    "tooltip": "Memory at a prompt switch (FadeMem Prompt Schedule). longlive: "
-                               "LongLive's re-cache (re-runs its last sink + window frames, keeps "
-                               "the sink as it was, global_sink on). longlive_resink: its "
-                               "global_sink off (the oldest re-run frames become the sink). recache: "
-                               "this pack's own, re-runs what the memory holds exactly (works for "
-                               "FadeMem). keep: leave the memory. auto: longlive for the sink_window "
-                               "cache, recache otherwise.",
-                }),
-            },
-            "optional": {
-                "prefix": ("LATENT", {
-                    "tooltip": "Continue a video or start from an image: VAE Encode (wan_2.1_vae) of "
-                               "the loaded frames, at this node's width x height (16 fps clips). The "
-                               "prefix primes the memory as frames 0..P-1 (bounded, however long); "
-                               "length then counts the new frames, 4 video frames per latent frame.",
-                }),
-            },
-            "hidden": {"unique_id": "UNIQUE_ID"},
-        }
+        return inputs({
+            "model": socket(MODEL_TYPE, "From FadeMem Model Loader."),
+            "positive": socket("CONDITIONING", "The prompt (CLIP Text Encode with Load CLIP type "
+                                               "'wan'), or a FadeMem Prompt Schedule for several "
+                                               "prompts over time."),
+            "cache": socket(CACHE_TYPE, "The memory: FadeMem Cache or FadeMem Baseline Cache."),
+            "width": int_input(832, 16, 4096, "Video width in pixels (multiple of 16; the models "
+                                              "were trained at 832).", step=16),
+            "height": int_input(480, 16, 4096, "Video height in pixels (multiple of 16; trained "
+                                               "at 480).", step=16),
+            "length": length_input("Video frames, 1 + 4k (957 = 240 latent frames = 80 chunks, "
+                                   "about 60 s at 16 fps). A last partial chunk is shorter."),
+            "chunk": int_input(3, 1, 16, "Latent frames generated together (the models were "
+                                         "trained with 3)."),
+            "steps": int_input(4, 1, 50, "Denoising steps per chunk, evenly spaced from t=1000 "
+                                         "(4 = 1000, 750, 500, 250 as trained)."),
+            "shift": float_input(5.0, 0.1, 20.0, "Flow-matching timestep shift (5.0 as trained).",
+                                 step=0.1, round=0.01),
+            "seed": int_input(0, 0, MAX_SEED, "Random seed: same seed, same video, on any device.",
+                              control_after_generate=True),
+            "context_noise": float_input(0.0, 0.0, 999.0,
+                                         "Timestep label of the pass that writes a finished chunk "
+                                         "into the memory (0 = clean, as LongLive/Self-Forcing "
+                                         "ship). What that pass sees: context_input.", step=1.0),
+            "context_input": combo(CONTEXT_INPUTS,
+                                   "With context_noise > 0: clean = the pass sees the clean chunk "
+                                   "labelled with that timestep, as Self-Forcing's and LongLive's "
+                                   "inference do (default); noised = the chunk is noised to that "
+                                   "timestep first, as Self-Forcing's training rollout does (its "
+                                   "1000-step grid: 100 -> sigma 0.1011).", default="clean"),
+            "switch": combo(SWITCH_MODES,
+                            "Memory at a prompt switch (FadeMem Prompt Schedule). longlive: "
+                            "LongLive's re-cache (re-runs its last sink + window frames, keeps the "
+                            "sink as it was, global_sink on). longlive_resink: its global_sink off "
+                            "(the oldest re-run frames become the sink). recache: this pack's own, "
+                            "re-runs what the memory holds exactly (works for FadeMem). keep: "
+                            "leave the memory. auto: longlive for the sink_window cache, recache "
+                            "otherwise.", default="auto"),
+        }, optional={
+            "prefix": socket("LATENT", "Continue a video or start from an image: VAE Encode "
+                                       "(wan_2.1_vae) of the loaded frames, at this node's width x "
+                                       "height (16 fps clips). The prefix primes the memory as "
+                                       "frames 0..P-1 (bounded, however long); length then counts "
+                                       "the new frames, 4 video frames per latent frame."),
+        }, hidden={"unique_id": "UNIQUE_ID"})
 
     def sample(self, model, positive, cache, width, height, length, chunk, steps, shift, seed,
                context_noise, context_input="clean", switch="auto", prefix=None, unique_id=None):
@@ -248,14 +235,13 @@ class FadeMemSampler:
         return ({"samples": new}, {"samples": whole})
 
 
-class FadeMemPromptSchedule:
+class FadeMemPromptSchedule(FadeMemNode):
     """Several prompts over time: prompt k takes over at its start frame."""
 
-    CATEGORY = CATEGORY
-    RETURN_TYPES = ("CONDITIONING",)
-    RETURN_NAMES = ("schedule",)
-    OUTPUT_TOOLTIPS = ("A prompt schedule for FadeMem Sampler's positive input (FadeMem Sampler only).",)
     FUNCTION = "build"
+    RETURN_TYPES, RETURN_NAMES, OUTPUT_TOOLTIPS = outputs(
+        ("CONDITIONING", "schedule", "A prompt schedule for FadeMem Sampler's positive input "
+                                     "(FadeMem Sampler only)."))
     DESCRIPTION = (
         "Combines up to 4 prompts into a schedule: prompt 1 from the first frame, prompt k from "
         "video frame start_k. Switches happen at the first chunk starting at or after that frame; "
@@ -268,16 +254,12 @@ class FadeMemPromptSchedule:
     def INPUT_TYPES(cls):
         optional = {}
         for k in range(2, SCHEDULE_SLOTS + 1):
-            optional[f"conditioning_{k}"] = ("CONDITIONING", {"tooltip": f"Prompt {k} (optional)."})
-            optional[f"start_{k}"] = ("INT", {
-                "default": _default_start(k), "min": 4, "max": MAX_LENGTH - 1, "step": 4,
-                "tooltip": f"Video frame where prompt {k} starts (16 fps: 320 = 20 s). Must be after "
-                           "the previous connected prompt's start.",
-            })
-        return {
-            "required": {"conditioning_1": ("CONDITIONING", {"tooltip": "Prompt 1, from the first frame."})},
-            "optional": optional,
-        }
+            optional[f"conditioning_{k}"] = socket("CONDITIONING", f"Prompt {k} (optional).")
+            optional[f"start_{k}"] = int_input(
+                _default_start(k), 4, MAX_LENGTH - 1, f"Video frame where prompt {k} starts (16 "
+                "fps: 320 = 20 s). Must be after the previous connected prompt's start.", step=4)
+        return inputs({"conditioning_1": socket("CONDITIONING", "Prompt 1, from the first frame.")},
+                      optional=optional)
 
     def build(self, conditioning_1, **kw):
         parts = [(0, conditioning_1, "prompt 1")]

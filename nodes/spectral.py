@@ -3,26 +3,23 @@ fitted decay exponent b and a suggested beta.  Translation only: the analysis is
 ``fademem_core.analysis.spectral``."""
 from __future__ import annotations
 
+from .inputs import FadeMemNode, combo, inputs, int_input, outputs, socket
 from .layout import pil_to_image
 
-CATEGORY = "FadeMem"
 
-
-class FadeMemSpectralDecay:
+class FadeMemSpectralDecay(FadeMemNode):
     """Spectral-decay analysis of a clip (paper Sec. 3.2) -> plot, b, suggested beta."""
 
-    CATEGORY = CATEGORY
-    RETURN_TYPES = ("IMAGE", "FLOAT", "FLOAT")
-    RETURN_NAMES = ("plot", "b", "suggested_beta")
-    OUTPUT_TOOLTIPS = (
-        "Figure 2 for this clip: (a) correlation C_r(d) per frequency band against lag, "
-        "(b) decorrelation horizons per band on log-log axes with the power-law fit.",
-        "b in r*(t) ~ t^-b: how fast the frequency band that stays correlated shrinks with "
-        "distance.",
-        "beta = 1 - b clamped to [0.05, 1]: this pack's heuristic (not the paper's) for "
-        "FadeMem Cache's beta. A starting point, not a rule.",
-    )
     FUNCTION = "analyze"
+    RETURN_TYPES, RETURN_NAMES, OUTPUT_TOOLTIPS = outputs(
+        ("IMAGE", "plot", "Figure 2 for this clip: (a) correlation C_r(d) per frequency band "
+                          "against lag, (b) decorrelation horizons per band on log-log axes with "
+                          "the power-law fit."),
+        ("FLOAT", "b", "b in r*(t) ~ t^-b: how fast the frequency band that stays correlated "
+                       "shrinks with distance."),
+        ("FLOAT", "suggested_beta", "beta = 1 - b clamped to [0.05, 1]: this pack's heuristic "
+                                    "(not the paper's) for FadeMem Cache's beta. A starting "
+                                    "point, not a rule."))
     DESCRIPTION = (
         "Measures how correlations between frames fade with temporal distance, per spatial "
         "frequency band (the FadeMem paper's Figure 2), on the frames you connect (IMAGE, e.g. "
@@ -35,33 +32,23 @@ class FadeMemSpectralDecay:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "bands": ("INT", {
-                    "default": 16, "min": 2, "max": 64, "step": 1,
-                    "tooltip": "Number of radial frequency bands (equal width up to Nyquist). "
-                               "Frames need at least 2 x bands pixels per side; use 8 for small "
-                               "latents.",
-                }),
-                "max_lag": ("INT", {
-                    "default": 0, "min": 0, "max": 1024, "step": 1,
-                    "tooltip": "Largest frame distance measured. 0 = auto: min(64, frames / 2). "
-                               "Horizons beyond max_lag / 2 are reported as too long and not "
-                               "fitted. Set it explicitly to compare clips.",
-                }),
-                "channels": (["luma", "rgb"], {
-                    "default": "luma",
-                    "tooltip": "For IMAGE input: analyse luma (recommended: video chroma is "
-                               "half resolution) or the three RGB channels together. Ignored for "
-                               "LATENT.",
-                }),
-            },
-            "optional": {
-                "images": ("IMAGE", {"tooltip": "Video frames [frames, H, W, 3] in 0..1."}),
-                "latent": ("LATENT", {"tooltip": "A video latent {samples: [B, 16, T, h, w]}; "
-                                                 "the first sample is analysed."}),
-            },
-        }
+        return inputs({
+            "bands": int_input(16, 2, 64, "Number of radial frequency bands (equal width up to "
+                                          "Nyquist). Frames need at least 2 x bands pixels per "
+                                          "side; use 8 for small latents."),
+            "max_lag": int_input(0, 0, 1024, "Largest frame distance measured. 0 = auto: min(64, "
+                                             "frames / 2). Horizons beyond max_lag / 2 are "
+                                             "reported as too long and not fitted. Set it "
+                                             "explicitly to compare clips."),
+            "channels": combo(["luma", "rgb"], "For IMAGE input: analyse luma (recommended: video "
+                                               "chroma is half resolution) or the three RGB "
+                                               "channels together. Ignored for LATENT.",
+                              default="luma"),
+        }, optional={
+            "images": socket("IMAGE", "Video frames [frames, H, W, 3] in 0..1."),
+            "latent": socket("LATENT", "A video latent {samples: [B, 16, T, h, w]}; the first "
+                                       "sample is analysed."),
+        })
 
     def analyze(self, bands, max_lag, channels, images=None, latent=None):
         from fademem_core import analyze_video, draw_spectral, image_to_frames, latent_to_frames

@@ -9,8 +9,9 @@ Translation only: core ``VAE`` -> the streaming Wan decoder, ComfyUI's output fo
 from __future__ import annotations
 
 from . import comfy
-from .sampler import (CATEGORY, FadeMemSampler, _mib, _Reporter, conditioning_to_text,
-                      latent_frames, timesteps)
+from .inputs import FadeMemNode, bool_input, inputs, int_input, socket, string_input
+from .sampler import (FadeMemSampler, _mib, _Reporter, conditioning_to_text, latent_frames,
+                      timesteps)
 
 FPS = 16
 MAX_SEGMENT_SECONDS = 3600
@@ -42,10 +43,9 @@ def segment_frames(until_cancel: bool, segment_seconds: int) -> int | None:
     return segment_seconds * FPS if segment_seconds else None
 
 
-class FadeMemStreamingSave:
+class FadeMemStreamingSave(FadeMemNode):
     """FadeMem Sampler that decodes and saves each chunk as it is made (flat memory)."""
 
-    CATEGORY = CATEGORY
     RETURN_TYPES = ()
     RETURN_NAMES = ()
     OUTPUT_TOOLTIPS = ()
@@ -61,26 +61,20 @@ class FadeMemStreamingSave:
 
     @classmethod
     def INPUT_TYPES(cls):
-        required = dict(FadeMemSampler.INPUT_TYPES()["required"])
         # a separate switch, not length 0: the 1 + 4k grid of the length widget has no 0
-        required["until_cancel"] = ("BOOLEAN", {
-            "default": False,
-            "tooltip": "Ignore length and generate until you press Cancel, in bounded memory, "
-                       "writing a new file every segment_seconds.",
-        })
-        required["vae"] = ("VAE", {"tooltip": "Load VAE with wan_2.1_vae.safetensors."})
-        required["filename_prefix"] = ("STRING", {
-            "default": "video/FadeMem",
-            "tooltip": "Output file prefix, as in Save Video (subfolders and %date% work).",
-        })
-        required["segment_seconds"] = ("INT", {
-            "default": 0, "min": 0, "max": MAX_SEGMENT_SECONDS, "step": 1,
-            "tooltip": "Start a new file every this many seconds (0 = one file). Needed with "
-                       "until_cancel; every file is a complete, playable video.",
-        })
-        return {"required": required,
-                "hidden": {"unique_id": "UNIQUE_ID", "prompt": "PROMPT",
-                           "extra_pnginfo": "EXTRA_PNGINFO"}}
+        return inputs({
+            **FadeMemSampler.INPUT_TYPES()["required"],
+            "until_cancel": bool_input(False, "Ignore length and generate until you press Cancel, "
+                                              "in bounded memory, writing a new file every "
+                                              "segment_seconds."),
+            "vae": socket("VAE", "Load VAE with wan_2.1_vae.safetensors."),
+            "filename_prefix": string_input("video/FadeMem", "Output file prefix, as in Save "
+                                                             "Video (subfolders and %date% work)."),
+            "segment_seconds": int_input(0, 0, MAX_SEGMENT_SECONDS,
+                                         "Start a new file every this many seconds (0 = one "
+                                         "file). Needed with until_cancel; every file is a "
+                                         "complete, playable video."),
+        }, hidden={"unique_id": "UNIQUE_ID", "prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"})
 
     def save(self, model, positive, cache, width, height, length, chunk, steps, shift, seed,
              context_noise, until_cancel, vae, filename_prefix, segment_seconds,
