@@ -22,9 +22,9 @@ import tempfile
 
 CASE = r"""
 import json, os, resource, sys, time, torch
-sys.path.insert(0, os.environ["FADEMEM_ROOT"]); sys.path.insert(0, os.path.join(os.environ["FADEMEM_ROOT"], "tests"))
+sys.path.insert(0, os.environ["FADEMEM_ROOT"])
 from diffusers import AutoencoderKLWan
-from fademem_pack import load_pack
+from tests.support.pack import load_pack
 from fademem_core.rollout.video import Mp4Writer
 mode, frames, size, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 os.environ["FADEMEM_OUTPUT_DIR"] = out

@@ -6,13 +6,11 @@ import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
 from fademem_core.rollout.batch import DistInfo, dist_info, output_name, run_sharded, shard
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.support.pack import ROOT
 
 
 def test_shard_covers_every_item_once():

@@ -15,16 +15,7 @@ from fademem_core.cli import main
 from fademem_core.cli.common import Progress
 from fademem_core.memory.planner import plan_layout
 from fademem_core.rollout.video import read_video_info
-from fixtures_cli import tiny_wan_dir  # noqa: F401  (fixture)
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory) -> Path:
-    from fademem_core.model.loading import save_model, tiny_model
-
-    return save_model(tiny_model(seed=0), tmp_path_factory.mktemp("ckpt") / "tiny.safetensors")
+from tests.support.pack import ROOT
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:

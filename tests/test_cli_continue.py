@@ -8,14 +8,6 @@ from PIL import Image
 
 from fademem_core.cli import main
 from fademem_core.rollout.video import Mp4Writer, read_video_info
-from fixtures_cli import tiny_wan_dir  # noqa: F401  (fixture)
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
-    from fademem_core.model.loading import save_model, tiny_model
-
-    return save_model(tiny_model(seed=0), tmp_path_factory.mktemp("ckpt") / "tiny.safetensors")
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import types
 import pytest
 import torch
 
-from fademem_pack import Recorder, node_module
+from tests.support.pack import Recorder, node_module
 
 comfy = node_module("comfy")
 

@@ -23,63 +23,17 @@ import subprocess
 
 import pytest
 
-from comfy_host import COMFYUI_PATH, COMFYUI_PYTHON, PROMPT_S, make_base, start_comfy
-from fademem_pack import ROOT
+from tests.support.comfy_host import (COMFYUI_PATH, COMFYUI_PYTHON, PROMPT_S, TEXT_DIM, TEXT_LEN,
+                                      TEXT_SEED, TINY)
+from tests.support.pack import ROOT
 
 if not COMFYUI_PATH:
     pytest.skip("COMFYUI_PATH is not set: the real-ComfyUI integration test was SKIPPED "
                 "(see 'Development' in the README to run it)", allow_module_level=True)
 
-TINY = "tiny_fademem.safetensors"
-TEXT_SEED, TEXT_LEN, TEXT_DIM = 5, 16, 32
 OUR_NODES = {"FadeMemModelLoader", "FadeMemCache", "FadeMemBaselineCache", "FadeMemSampler",
              "FadeMemPromptSchedule", "FadeMemMemoryLayout", "FadeMemSpectralDecay",
              "FadeMemStreamingSave"}
-
-HELPER = f'''
-import torch
-
-
-class FadeMemTestConditioning:
-    """Test only: a seeded random CONDITIONING [1, length, dim]."""
-
-    CATEGORY = "FadeMem/testing"
-    RETURN_TYPES = ("CONDITIONING",)
-    FUNCTION = "make"
-
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {{"required": {{"seed": ("INT", {{"default": 0, "min": 0, "max": 2**31}}),
-                             "length": ("INT", {{"default": {TEXT_LEN}, "min": 1, "max": 512}}),
-                             "dim": ("INT", {{"default": {TEXT_DIM}, "min": 1, "max": 4096}})}}}}
-
-    def make(self, seed, length, dim):
-        g = torch.Generator().manual_seed(seed)
-        return ([[torch.randn(1, length, dim, generator=g), {{"pooled_output": None}}]],)
-
-
-class FadeMemTestImages:
-    """Test only: seeded random video frames, an IMAGE [frames, height, width, 3] in 0..1."""
-
-    CATEGORY = "FadeMem/testing"
-    RETURN_TYPES = ("IMAGE",)
-    FUNCTION = "make"
-
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {{"required": {{"seed": ("INT", {{"default": 0, "min": 0, "max": 2**31}}),
-                             "frames": ("INT", {{"default": 9, "min": 1, "max": 64}}),
-                             "width": ("INT", {{"default": 64, "min": 8, "max": 512}}),
-                             "height": ("INT", {{"default": 32, "min": 8, "max": 512}})}}}}
-
-    def make(self, seed, frames, width, height):
-        g = torch.Generator().manual_seed(seed)
-        return (torch.rand(frames, height, width, 3, generator=g),)
-
-
-NODE_CLASS_MAPPINGS = {{"FadeMemTestConditioning": FadeMemTestConditioning,
-                       "FadeMemTestImages": FadeMemTestImages}}
-'''
 
 # a randomly initialised full-size Wan 2.1 VAE written by ComfyUI's own class (core Load VAE
 # recognises the Wan 2.1 VAE by its weight names and has fixed widths, so no tiny one loads)
@@ -111,14 +65,6 @@ print({"mean": fmt.latents_mean.flatten().tolist(), "std": fmt.latents_std.flatt
        "process_in": fmt.process_in(probe).flatten().tolist(), "probe": probe.flatten().tolist()})
 '''
 WAN_VAE = "tiny_random_wan_vae.safetensors"
-
-
-@pytest.fixture(scope="module")
-def comfy(tmp_path_factory):
-    base = make_base(tmp_path_factory.mktemp("comfy_base"), ROOT, HELPER, TINY)
-    (base / "models" / "vae").mkdir(parents=True)  # exists at start-up: the list sees new files
-    with start_comfy(base) as server:
-        yield server
 
 
 def test_object_info_lists_our_nodes(comfy):

@@ -1,6 +1,6 @@
 """FadeMem Sampler + Streaming Save inside a real ComfyUI, with a VAE loaded by core Load VAE.
 
-Runs only when COMFYUI_PATH points at a ComfyUI checkout (see tests/comfy_host.py).  The VAE
+Runs only when COMFYUI_PATH points at a ComfyUI checkout (see tests/support/comfy_host.py).  The VAE
 file is made by ComfyUI's own Wan 2.1 VAE module (full width, random weights, written in its
 original layout, as wan_2.1_vae.safetensors is), so the layout the pack converts is ComfyUI's,
 not ours.  Checks: the streaming node's decode of the same latents against core VAE Decode
@@ -16,14 +16,14 @@ import urllib.request
 
 import pytest
 
-from comfy_host import COMFYUI_PATH, COMFYUI_PYTHON, PROMPT_S, make_base, start_comfy
-from fademem_pack import ROOT
+from tests.support.comfy_host import (COMFYUI_PATH, COMFYUI_PYTHON, HELPER, PROMPT_S, TEXT_DIM,
+                                      TEXT_LEN, TEXT_SEED, TINY, make_base, start_comfy)
+from tests.support.pack import ROOT
 
 if not COMFYUI_PATH:
     pytest.skip("COMFYUI_PATH is not set: the real-ComfyUI streaming test was SKIPPED",
                 allow_module_level=True)
 
-from test_comfy_integration import HELPER, TEXT_DIM, TEXT_LEN, TEXT_SEED, TINY  # noqa: E402
 
 VAE = "wan21_vae_test.safetensors"
 # measured max |diff| 1.6e-6 (pixels 0..1, fp32, ComfyUI 0.3.64, torch 2.14.1 CPU); 6x margin

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import pytest
 
-from fademem_pack import ROOT
+from tests.support.pack import ROOT
 
 if not os.environ.get("COMFYUI_PATH"):
     pytest.skip("COMFYUI_PATH is not set: the real-frontend browser test was SKIPPED "
@@ -47,8 +47,7 @@ if not (CHROME and CHROMEDRIVER and os.path.exists(CHROME) and os.path.exists(CH
     pytest.skip(f"no headless browser (chromium: {CHROME}, chromedriver: {CHROMEDRIVER}): the "
                 "real-frontend browser test was SKIPPED", allow_module_level=True)
 
-from comfy_host import free_port  # noqa: E402
-from test_comfy_integration import comfy  # noqa: E402,F401  (comfy: the server fixture)
+from tests.support.comfy_host import free_port  # noqa: E402
 
 WORKFLOWS = sorted(p.stem for p in (ROOT / "workflows").glob("*.json"))
 WRITE_IMAGES = os.environ.get("FADEMEM_WRITE_IMAGES") == "1"
@@ -252,7 +251,7 @@ def write_input_clip(path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def page(comfy):  # noqa: F811  (the imported server fixture)
+def page(comfy):  # comfy: the real-ComfyUI server fixture (conftest.py)
     for name in PLACEHOLDER_MODELS:
         path = comfy.base / "models" / name
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ import torch
 from fademem_core.memory.cache import OPERATORS, SlotStorage
 from fademem_core.memory.policies import FadeMem, FullCache, KVGeometry, SinkWindow, SlidingWindow
 from fademem_core.memory.planner import Layout, plan_layout
-from kv_reference import attention_ref, rope_ref
+from tests.support.kv_reference import attention_ref, rope_ref
 
 B, H, D, HH, WW = 1, 2, 24, 2, 3
 N, TC = HH * WW, 8
@@ -396,7 +396,7 @@ def test_a_differentiated_pass_attends_to_the_same_memory_and_backpropagates(pol
         torch.testing.assert_close(out.detach(), want, atol=1e-5, rtol=1e-5)
         grads_out = grads_out + out.square().sum()
         leaves.append((k_leaf, v_leaf))
-    for t in (cache._storage.k, cache._storage.v):
+    for t in cache.buffers()[:2]:  # K and V as the cache holds them
         assert not t.requires_grad
     grads_out.backward()
     assert all(k.grad is not None and v.grad is not None and k.grad.abs().sum() > 0 for k, v in leaves)

@@ -25,11 +25,6 @@ class PassThroughCache:
         self.layers = [PassThroughLayer() for _ in range(layers)]
 
 
-@pytest.fixture(scope="module")
-def model() -> CausalWan:
-    return tiny_model(seed=0)
-
-
 def _diffusers(model: CausalWan, x, t, text):
     with torch.no_grad():
         return model.transformer(x, t, text, return_dict=False)[0]

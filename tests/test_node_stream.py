@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from fademem_pack import load_pack, node_module
+from tests.support.pack import load_pack, node_module
 
 NODES = load_pack().NODE_CLASS_MAPPINGS
 comfy = node_module("comfy")
@@ -20,13 +20,6 @@ W, H = 64, 32
 
 class Cancel(Exception):
     """Stands in for ComfyUI's InterruptProcessingException."""
-
-
-@pytest.fixture(scope="module")
-def model():
-    from fademem_core.model.loading import tiny_model
-
-    return tiny_model(0)
 
 
 @pytest.fixture(scope="module")

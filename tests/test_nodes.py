@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from fademem_pack import Recorder, load_pack, node_module
+from tests.support.pack import Recorder, load_pack, node_module
 
 PACK = load_pack()
 NODES = PACK.NODE_CLASS_MAPPINGS
@@ -38,13 +38,6 @@ def models_dir(tmp_path, monkeypatch, checkpoints):
     shutil.copy(checkpoints.loras["longlive_nested.pt"], tmp_path / "loras" / "lora.pt")
     monkeypatch.setenv("FADEMEM_MODELS_DIR", str(tmp_path))
     return tmp_path
-
-
-@pytest.fixture(scope="module")
-def model():
-    from fademem_core.model.loading import tiny_model
-
-    return tiny_model(0)
 
 
 def cond(seed: int, length: int = 16):

@@ -3,13 +3,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 import fademem_core
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.support.pack import ROOT
 
 
 @pytest.mark.parametrize("name", fademem_core.__all__)

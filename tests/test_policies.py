@@ -9,7 +9,7 @@ import torch
 import fademem_core
 from fademem_core.memory.policies import POLICIES, Decision, Entry, Evict, FadeMem, FullCache, Keep, \
     KVGeometry, Merge, MemoryView, SinkWindow, SlidingWindow, policy_from_name
-from kv_reference import attention_ref, rope_ref
+from tests.support.kv_reference import attention_ref, rope_ref
 
 # Every registered policy with each position strategy it accepts, plus variants: a policy
 # added to POLICIES is tested here without touching this file.

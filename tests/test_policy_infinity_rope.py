@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from fademem_core import policy_from_name
-from policy_harness import assert_allocates, assert_entries_hold, roll_to
-from policy_reference import RefEntry, infinity_rope_flush, infinity_rope_state
+from tests.support.policy_harness import assert_allocates, assert_entries_hold, roll_to
+from tests.support.policy_reference import RefEntry, infinity_rope_flush, infinity_rope_state
 
 
 @pytest.mark.parametrize("kw", [{}, {"sink": 2, "window": 9}, {"sink": 0, "window": 6}],

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from fademem_core import policy_from_name
-from policy_harness import assert_allocates, assert_entries_hold, geometry, roll_to
-from policy_reference import memrope_state
+from tests.support.policy_harness import assert_allocates, assert_entries_hold, geometry, roll_to
+from tests.support.policy_reference import memrope_state
 
 
 @pytest.mark.parametrize("kw", [{}, {"alpha_long": 0.2, "alpha_short": 0.5},

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 
 from fademem_core import SlidingWindow, policy_from_name
-from policy_harness import roll_to
-from policy_reference import self_forcing_frames
+from tests.support.policy_harness import roll_to
+from tests.support.policy_reference import self_forcing_frames
 
 
 def test_self_forcing_is_the_21_frame_sliding_window():

@@ -4,24 +4,19 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fademem_core import FadeMem, FullCache, SinkWindow, SlidingWindow, generate, tiny_model
+from fademem_core import FadeMem, FullCache, SinkWindow, SlidingWindow, generate
 from fademem_core.memory.policies import POLICIES
 from fademem_core.rollout.priming import chunk_spans
 from fademem_core.rollout.sampler import StepInfo, to_raw
 
-from policy_spy import Spy
-from reference import full_visible, diffusers_rollout, window_visible
+from tests.support.policy_spy import Spy
+from tests.support.rollout_reference import full_visible, diffusers_rollout, window_visible
 
 H = W = 64  # 8x8 latents, 16 tokens per frame
 TOL = 1e-5
 # every registered policy in each of its position strategies (a new policy is covered automatically)
 ALL_POLICIES = [cls(positions=p) for cls in POLICIES.values() for p in cls.POSITIONS]
 IDS = [repr(p) for p in ALL_POLICIES]
-
-
-@pytest.fixture(scope="module")
-def model():
-    return tiny_model(seed=0)
 
 
 @pytest.fixture(scope="module")

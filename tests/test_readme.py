@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import importlib.util
 import re
-from pathlib import Path
+from tests.support.pack import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 
 

@@ -8,14 +8,14 @@ from fademem_core.memory.cache import SlotStorage
 from fademem_core.memory.policies import KVGeometry, SlidingWindow
 from fademem_core.rope import apply_rotary, axis_dims, grid_cos_sin, rotate_temporal_, \
     temporal_cos_sin
-from kv_reference import rope_ref
+from tests.support.kv_reference import rope_ref
 
 HH, WW = 2, 3
 
 
 @pytest.mark.parametrize("head_dim", [24, 128])
 def test_axis_split(head_dim):
-    from kv_reference import AXES
+    from tests.support.kv_reference import AXES
     assert axis_dims(head_dim) == AXES[head_dim]
 
 

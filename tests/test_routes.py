@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from fademem_pack import node_module
+from tests.support.pack import node_module
 
 routes = node_module("routes")
 

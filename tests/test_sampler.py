@@ -20,16 +20,11 @@ from fademem_core.rollout.sampler import (
 )
 
 from fademem_core.rollout.switching import SWITCH_MODES
-from policy_spy import Spy
-from reference import diffusers_rollout, full_visible, peer_context_sigma, window_visible
+from tests.support.policy_spy import Spy
+from tests.support.rollout_reference import diffusers_rollout, full_visible, peer_context_sigma, window_visible
 
 H = W = 64  # pixels -> 8x8 latents -> 16 tokens per frame on the tiny model
 TOL = 1e-5
-
-
-@pytest.fixture(scope="module")
-def model():
-    return tiny_model(seed=0)
 
 
 @pytest.fixture(scope="module")

@@ -8,18 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from fademem_core import FadeMem, generate, tiny_model
+from fademem_core import FadeMem, generate
 from fademem_core.rollout.sampler import to_raw
 from fademem_core.rollout.streaming import (RolloutStopped, StreamingSave, partial_path,
                                     stream_rollout)
 from fademem_core.rollout.video import Mp4Writer, StreamingVAEDecoder, read_video_info
 
 SIZE = 32  # pixels: 4x4 latents
-
-
-@pytest.fixture(scope="module")
-def model():
-    return tiny_model(seed=0)
 
 
 @pytest.fixture(scope="module")

@@ -4,10 +4,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fademem_core import FadeMem, FullCache, SinkWindow, SlidingWindow, generate, tiny_model
+from fademem_core import FadeMem, FullCache, SinkWindow, SlidingWindow, generate
 from fademem_core.rollout.switching import SWITCH_MODES, RecachePlan, recache_plan, resolve_switch
 
-from longlive_reference import longlive_rollout
+from tests.support.longlive_reference import longlive_rollout
 
 H = W = 64  # 8x8 latents
 TOL = 1e-5
@@ -66,11 +66,6 @@ def test_resolve_switch():
 
 
 # ---------------------------------------------------------------------------- rollouts
-@pytest.fixture(scope="module")
-def model():
-    return tiny_model(seed=0)
-
-
 @pytest.fixture(scope="module")
 def prompts():
     g = torch.Generator().manual_seed(5)

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from fademem_core.model.textenc import TextEncoder
 from fademem_core.rollout.prompts import read_prompt_file, read_schedule_file, schedule_to_latent_frames
-from fixtures_cli import TINY_TEXT_DIM, tiny_wan_dir  # noqa: F401  (fixture)
+from tests.support.tiny_assets import TINY_TEXT_DIM
 
 
 @pytest.fixture(scope="module")

@@ -6,12 +6,6 @@ import torch
 
 from fademem_core.rollout.vae_encode import StreamingVAEEncoder, latent_frames_for_video
 
-from fixtures_cli import make_vae
-
-
-@pytest.fixture(scope="module")
-def tiny_vae():
-    return make_vae()
 
 
 def one_shot(vae, x):

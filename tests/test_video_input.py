@@ -11,12 +11,6 @@ from PIL import Image
 from fademem_core.rollout.video import Mp4Writer
 from fademem_core.rollout.video_input import encode_file, fit_frame, read_frames, resample
 
-from fixtures_cli import make_vae
-
-
-@pytest.fixture(scope="module")
-def tiny_vae():
-    return make_vae()
 
 
 def write_levels(path, levels, fps, size=(32, 48)):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from fademem_pack import ROOT, node_module
+from tests.support.pack import ROOT, node_module
 
 routes = node_module("routes")
 NODE = shutil.which("node")

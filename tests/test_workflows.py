@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from fademem_pack import ROOT, load_pack
+from tests.support.pack import ROOT, load_pack
 
 OURS = load_pack().NODE_CLASS_MAPPINGS
 CORE_INFO = json.loads((ROOT / "tests" / "fixtures" / "object_info_core.json").read_text())

@@ -1,13 +1,12 @@
-"""Shared fixtures for the CLI / generate tests: a tiny diffusers-format Wan folder.
+"""Tiny diffusers-format Wan assets for the CLI / generate / VAE tests: umT5 text encoder,
+tokenizer and VAE (the ``tiny_wan_dir`` and ``tiny_vae`` fixtures in conftest.py build on them).
 
-Import the fixtures you need into a test module (``from fixtures_cli import tiny_wan_dir``).
 Everything is built in code with random weights: no download.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import torch
 
 TINY_TEXT_DIM = 32
@@ -55,7 +54,3 @@ def write_tiny_wan_dir(root: Path) -> Path:
     make_vae().save_pretrained(str(root / "vae"))
     return root
 
-
-@pytest.fixture(scope="session")
-def tiny_wan_dir(tmp_path_factory) -> Path:
-    return write_tiny_wan_dir(tmp_path_factory.mktemp("wan"))

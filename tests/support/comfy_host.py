@@ -24,6 +24,55 @@ COMFYUI_PYTHON = os.environ.get("COMFYUI_PYTHON", sys.executable)
 STARTUP_S = 240
 PROMPT_S = 300
 
+# the tiny model and the test-only nodes every real-ComfyUI test installs
+TINY = "tiny_fademem.safetensors"
+TEXT_SEED, TEXT_LEN, TEXT_DIM = 5, 16, 32
+
+HELPER = f'''
+import torch
+
+
+class FadeMemTestConditioning:
+    """Test only: a seeded random CONDITIONING [1, length, dim]."""
+
+    CATEGORY = "FadeMem/testing"
+    RETURN_TYPES = ("CONDITIONING",)
+    FUNCTION = "make"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {{"required": {{"seed": ("INT", {{"default": 0, "min": 0, "max": 2**31}}),
+                             "length": ("INT", {{"default": {TEXT_LEN}, "min": 1, "max": 512}}),
+                             "dim": ("INT", {{"default": {TEXT_DIM}, "min": 1, "max": 4096}})}}}}
+
+    def make(self, seed, length, dim):
+        g = torch.Generator().manual_seed(seed)
+        return ([[torch.randn(1, length, dim, generator=g), {{"pooled_output": None}}]],)
+
+
+class FadeMemTestImages:
+    """Test only: seeded random video frames, an IMAGE [frames, height, width, 3] in 0..1."""
+
+    CATEGORY = "FadeMem/testing"
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "make"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {{"required": {{"seed": ("INT", {{"default": 0, "min": 0, "max": 2**31}}),
+                             "frames": ("INT", {{"default": 9, "min": 1, "max": 64}}),
+                             "width": ("INT", {{"default": 64, "min": 8, "max": 512}}),
+                             "height": ("INT", {{"default": 32, "min": 8, "max": 512}})}}}}
+
+    def make(self, seed, frames, width, height):
+        g = torch.Generator().manual_seed(seed)
+        return (torch.rand(frames, height, width, 3, generator=g),)
+
+
+NODE_CLASS_MAPPINGS = {{"FadeMemTestConditioning": FadeMemTestConditioning,
+                       "FadeMemTestImages": FadeMemTestImages}}
+'''
+
 
 def free_port() -> int:
     with socket.socket() as s:

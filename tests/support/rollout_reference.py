@@ -10,7 +10,8 @@ never see later ones, so their keys equal the ones a KV cache would have stored.
 """
 from __future__ import annotations
 
-from typing import Callable
+import contextlib
+from typing import Callable, Iterator, Sequence
 
 import torch
 
@@ -24,6 +25,66 @@ class _MaskedProcessor:
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, rotary_emb=None):
         return self.inner(attn, hidden_states, encoder_hidden_states, self.mask, rotary_emb)
+
+
+@contextlib.contextmanager
+def masked_attention(transformer) -> Iterator[list[_MaskedProcessor]]:
+    """diffusers' own self-attention processor in every block, each taking the mask set on it."""
+    from diffusers.models.transformers.transformer_wan import WanAttnProcessor
+
+    procs = [_MaskedProcessor(WanAttnProcessor()) for _ in transformer.blocks]
+    for block, proc in zip(transformer.blocks, procs):
+        block.attn1.processor = proc
+    try:
+        yield procs
+    finally:
+        for block in transformer.blocks:
+            block.attn1.processor = WanAttnProcessor()
+
+
+class _FramePositions(torch.nn.Module):
+    """diffusers' RoPE with frame ``i`` of the sequence at temporal index ``positions[i]``.
+
+    The tables are diffusers' own, computed for frames ``0..max(positions)`` and gathered per
+    frame, so a sequence can show two frames at one position (clean and noisy halves)."""
+
+    def __init__(self, rope: torch.nn.Module, positions: Sequence[float]) -> None:
+        super().__init__()
+        if any(p != int(p) or p < 0 for p in positions):
+            raise ValueError(f"diffusers' RoPE takes integer frame indices >= 0, got {list(positions)}")
+        self.rope = rope
+        self.positions = [int(p) for p in positions]
+
+    def forward(self, hidden_states: torch.Tensor):
+        b, c, _, h, w = hidden_states.shape
+        span = max(self.positions) + 1
+        cos, sin = self.rope(hidden_states.new_empty(b, c, span, h, w))
+        per_frame = cos.shape[1] // span
+        index = (torch.tensor(self.positions).repeat_interleave(per_frame) * per_frame
+                 + torch.arange(per_frame).repeat(len(self.positions)))
+        return cos[:, index], sin[:, index]
+
+
+@torch.no_grad()
+def diffusers_masked_forward(transformer, x: torch.Tensor, frame_timesteps: torch.Tensor,
+                             text: torch.Tensor, positions: Sequence[float],
+                             frame_mask: torch.Tensor) -> torch.Tensor:
+    """diffusers' ``WanTransformer3DModel.forward`` on the whole sequence ``x [B, 16, F, h, w]``:
+    per-frame timesteps ``[B, F]`` given per token, frame ``i`` at RoPE index ``positions[i]``,
+    query frame ``i`` attending to key frame ``j`` iff ``frame_mask[i, j]``."""
+    ph, pw = transformer.config.patch_size[1:]
+    per_frame = (x.shape[3] // ph) * (x.shape[4] // pw)
+    rope = transformer.rope
+    transformer.rope = _FramePositions(rope, positions)
+    try:
+        with masked_attention(transformer) as procs:
+            mask = frame_mask.repeat_interleave(per_frame, 0).repeat_interleave(per_frame, 1)
+            for proc in procs:
+                proc.mask = mask
+            tokens_t = frame_timesteps.repeat_interleave(per_frame, dim=1)
+            return transformer(x, tokens_t, text, return_dict=False)[0]
+    finally:
+        transformer.rope = rope
 
 
 def full_visible() -> Callable[[int, int, int], bool]:
@@ -97,14 +158,7 @@ def diffusers_rollout(
     (any remainder first); a prefix chunk skips denoising but draws (and drops) the noise a
     generated chunk would draw, then is written as context like any chunk.  Returns the new
     frames only."""
-    from diffusers.models.transformers.transformer_wan import WanAttnProcessor
-
-    procs = []
-    for block in transformer.blocks:
-        p = _MaskedProcessor(WanAttnProcessor())
-        block.attn1.processor = p
-        procs.append(p)
-    try:
+    with masked_attention(transformer) as procs:
         b = text.shape[0]
         ph, pw = transformer.config.patch_size[1:]
         n_tok = (h // ph) * (w // pw)
@@ -149,8 +203,3 @@ def diffusers_rollout(
             else:
                 ctx[:, :, start:end] = x0
         return out[:, :, primed:]
-    finally:
-        from diffusers.models.transformers.transformer_wan import WanAttnProcessor as P
-
-        for block in transformer.blocks:
-            block.attn1.processor = P()

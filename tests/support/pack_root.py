@@ -1,4 +1,4 @@
-"""pytest plugin (loaded with ``-p tests.pytest_pack_root`` from pyproject's addopts).
+"""pytest plugin (loaded with ``-p tests.support.pack_root`` from pyproject's addopts).
 
 The repository root is the ComfyUI node pack, so it has an ``__init__.py`` that imports the
 nodes relatively.  pytest would collect that folder as a package and import the ``__init__``
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-_ROOT = Path(__file__).resolve().parents[1]
+_ROOT = Path(__file__).resolve().parents[2]
 
 
 def pytest_collect_directory(path: Path, parent: pytest.Collector):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from fademem_core import KVGeometry
-from kv_reference import rope_ref
+from tests.support.kv_reference import rope_ref
 
 H, D, HH, WW = 2, 24, 2, 2
 N, TC, LAYERS, CHUNK = HH * WW, 8, 2, 3
