@@ -1,6 +1,7 @@
 """Per-chunk time and KV memory of a long rollout under every registered cache policy.
 
 Run:  python bench/bench_rollout.py [--frames 240] [--height 128] [--width 128] [--layers 2]
+      python bench/bench_rollout.py --policies deep_forcing,memflow   # some policies only
       python bench/bench_rollout.py --real   # Wan2.1-1.3B shapes, random weights (GPU)
 
 A CPU-sized Wan with the real head shape (head_dim 128; ``--heads`` heads, ``--layers`` layers)
@@ -46,10 +47,11 @@ GEOMETRY_480P = KVGeometry(num_layers=30, batch=1, tokens_per_frame=1560, num_he
                            head_dim=128, dtype=torch.bfloat16, grid=(30, 52))
 
 
-def policies_under_test(chunk: int) -> dict[str, tuple[object, object]]:
-    """name -> (policy at its defaults, SinkWindow showing a chunk as many frames)."""
+def policies_under_test(chunk: int, names: list[str] | None = None) -> dict[str, tuple[object, object]]:
+    """name -> (policy at its defaults, SinkWindow showing a chunk as many frames); every
+    registered policy and preset, or only ``names``."""
     out = {}
-    for name in sorted(POLICIES) + sorted(PRESETS):
+    for name in names or sorted(POLICIES) + sorted(PRESETS):
         policy = policy_from_name(name)
         visible = policy.visible_frames(chunk)
         if visible is None:
@@ -96,6 +98,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--real", action="store_true", help="Wan2.1-1.3B shapes at 480x832 (needs a big GPU)")
     ap.add_argument("--full", action="store_true", help="with --real, also run FullCache (needs the memory)")
+    ap.add_argument("--policies", default=None,
+                    help="comma-separated policy names (default: every registered one)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -121,9 +125,9 @@ def main() -> None:
     print(f"model: {model}, {tokens} tokens/frame at {height}x{width}, {args.frames} latent frames "
           f"({-(-args.frames // 3)} chunks of 3)")
 
-    pairs = policies_under_test(3)
+    pairs = policies_under_test(3, args.policies.split(",") if args.policies else None)
     if args.real and not args.full:
-        del pairs["full"]  # 240 frames of 1.3B K/V is ~76 GiB: more than one GPU holds
+        pairs.pop("full", None)  # 240 frames of 1.3B K/V is ~76 GiB: more than one GPU holds
     policies: dict[str, object] = {}
     for name, (policy, same) in pairs.items():
         policies[name] = policy

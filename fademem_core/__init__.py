@@ -29,6 +29,8 @@ _EXPORTS = {
     "FadeMemRelease": "memory.policies",
     "InfinityRope": "memory.policies",
     "MemRope": "memory.policies",
+    "DeepForcing": "memory.policies",
+    "MemFlow": "memory.policies",
     "policy_parameters": "memory.policies",
     "PRESETS": "memory.policies",
     "SinkWindow": "memory.policies",

@@ -69,7 +69,7 @@ class FadeMemCache(FadeMemNode):
 # policy's parameters, and a widget left at its sentinel (-1, 0.0 or "default") takes the
 # policy's own default
 BASELINES = ("sink_window", "sliding_window", "full", "self_forcing", "fademem_release",
-             "infinity_rope", "memrope")
+             "infinity_rope", "memrope", "deep_forcing", "memflow")
 _UNSET = (-1, 0.0, "default")
 
 
@@ -96,7 +96,10 @@ class FadeMemBaselineCache(FadeMemNode):
         "memory the FadeMem-FT LoRA was trained with). infinity_rope: sink + short window re-roped "
         "at 0..W-1 every chunk, a KV flush instead of a re-cache at a prompt switch. memrope: sink "
         "+ a slow and a fast moving average of the evicted frames + recent frames, positions "
-        "0..11. Widgets a kind does not use are ignored; -1 / 0 / default mean the kind's own "
+        "0..11. deep_forcing: a deep sink re-positioned just before the recent frames plus the "
+        "tokens the chunk's queries attend to most (participative compression). memflow: "
+        "LongLive's sink + window plus a bank of prototype frames kept by relevance to the prompt. "
+        "Widgets a kind does not use are ignored; -1 / 0 / default mean the kind's own "
         "default (see the README's policy table)."
     )
 
@@ -107,21 +110,29 @@ class FadeMemBaselineCache(FadeMemNode):
                                      "frames only. full: keep everything (memory grows with the "
                                      "video). self_forcing: Self-Forcing's 21-frame FIFO. "
                                      "fademem_release: the official FadeMem code. infinity_rope: "
-                                     "Infinity-RoPE. memrope: MemRoPE.", default="sink_window"),
-            "sink": int_input(-1, -1, 64, "sink_window, infinity_rope, memrope: first latent frames "
-                                          "that are never evicted (LongLive 3, Infinity-RoPE 1, "
-                                          "MemRoPE 3; -1: the kind's default)."),
+                                     "Infinity-RoPE. memrope: MemRoPE. deep_forcing: Deep Forcing "
+                                     "(deep sink + participative compression). memflow: MemFlow's "
+                                     "prototype bank (training-free).", default="sink_window"),
+            "sink": int_input(-1, -1, 64, "sink_window, infinity_rope, memrope, deep_forcing, "
+                                          "memflow: first latent frames that are never evicted "
+                                          "(LongLive 3, Infinity-RoPE 1, MemRoPE 3, Deep Forcing 10, "
+                                          "MemFlow 3; -1: the kind's default)."),
             "window": int_input(-1, -1, 256,
                                 "Most recent latent frames a chunk sees, the chunk itself included: "
                                 "sink_window 9 besides the sink (LongLive), sliding_window 12, "
                                 "self_forcing 21; infinity_rope: everything a chunk sees, sink "
-                                "included, 6. -1: the kind's default. Must be >= chunk."),
+                                "included, 6; deep_forcing: frames' worth of tokens held between "
+                                "chunks, sink + compressed + recent, 16; memflow: sink + recent "
+                                "frames, chunk included, 12 (the bank comes on top). -1: the kind's "
+                                "default. Must be >= chunk."),
             "positions": combo(["default"] + list(dict.fromkeys(POSITION_STRATEGIES + ("release",))),
                                "Temporal RoPE positions (sink_window, sliding_window, full, "
-                               "self_forcing: absolute or packed; fademem_release: release = the "
-                               "release's 21-frame window layout once full, or absolute). "
-                               "infinity_rope and memrope always re-rope at 0..W-1. default: the "
-                               "kind's own.", default="default"),
+                               "self_forcing: absolute, packed or sink_shifted; fademem_release: "
+                               "release = the release's 21-frame window layout once full, or "
+                               "absolute; deep_forcing: sink_shifted = entries packed just before "
+                               "the chunk, or packed). infinity_rope and memrope always re-rope at "
+                               "0..W-1, memflow keeps absolute. default: the kind's own.",
+                               default="default"),
             "budget": _int("12", "fademem_release: bank entries; a chunk sees budget + 3 frames."),
             "beta": _rate("fademem_release: power-law age warp.", "0.3"),
             "span_gamma": _rate("fademem_release: K/V merge weights span**gamma.", "0.5"),
@@ -129,13 +140,18 @@ class FadeMemBaselineCache(FadeMemNode):
                                        "K/V when merged (the release's default)."),
             "flush_keep": _int("2", "infinity_rope: frames kept besides the sink at a prompt "
                                "switch (none re-cached)."),
-            "recent": _int("4", "memrope: newest frames kept exactly besides the chunk."),
+            "recent": _int("memrope 4, deep_forcing 4", "memrope: newest frames kept exactly "
+                           "besides the chunk; deep_forcing: newest frames kept exactly (>= chunk)."),
             "alpha_long": _rate("memrope: update rate of the slow moving average.", "0.01"),
             "alpha_short": _rate("memrope: update rate of the fast moving average.", "0.1"),
+            "bank": _int("3", "memflow: prototype frames kept by relevance to the prompt."),
+            "interval": _int("3", "memflow: chunks per prototype frame (the first frame of every "
+                             "interval-th chunk)."),
         })
 
     def build(self, kind, sink, window, positions, budget=-1, beta=0.0, span_gamma=0.0,
-              anchor=True, flush_keep=-1, recent=-1, alpha_long=0.0, alpha_short=0.0):
+              anchor=True, flush_keep=-1, recent=-1, alpha_long=0.0, alpha_short=0.0, bank=-1,
+              interval=-1):
         from fademem_core import policy_from_name, policy_parameters
 
         if kind not in BASELINES:
@@ -144,7 +160,7 @@ class FadeMemBaselineCache(FadeMemNode):
         values = {"sink": sink, "window": window, "positions": positions, "budget": budget,
                   "beta": beta, "span_gamma": span_gamma, "anchor": anchor,
                   "flush_keep": flush_keep, "recent": recent, "alpha_long": alpha_long,
-                  "alpha_short": alpha_short}
+                  "alpha_short": alpha_short, "bank": bank, "interval": interval}
         kwargs = {k: values[k] for k in used
                   if not any(values[k] == u and type(values[k]) is type(u) for u in _UNSET)}
         return (policy_from_name(kind, **kwargs),)

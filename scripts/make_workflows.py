@@ -297,38 +297,52 @@ def side_by_side() -> Workflow:
     return wf
 
 
-def side_by_side_peers() -> Workflow:
-    """FadeMem next to the peer memories of the paper's Table 1 on the same weights and seed."""
-    wf = Workflow("fademem_vs_peers_side_by_side")
+def _peers_workflow(name: str, peers: list[tuple[str, str, dict]], note: str) -> Workflow:
+    """FadeMem (M=12, beta=0.3) next to ``peers`` ``(title, kind, widgets)`` of the Baseline
+    Cache node, one sampler each on the same weights, prompt and seed."""
+    wf = Workflow(name)
     loader, clip, vae = _model_text_vae(wf)
     text = wf.add("CLIPTextEncode", (360, 200), size=(400, 200), clip=clip.out(), text=(
         "A turtle swims over a coral reef and slowly turns into an alligator, sunlight "
         "flickering through the water, the camera following it, realistic."))
-    caches = [
-        ("FadeMem (M=12, beta=0.3)", "fademem", wf.add(
-            "FadeMemCache", (360, 440), title="FadeMem (M=12, beta=0.3)", budget=12, beta=0.3,
-            anchor=True, operator="weighted_average", positions="absolute")),
-        ("MemRoPE (sink 3, EMA 0.01/0.1, recent 4)", "memrope", wf.add(
-            "FadeMemBaselineCache", (360, 820), title="MemRoPE (sink 3, EMA 0.01/0.1, recent 4)",
-            kind="memrope")),
-        ("FadeMem as released (window layout)", "fademem_release", wf.add(
-            "FadeMemBaselineCache", (360, 1260), title="FadeMem as released (window layout)",
-            kind="fademem_release")),
-    ]
+    caches = [("FadeMem (M=12, beta=0.3)", "fademem", wf.add(
+        "FadeMemCache", (360, 440), title="FadeMem (M=12, beta=0.3)", budget=12, beta=0.3,
+        anchor=True, operator="weighted_average", positions="absolute"))]
+    for i, (title, kind, widgets) in enumerate(peers):
+        caches.append((title, kind, wf.add("FadeMemBaselineCache", (360, 820 + 440 * i),
+                                           title=title, kind=kind, **widgets)))
     common = dict(model=loader.out(), positive=text.out(), width=832, height=480, length=957, chunk=3,
                   steps=4, shift=5.0, seed=2026, context_noise=0.0)
-    for i, (title, name, cache) in enumerate(caches):
+    for i, (title, kind, cache) in enumerate(caches):
         sampler = wf.add("FadeMemSampler", (800, 480 * i), title=f"FadeMem Sampler ({title})",
                          control="fixed", cache=cache.out(), **common)
-        _decode_save(wf, sampler.out(), vae, 1160, 480 * i, f"video/compare_{name}")
-    wf.add("MarkdownNote", (0, 480), size=(330, 340), text=(
-        "# FadeMem vs the peer memories\n\nThree samplers share the model, the prompt and the "
-        "seed (fixed); only the KV memory differs: FadeMem's 12 distance-aware entries (a chunk "
-        "sees 15 frames), MemRoPE's sink + slow/fast moving averages + recent frames (12), and "
-        "FadeMem as the official release codes it (the memory the FadeMem-FT LoRA was trained "
-        "with; 15). Deep Forcing is not available yet. The README's policy table lists every "
-        "memory.\n\n" + DOWNLOADS))
+        _decode_save(wf, sampler.out(), vae, 1160, 480 * i, f"video/compare_{kind}")
+    wf.add("MarkdownNote", (0, 480), size=(330, 340), text=note + "\n\n" + DOWNLOADS)
     return wf
+
+
+def side_by_side_peers() -> Workflow:
+    """FadeMem next to MemRoPE and the FadeMem release on the same weights and seed."""
+    return _peers_workflow("fademem_vs_peers_side_by_side", [
+        ("MemRoPE (sink 3, EMA 0.01/0.1, recent 4)", "memrope", {}),
+        ("FadeMem as released (window layout)", "fademem_release", {}),
+    ], "# FadeMem vs the peer memories\n\nThree samplers share the model, the prompt and the "
+       "seed (fixed); only the KV memory differs: FadeMem's 12 distance-aware entries (a chunk "
+       "sees 15 frames), MemRoPE's sink + slow/fast moving averages + recent frames (12), and "
+       "FadeMem as the official release codes it (the memory the FadeMem-FT LoRA was trained "
+       "with; 15). The README's policy table lists every memory.")
+
+
+def side_by_side_deep_forcing() -> Workflow:
+    """FadeMem next to Deep Forcing and MemRoPE on the same weights and seed."""
+    return _peers_workflow("fademem_vs_deep_forcing_side_by_side", [
+        ("Deep Forcing (sink 10, C 2, recent 4)", "deep_forcing", {}),
+        ("MemRoPE (sink 3, EMA 0.01/0.1, recent 4)", "memrope", {}),
+    ], "# FadeMem vs Deep Forcing and MemRoPE\n\nThree samplers share the model, the prompt "
+       "and the seed (fixed); only the KV memory differs: FadeMem's 12 distance-aware entries (a "
+       "chunk sees 15 frames), Deep Forcing's deep sink of 10 frames + the 2 frames' worth of "
+       "tokens the chunk attends to most + 4 recent frames (19), and MemRoPE's sink + slow/fast "
+       "moving averages + recent frames (12). The README's policy table lists every memory.")
 
 
 def prompt_story() -> Workflow:
@@ -415,8 +429,8 @@ def continue_video() -> Workflow:
     return wf
 
 
-WORKFLOWS = (t2v_60s, watch_it_grow, side_by_side, side_by_side_peers, prompt_story, layout_betas,
-             continue_video)
+WORKFLOWS = (t2v_60s, watch_it_grow, side_by_side, side_by_side_peers, side_by_side_deep_forcing,
+             prompt_story, layout_betas, continue_video)
 # the template browser's texts (workflows/meta/index.json, see write_index)
 DESCRIPTIONS = {
     "fademem_t2v_60s": ("FadeMem: 60 s text-to-video",
@@ -431,6 +445,10 @@ DESCRIPTIONS = {
     "fademem_vs_peers_side_by_side": ("FadeMem vs peer memories, side by side",
                                       "The same prompt and seed with FadeMem, MemRoPE and FadeMem as "
                                       "released, saved as separate videos."),
+    "fademem_vs_deep_forcing_side_by_side": ("FadeMem vs Deep Forcing and MemRoPE",
+                                             "The same prompt and seed with FadeMem, Deep Forcing's "
+                                             "deep sink + participative compression and MemRoPE, "
+                                             "saved as separate videos."),
     "fademem_prompt_story": ("A 60 s story in three prompts",
                              "FadeMem Prompt Schedule switches prompts at 20 s and 40 s."),
     "fademem_memory_layout_betas": ("How beta shapes the memory",

@@ -523,9 +523,15 @@ def test_a_length_too_large_for_any_number_is_bad_input(capsys, tmp_path, tiny_c
 
 
 def _policies():
-    from fademem_core import FadeMemRelease, InfinityRope, MemRope, SinkWindow, SlidingWindow
+    from fademem_core import (DeepForcing, FadeMemRelease, InfinityRope, MemFlow, MemRope, SinkWindow,
+                              SlidingWindow)
 
     return [
+        (["--policy", "deep_forcing"], DeepForcing()),
+        (["--policy", "deep_forcing", "--sink", "6", "--window", "12", "--positions", "packed"],
+         DeepForcing(sink=6, window=12, positions="packed")),
+        (["--policy", "memflow", "--bank", "2", "--interval", "1", "--window", "9"],
+         MemFlow(bank=2, interval=1, window=9)),
         (["--policy", "memrope"], MemRope()),
         (["--policy", "memrope", "--sink", "1", "--recent", "2", "--alpha-short", "0.5"],
          MemRope(sink=1, recent=2, alpha_short=0.5)),

@@ -111,7 +111,7 @@ def test_every_combo_option_builds_the_policy_it_names():
     built = {type(cache.FadeMemBaselineCache().build(k, -1, -1, "default")[0]).__name__
              for k in kinds}
     assert built == {"SinkWindow", "SlidingWindow", "FullCache", "FadeMemRelease", "InfinityRope",
-                     "MemRope"}
+                     "MemRope", "DeepForcing", "MemFlow"}
     positions = cache.FadeMemBaselineCache.INPUT_TYPES()["required"]["positions"][0]
     for kind in kinds:  # every positions option a kind accepts reaches its policy
         for option in positions[1:]:
@@ -499,7 +499,8 @@ def test_node_lengths_are_capped_at_the_widget_maximum_even_from_the_api():
 
 
 @pytest.mark.parametrize("kind", ["sink_window", "sliding_window", "full", "self_forcing",
-                                  "fademem_release", "infinity_rope", "memrope"])
+                                  "fademem_release", "infinity_rope", "memrope", "deep_forcing",
+                                  "memflow"])
 def test_every_baseline_kind_at_the_widget_defaults_is_its_policy_at_its_defaults(kind):
     from fademem_core import policy_from_name, policy_parameters
 
@@ -512,7 +513,7 @@ def test_every_baseline_kind_at_the_widget_defaults_is_its_policy_at_its_default
 
 
 def test_baseline_widgets_reach_the_policy_and_bad_values_are_refused():
-    from fademem_core import FadeMemRelease, InfinityRope, MemRope, SlidingWindow
+    from fademem_core import DeepForcing, FadeMemRelease, InfinityRope, MemFlow, MemRope, SlidingWindow
 
     base = NODES["FadeMemBaselineCache"]()
     assert base.build("fademem_release", -1, -1, "absolute", budget=8, beta=0.5)[0] == \
@@ -522,6 +523,13 @@ def test_baseline_widgets_reach_the_policy_and_bad_values_are_refused():
     assert base.build("memrope", 1, -1, "default", recent=2, alpha_short=0.5)[0] == \
         MemRope(sink=1, recent=2, alpha_short=0.5)
     assert base.build("self_forcing", 5, -1, "packed")[0] == SlidingWindow(21, positions="packed")
+    assert base.build("deep_forcing", 6, 12, "default", recent=3)[0] == \
+        DeepForcing(sink=6, window=12, recent=3)
+    assert base.build("deep_forcing", -1, -1, "packed")[0] == DeepForcing(positions="packed")
+    assert base.build("memflow", 2, -1, "default", bank=4, interval=1)[0] == \
+        MemFlow(sink=2, bank=4, interval=1)
+    with pytest.raises(ValueError, match="window"):
+        base.build("deep_forcing", 10, 12, "default")  # sink + recent > window
     with pytest.raises(ValueError, match="positions"):
         base.build("fademem_release", -1, -1, "packed")
     with pytest.raises(ValueError, match="alpha_long"):

@@ -9,6 +9,7 @@ import torch
 import fademem_core
 from fademem_core.memory.policies import POLICIES, Decision, Entry, Evict, FadeMem, FullCache, Keep, \
     KVGeometry, Merge, MemoryView, SinkWindow, SlidingWindow, policy_from_name
+from fademem_core.memory.contract import AttentionInputs
 from tests.support.kv_reference import attention_ref, rope_ref
 
 # Every registered policy with each position strategy it accepts, plus variants: a policy
@@ -41,13 +42,25 @@ def chunk_kv(frames, layer, salt=0):
     return torch.cat([p[0] for p in parts], 1), torch.cat([p[1] for p in parts], 1)
 
 
+def inputs_for(cache, k, layer, first_step=False):
+    """What the model passes to attend: the attention inputs the cache declared, nothing else."""
+    needs = cache.attention_needs
+    if not needs:
+        return None
+    gen = torch.Generator().manual_seed(7 + layer)
+    return AttentionInputs(torch.randn(k.shape, generator=gen) if "queries" in needs else None,
+                           torch.randn(1, H, 5, D, generator=gen) if "text_keys" in needs else None,
+                           first_step and "first_step" in needs)
+
+
 def write_pass(cache, frames, positions, salt=0):
     """Attend every layer with write=True; return the per-layer contexts' token counts."""
     sizes = []
     for layer, lkv in enumerate(cache.layers):
         k_raw, v = chunk_kv(frames, layer, salt)
         k = rope_ref(k_raw, positions, HH, WW)
-        k_ctx, v_ctx = lkv.attend(k, v, k_raw[..., :TC], write=True)
+        k_ctx, v_ctx = lkv.attend(k, v, k_raw[..., :TC], write=True,
+                                  inputs=inputs_for(cache, k, layer))
         assert k_ctx.shape == v_ctx.shape
         sizes.append(k_ctx.shape[1])
     return sizes
@@ -87,12 +100,13 @@ def test_rollout_respects_the_stated_bounds(policy):
         context = held + num
         if visible is not None:
             assert context <= visible
-            assert context == min(visible - (CHUNK - num), start + num)
+            if policy.fills_to_visible:
+                assert context == min(visible - (CHUNK - num), start + num)
         else:
             assert context == start + num
         if policy.positions == "packed":
             assert positions == [float(held + j) for j in range(num)]
-        elif policy.positions == "absolute":
+        elif policy.positions in ("absolute", "sink_shifted"):
             assert positions == [float(start + j) for j in range(num)]
         sizes.add(cache.nbytes())
         assert write_pass(cache, range(start, start + num), positions) == [context * N] * LAYERS
@@ -106,11 +120,13 @@ def test_rollout_respects_the_stated_bounds(policy):
     if history is None:
         assert bound is None and len(entries) == 25
     else:
-        assert len(entries) == min(history, 25)
+        assert len(entries) == min(history, 25) if policy.fills_to_visible else \
+            len(entries) <= history
         assert sizes == {bound} and cache.nbytes() == bound  # allocated once, never grows
-    if policy.positions in ("absolute", "packed"):  # other strategies: their own tests
-        want_pos = [m for m, _ in entries] if policy.positions == "absolute" else \
-            [float(i) for i in range(len(entries))]
+    if policy.positions in ("absolute", "packed", "sink_shifted"):  # others: their own tests
+        n = len(entries)
+        want_pos = {"absolute": [m for m, _ in entries], "packed": [float(i) for i in range(n)],
+                    "sink_shifted": [float(25 - n + i) for i in range(n)]}[policy.positions]
         assert cache.encoded_positions() == want_pos
     cache.close()
     cache.close()
@@ -136,11 +152,12 @@ def test_exact_entries_and_attention_match_reference(policy):
     for layer, lkv in enumerate(cache.layers):
         k_raw, v = chunk_kv(range(17, 19), layer)
         k = rope_ref(k_raw, positions, HH, WW)
-        k_ctx, v_ctx = lkv.attend(k, v, k_raw[..., :TC], write=False)
+        k_ctx, v_ctx = lkv.attend(k, v, k_raw[..., :TC], write=False,
+                                  inputs=inputs_for(cache, k, layer, first_step=True))
         # merged entries are checked against the operator in test_memory; here, exact ones
         ref_k = [rope_ref(frame_kv(f, layer)[0], [held[f][1]], HH, WW) for f in exact]
         ref_v = [frame_kv(f, layer)[1] for f in exact]
-        merged = [i for i, e in enumerate(cache.held()) if e.span > 1]
+        merged = [i for i, e in enumerate(cache.held()) if e.span > 1 or e.aggregate]
         ref_k += [cache.entry_kv(layer, i)[0] for i in merged]
         ref_v += [cache.entry_kv(layer, i)[1] for i in merged]
         q = torch.randn(k.shape, generator=torch.Generator().manual_seed(layer))
@@ -203,11 +220,14 @@ def test_contract_errors(policy):
         cache.layers[0].attend(k[:, :N], k[:, :N], kt[:, :N], write=True)
     with pytest.raises(ValueError, match="k_temporal_raw"):
         cache.layers[0].attend(k, k, k, write=True)
-    cache.layers[0].attend(k, k, kt, write=False)
+    if cache.attention_needs:  # the inputs it declared are required
+        with pytest.raises(ValueError, match="AttentionInputs"):
+            cache.layers[0].attend(k, k, kt, write=False)
+    cache.layers[0].attend(k, k, kt, write=False, inputs=inputs_for(cache, k, 0))
     with pytest.raises(RuntimeError, match="write=True"):
         cache.commit()  # no clean pass yet
-    for lkv in cache.layers:
-        lkv.attend(k, k, kt, write=True)
+    for i, lkv in enumerate(cache.layers):
+        lkv.attend(k, k, kt, write=True, inputs=inputs_for(cache, k, i))
     cache.commit()
     assert len(cache.entries()) == min(CHUNK, policy.history_frames(CHUNK) or CHUNK)
 
@@ -403,7 +423,8 @@ SHORT = 5  # latent frames of a video shorter than most policies' history + chun
                          ids=IDS + ["FadeMem(budget=1000)", "FadeMem(budget=10**9)"])
 def test_a_short_video_allocates_only_the_slots_it_can_use(policy):
     geo = geometry()
-    slot = geo.slot_bytes(policy.needs_raw_temporal)
+    # + one float32 score per token and layer for the policies that select tokens
+    slot = geo.slot_bytes(policy.needs_raw_temporal) + (4 * LAYERS * N if policy.attention_needs else 0)
     chunk = min(CHUNK, policy.visible_frames(CHUNK) or CHUNK)
     history = policy.history_frames(chunk)
     slots = SHORT if history is None else min(history + chunk, SHORT)  # written out

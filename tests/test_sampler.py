@@ -386,7 +386,7 @@ def test_to_raw_and_from_raw_refuse_what_is_not_a_latent_tensor(bad, needle):
 
 
 # ---------------------------------------------------------------------------- every policy, long
-PEERS = ["fademem_release", "infinity_rope", "memrope"] + sorted(PRESETS)
+PEERS = ["fademem_release", "infinity_rope", "memrope", "deep_forcing", "memflow"] + sorted(PRESETS)
 
 
 @pytest.mark.parametrize("name", PEERS)

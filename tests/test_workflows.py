@@ -20,7 +20,7 @@ UI_ONLY = {"MarkdownNote", "Note"}  # frontend-only nodes, never sent to the ser
 CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}
 WORKFLOWS = {
     "fademem_t2v_60s", "fademem_watch_it_grow", "fademem_vs_longlive_side_by_side",
-    "fademem_vs_peers_side_by_side",
+    "fademem_vs_peers_side_by_side", "fademem_vs_deep_forcing_side_by_side",
     "fademem_prompt_story", "fademem_memory_layout_betas",
     "fademem_continue_video",
 }
@@ -265,6 +265,21 @@ def test_peers_side_by_side_runs_fademem_memrope_and_the_release_on_one_seed():
     assert samplers[0]["widgets_values"][7] == "fixed"
     kinds = [n["widgets_values"][0] for n in nodes_of(wf, "FadeMemBaselineCache")]
     assert kinds == ["memrope", "fademem_release"] and len(nodes_of(wf, "FadeMemCache")) == 1
+    caches = {lk[1] for lk in wf["links"] if lk[5] == "FADEMEM_CACHE"}
+    assert len(caches) == 3  # each sampler has its own memory
+    prefixes = [n["widgets_values"][0] for n in nodes_of(wf, "SaveVideo")]
+    assert len(set(prefixes)) == 3
+
+
+def test_deep_forcing_side_by_side_runs_fademem_deep_forcing_and_memrope_on_one_seed():
+    wf = load("fademem_vs_deep_forcing_side_by_side")
+    samplers = nodes_of(wf, "FadeMemSampler")
+    assert len(samplers) == 3
+    assert len({tuple(s["widgets_values"]) for s in samplers}) == 1  # same settings and seed
+    kinds = [n["widgets_values"][0] for n in nodes_of(wf, "FadeMemBaselineCache")]
+    assert kinds == ["deep_forcing", "memrope"] and len(nodes_of(wf, "FadeMemCache")) == 1
+    for node in nodes_of(wf, "FadeMemBaselineCache"):  # every widget at the kind's default
+        assert all(v in (-1, 0.0, "default", True) for v in node["widgets_values"][1:])
     caches = {lk[1] for lk in wf["links"] if lk[5] == "FADEMEM_CACHE"}
     assert len(caches) == 3  # each sampler has its own memory
     prefixes = [n["widgets_values"][0] for n in nodes_of(wf, "SaveVideo")]

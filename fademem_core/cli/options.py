@@ -12,7 +12,7 @@ from ..rollout.timesteps import check_steps
 from .common import CliError, checked, int_at_least, nonneg_float, positive_float
 
 POLICY_CHOICES = ("fademem", "sink_window", "sliding_window", "full", "self_forcing",
-                  "fademem_release", "infinity_rope", "memrope")
+                  "fademem_release", "infinity_rope", "memrope", "deep_forcing", "memflow")
 
 
 def add_fademem_options(g: Any, prefix: str = "") -> None:
@@ -39,24 +39,32 @@ def add_policy_options(p: argparse.ArgumentParser) -> None:
                    help="fademem: how a merged pair's K/V combine (default weighted_average)")
     g.add_argument("--positions", default=None, choices=POSITION_STRATEGIES + ("release",),
                    help="RoPE positions of memory entries (default: the policy's; absolute, "
-                        "release for fademem_release, packed for infinity_rope and memrope)")
+                        "release for fademem_release, packed for infinity_rope and memrope, "
+                        "sink_shifted for deep_forcing)")
     g.add_argument("--window", type=int_at_least(1), default=None,
                    help="frames a chunk sees, itself included: sliding_window (12), "
                         "self_forcing (21), sink_window besides the sink (9), infinity_rope "
-                        "sink included (6)")
+                        "sink included (6), memflow sink included, bank not (12); deep_forcing: "
+                        "frames' worth of tokens held between chunks, sink + compressed + "
+                        "recent (16)")
     g.add_argument("--sink", type=int_at_least(0), default=None,
-                   help="sink_window (3), infinity_rope (1), memrope (3): first frames kept "
-                        "forever")
+                   help="sink_window (3), infinity_rope (1), memrope (3), deep_forcing (10), "
+                        "memflow (3): first frames kept forever")
     g.add_argument("--span-gamma", type=positive_float, default=None,
                    help="fademem_release: K/V merge weights span**gamma (0.5)")
     g.add_argument("--flush-keep", type=int_at_least(0), default=None,
                    help="infinity_rope: frames kept besides the sink at a prompt switch (2)")
     g.add_argument("--recent", type=int_at_least(0), default=None,
-                   help="memrope: newest frames kept exactly besides the chunk (4)")
+                   help="memrope: newest frames kept exactly besides the chunk (4); "
+                        "deep_forcing: newest frames kept exactly, >= the chunk (4)")
     g.add_argument("--alpha-long", type=positive_float, default=None,
                    help="memrope: update rate of the slow moving average (0.01)")
     g.add_argument("--alpha-short", type=positive_float, default=None,
                    help="memrope: update rate of the fast moving average (0.1)")
+    g.add_argument("--bank", type=int_at_least(0), default=None,
+                   help="memflow: prototype frames kept by relevance to the prompt (3)")
+    g.add_argument("--interval", type=int_at_least(1), default=None,
+                   help="memflow: chunks per prototype frame (3)")
 
 
 def add_sampling_options(p: argparse.ArgumentParser) -> None:

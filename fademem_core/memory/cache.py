@@ -14,67 +14,17 @@ records) and applies the answer; the policy never calls back.  ``mu``/``span`` l
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import NamedTuple
-
 import torch
 
 from ..checks import check_int
 from ..rope import grid_cos_sin, temporal_cos_sin
-from .contract import (Average, Decision, Entry, Evict, KVCache, KVGeometry, Keep, LayerKV,
-                       Merge, MemoryRule, MemoryView, Retain)
+from .contract import (AttentionInputs, Average, Decision, Entry, Evict, KVCache, KVGeometry, Keep,
+                       LayerKV, Merge, MemoryRule, MemoryView, Retain, Select)
+from .records import HeldEntry, PendingChunk, SlotBuffers, preallocated_slots
 from .storage import OPERATORS, SlotStorage, check_operator
 
 __all__ = ["OPERATORS", "SlotBuffers", "SlotCache", "SlotStorage", "check_operator",
            "preallocated_slots"]
-
-
-def preallocated_slots(history: int | None, chunk: int, max_frames: int | None) -> int | None:
-    """Slots a cache allocates up front: what ``history`` entries plus a chunk need
-    (``history + chunk``), but never more than a video of ``max_frames`` can fill
-    (``max(max_frames, chunk)``); None for an unbounded memory not told the length (it then
-    starts at one chunk and grows by doubling)."""
-    video = None if max_frames is None else max(check_int("max_frames", max_frames, 1), chunk)
-    if history is None:
-        return video
-    return history + chunk if video is None else min(history + chunk, video)
-
-
-@dataclass
-class _Held:
-    """Host-side metadata of one memory entry: the policy's view plus where it is stored."""
-
-    mu: float  # temporal centre (frame units)
-    span: int  # frames summarised
-    frame: int  # first frame it covers
-    slot: int  # storage slot
-    pos: float  # position its key's temporal channels are encoded at (nan: stale)
-    aggregate: bool = False  # a moving average (MemRoPE): never exact, never re-cached
-
-    def entry(self) -> Entry:
-        return Entry(self.mu, self.span, self.frame, self.aggregate)
-
-
-class SlotBuffers(NamedTuple):
-    """Read-only look at a cache's buffers ``[layers, batch, slots, tokens, heads, ch]``."""
-
-    k: torch.Tensor
-    v: torch.Tensor
-    kt: torch.Tensor | None  # un-roped temporal channels of K (None: not kept)
-
-
-@dataclass
-class _Pending:
-    """The chunk (or re-cache) between begin_* and commit."""
-
-    slots: list[int]
-    positions: list[float]
-    context: int  # slots visible to attention
-    start: int
-    recache: bool
-    written: set[int] = field(default_factory=set)
-    frames: list[int] = field(default_factory=list)  # re-cache: the frames the pass runs
-    keep: list[int] = field(default_factory=list)  # re-cache: first frames of the entries kept
 
 
 class _SlotLayer(LayerKV):
@@ -83,7 +33,8 @@ class _SlotLayer(LayerKV):
         self._index = index
 
     def attend(
-        self, k: torch.Tensor, v: torch.Tensor, k_temporal_raw: torch.Tensor, write: bool
+        self, k: torch.Tensor, v: torch.Tensor, k_temporal_raw: torch.Tensor, write: bool,
+        inputs: AttentionInputs | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         cache = self._cache
         pending = cache._pending
@@ -98,6 +49,8 @@ class _SlotLayer(LayerKV):
         if tuple(k_temporal_raw.shape) != want_t:
             raise ValueError(f"k_temporal_raw must be {want_t}, got {tuple(k_temporal_raw.shape)}")
         storage = cache._storage
+        if cache.attention_needs:
+            cache._score(self._index, inputs, write)
         if k.requires_grad or v.requires_grad:
             return cache._grad_context(self._index, k, v, write)
         storage.write(self._index, pending.slots, k, v, k_temporal_raw if write else None)
@@ -132,12 +85,14 @@ class SlotCache(KVCache):
             )
         self.geometry = geometry
         self.policy = policy
+        self.attention_needs = frozenset(policy.attention_needs)
         self.chunk = check_int("chunk", chunk, 1)
         self.history = policy.history_frames(self.chunk)
         slots = preallocated_slots(self.history, self.chunk, max_frames)
-        self._storage: SlotStorage | None = SlotStorage(geometry, slots or self.chunk, raw_temporal)
-        self._held: list[_Held] = []
-        self._pending: _Pending | None = None
+        self._storage: SlotStorage | None = SlotStorage(geometry, slots or self.chunk, raw_temporal,
+                                                        bool(self.attention_needs))
+        self._held: list[HeldEntry] = []
+        self._pending: PendingChunk | None = None
         self._frames_seen = 0
         self._hw: tuple[torch.Tensor, torch.Tensor] | None = None  # row/column rotations
         self.layers: list[LayerKV] = [_SlotLayer(self, i) for i in range(geometry.num_layers)]
@@ -160,9 +115,12 @@ class SlotCache(KVCache):
         if isinstance(decision, Average):
             self._average(decision)
             return
+        if isinstance(decision, Select):
+            self._select(decision)
+            return
         if not isinstance(decision, Merge):
-            raise TypeError(f"a policy must decide Keep, Evict, Merge, Average or Retain, got "
-                            f"{decision!r}")
+            raise TypeError(f"a policy must decide Keep, Evict, Merge, Average, Retain or Select, "
+                            f"got {decision!r}")
         i = decision.index
         a, b = self._held[i], self._held[i + 1]
         storage = self._live_storage()
@@ -171,7 +129,7 @@ class SlotCache(KVCache):
         else:
             slot = storage.blend(a.slot, b.slot, decision.weight)
         kept = decision.weight == 0 and decision.mu == a.mu  # the older's key, where it was
-        self._held[i : i + 2] = [_Held(decision.mu, decision.span, a.frame, slot,
+        self._held[i : i + 2] = [HeldEntry(decision.mu, decision.span, a.frame, slot,
                                        a.pos if kept else math.nan)]
 
     def _average(self, decision: Average) -> None:
@@ -183,9 +141,53 @@ class SlotCache(KVCache):
         for index, alpha, mu, span in decision.updates:
             target = self._held[index]
             storage.average_into(target.slot, slots, alpha, *self._hw)
-            self._held[index] = _Held(mu, span, target.frame, target.slot, math.nan, True)
+            self._held[index] = HeldEntry(mu, span, target.frame, target.slot, math.nan, True)
         for i in sorted(decision.sources, reverse=True):
             del self._held[i]
+
+    def _select(self, decision: Select) -> None:
+        """Keep the best-scoring tokens (or frames) of the sources in the first ``keep`` sources'
+        slots; the sources and ``whole`` entries (contiguous, in order) become aggregates."""
+        first = decision.sources[0] if decision.sources else decision.whole[0]
+        run = list(decision.sources) + list(decision.whole)
+        keep = decision.keep
+        if run != list(range(first, first + len(run))) or not 0 <= keep <= len(decision.sources):
+            raise ValueError(f"Select needs contiguous sources then whole entries and 0 <= keep <= "
+                             f"{len(decision.sources)}, got {decision!r}")
+        src = [self._held[i] for i in decision.sources]
+        if keep:
+            self._live_storage().select([e.slot for e in src], [e.slot for e in src[:keep]],
+                                        decision.tokens)
+        kept = []
+        for j, e in enumerate(src[:keep]):
+            span = e.span if j + 1 < keep else sum(x.span for x in src[j:])
+            # tokens of several frames share the slot: its key is re-encoded at the slot's
+            # position; whole frames keep the (per layer different) position they were roped at
+            pos = math.nan if decision.tokens else e.pos
+            kept.append(HeldEntry(e.mu, span, e.frame, e.slot, pos, True))
+        kept += [HeldEntry(e.mu, e.span, e.frame, e.slot, e.pos, True)
+                 for e in (self._held[i] for i in decision.whole)]
+        self._held[first : first + len(run)] = kept
+
+    def _score(self, layer: int, inputs: AttentionInputs | None, write: bool) -> None:
+        """At the chunk's first denoising step (or, for a chunk without one, its write pass):
+        the policy scores every held token of ``layer`` from the attention inputs it declared."""
+        pending = self._pending
+        if pending.recache or layer in pending.scored:
+            return
+        needs = self.attention_needs
+        missing = [n for n in sorted(needs - {"first_step"})
+                   if inputs is None or getattr(inputs, n) is None]
+        if missing:
+            raise ValueError(f"{type(self.policy).__name__} needs {missing} passed to attend "
+                             f"(AttentionInputs); got {inputs!r:.80}")
+        if not (inputs.first_step or write or "first_step" not in needs):
+            return
+        pending.scored.add(layer)
+        storage = self._live_storage()
+        # every slot at once, a view (no gather): only the held entries' scores are ever read,
+        # and the chunk's slots are scored again when they are held
+        storage.scores[layer].copy_(self.policy.score(inputs, storage.k[layer]))
 
     def prompt_switch(self) -> list[int]:
         """Apply the policy's prompt-switch rule; return the frames to re-cache under the new
@@ -220,7 +222,7 @@ class SlotCache(KVCache):
         free = self._pack_into(context)
         self._encode_positions(start_frame)  # a strategy may place entries by the chunk start
         positions = self._strategy.chunk_positions(self.held(), start_frame, num_frames)
-        self._pending = _Pending(free[:num_frames], positions, context, start_frame, False)
+        self._pending = PendingChunk(free[:num_frames], positions, context, start_frame, False)
         return list(positions)
 
     def commit(self) -> None:
@@ -239,9 +241,10 @@ class SlotCache(KVCache):
         end = pending.start + len(pending.slots)
         for j, (slot, pos) in enumerate(zip(pending.slots, pending.positions)):
             frame = pending.start + j
-            self._held.append(_Held(float(frame), 1, frame, slot, pos))
+            self._held.append(HeldEntry(float(frame), 1, frame, slot, pos))
             self._frames_seen += 1
-            self._apply(self.policy.decide(MemoryView(self.held(), frame, self.history, end)))
+            self._apply(self.policy.decide(MemoryView(self.held(), frame, self.history, end,
+                                                      self.chunk)))
         self._encode_positions(self._frames_seen)
 
     def entries(self) -> list[tuple[float, int]]:
@@ -328,7 +331,7 @@ class SlotCache(KVCache):
             else:
                 slots.append(free.pop(0))
                 positions.append(float(f))
-        self._pending = _Pending(slots, positions, context, -1, True, frames=frames, keep=keep)
+        self._pending = PendingChunk(slots, positions, context, -1, True, frames=frames, keep=keep)
         return list(positions)
 
     # ----------------------------------------------------------------- internals
@@ -376,15 +379,15 @@ class SlotCache(KVCache):
                 f"positions='absolute', got {self.policy.positions!r}"
             )
 
-    def _end_recache(self, pending: _Pending) -> None:
+    def _end_recache(self, pending: PendingChunk) -> None:
         """Rebuild the entry list from the re-cache's ``keep`` (time order), new frames included."""
         by_frame = {e.frame: e for e in self._held}
         for f, slot, pos in zip(pending.frames, pending.slots, pending.positions):
-            by_frame.setdefault(f, _Held(float(f), 1, f, slot, pos))
+            by_frame.setdefault(f, HeldEntry(float(f), 1, f, slot, pos))
         self._held = sorted((by_frame[f] for f in pending.keep), key=lambda e: e.frame)
         self._encode_positions(self._frames_seen)
 
-    def _pack_into(self, context: int, entries: list[_Held] | None = None) -> list[int]:
+    def _pack_into(self, context: int, entries: list[HeldEntry] | None = None) -> list[int]:
         """Move ``entries`` (default all) into slots < ``context``; return the free slots there.
 
         Slots of entries left out count as free (a re-cache drops or overwrites them).

@@ -19,8 +19,11 @@ from ..rope import axis_dims
 if TYPE_CHECKING:  # pragma: no cover
     from .positions import PositionStrategy
 
-__all__ = ["Average", "Decision", "Entry", "Evict", "KVCache", "KVGeometry", "Keep", "LayerKV",
-           "Merge", "MemoryRule", "MemoryView", "Retain"]
+__all__ = ["ATTENTION_INPUTS", "AttentionInputs", "Average", "Decision", "Entry", "Evict", "KVCache",
+           "KVGeometry", "Keep", "LayerKV", "Merge", "MemoryRule", "MemoryView", "Retain", "Select"]
+
+#: what attention has that a policy may declare it needs (``CachePolicy.attention_needs``)
+ATTENTION_INPUTS = ("queries", "text_keys", "first_step")
 
 
 @dataclass(frozen=True)
@@ -37,14 +40,16 @@ class Entry:
 class MemoryView:
     """What a policy is shown after each inserted frame (plain host-side data, no tensors).
 
-    Policies that need more (the chunk's queries, the text keys, per-step flags: issue 14)
-    get further fields here, filled only for the policies that declare them.
+    Tensors never appear here: a policy that scores tokens declares the attention inputs it
+    needs (:class:`AttentionInputs`), the cache hands them to its ``score`` and a
+    :class:`Select` decision refers to those scores.
     """
 
     held: tuple[Entry, ...]  # oldest first; the newest frame is the last entry
     newest: int  # index of the frame just inserted
     history: int | None  # entries the memory may hold between chunks (None: unbounded)
     chunk_end: int = 0  # end of the chunk being inserted = start of the next (the release's t)
+    chunk: int = 1  # the cache's chunk size (frames per chunk)
 
 
 @dataclass(frozen=True)
@@ -90,8 +95,35 @@ class Retain:
     indices: tuple[int, ...]
 
 
+@dataclass(frozen=True)
+class Select:
+    """Decision: of entries ``sources`` (oldest first) keep ``keep`` entries' worth of content,
+    chosen per layer and batch element by the scores the policy's ``score`` gave at the chunk's
+    scoring pass: single tokens (``tokens=True``, Deep Forcing) or whole frames ranked by their
+    mean token score (MemFlow).  The kept content fills the slots of the first ``keep`` sources
+    in time order (source, then token) and those entries become aggregates (their content differs
+    per layer; entry ``j`` keeps source ``j``'s centre and first frame, the last one also covers
+    the dropped sources' frames); the other sources are dropped.  ``whole``: entries kept as they
+    are (marked aggregates too: MemFlow's newest prototype)."""
+
+    sources: tuple[int, ...]
+    keep: int
+    tokens: bool = True
+    whole: tuple[int, ...] = ()
+
+
 # what a policy answers after each inserted frame
-Decision = Keep | Evict | Merge | Average | Retain
+Decision = Keep | Evict | Merge | Average | Retain | Select
+
+
+@dataclass(frozen=True)
+class AttentionInputs:
+    """What attention has, passed to ``LayerKV.attend`` only as far as the cache asks
+    (``KVCache.attention_needs``): the rest stays None / False."""
+
+    queries: torch.Tensor | None = None  # [B, S_chunk, H, D] the chunk's queries, roped as k
+    text_keys: torch.Tensor | None = None  # [B, H, L, D] this layer's cross-attention keys
+    first_step: bool = False  # this pass is the chunk's first denoising step
 
 
 @dataclass(frozen=True)
@@ -136,13 +168,14 @@ class KVGeometry:
             * self.head_dim * self.itemsize
         )
 
-    def slot_bytes(self, raw_temporal: bool = True) -> int:
+    def slot_bytes(self, raw_temporal: bool = True, scores: bool = False) -> int:
         """Bytes one memory slot allocates: K, V and, with ``raw_temporal``, the un-roped
         temporal channels of K (only policies whose positions move keep those; see
-        :attr:`CachePolicy.needs_raw_temporal` and :meth:`CachePolicy.slot_bytes`)."""
+        :attr:`CachePolicy.needs_raw_temporal` and :meth:`CachePolicy.slot_bytes`); with
+        ``scores``, one float32 score per token and layer (policies that select tokens)."""
         channels = 2 * self.head_dim + (self.temporal_channels if raw_temporal else 0)
-        return (self.num_layers * self.batch * self.tokens_per_frame * self.num_heads * channels
-                * self.itemsize)
+        tokens = self.num_layers * self.batch * self.tokens_per_frame
+        return tokens * self.num_heads * channels * self.itemsize + (4 * tokens if scores else 0)
 
 
 class LayerKV(ABC):
@@ -150,7 +183,8 @@ class LayerKV(ABC):
 
     @abstractmethod
     def attend(
-        self, k: torch.Tensor, v: torch.Tensor, k_temporal_raw: torch.Tensor, write: bool
+        self, k: torch.Tensor, v: torch.Tensor, k_temporal_raw: torch.Tensor, write: bool,
+        inputs: AttentionInputs | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Place the chunk's keys/values and return the attention context ``(K_ctx, V_ctx)``.
 
@@ -159,7 +193,8 @@ class LayerKV(ABC):
         channels of ``k`` before RoPE.  The context is ``[B, S_ctx, H, D]``: memory entries
         (keys at their positions) plus the chunk; key order is arbitrary (positions are
         explicit) and no mask is needed.  ``write=True`` marks the clean pass whose K/V
-        ``commit`` will keep.
+        ``commit`` will keep.  ``inputs``: the attention inputs the cache declared it needs
+        (``KVCache.attention_needs``; None when it needs none).
         """
 
 
@@ -167,6 +202,8 @@ class KVCache(ABC):
     """The memory of one rollout: per-layer storage plus host-side bookkeeping."""
 
     layers: list[LayerKV]
+    #: names in :data:`ATTENTION_INPUTS` the model must pass to ``attend`` (its policy's needs)
+    attention_needs: frozenset[str] = frozenset()
 
     @abstractmethod
     def begin_chunk(self, start_frame: int, num_frames: int) -> list[float]:
@@ -228,3 +265,8 @@ class MemoryRule(Protocol):
     def decide(self, memory: MemoryView) -> Decision: ...
 
     def on_prompt_switch(self, held: tuple[Entry, ...]) -> tuple[int, ...] | None: ...
+
+    @property
+    def attention_needs(self) -> frozenset[str]: ...
+
+    def score(self, inputs: AttentionInputs, keys: torch.Tensor) -> torch.Tensor: ...

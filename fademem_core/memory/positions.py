@@ -3,7 +3,9 @@
 A strategy is a small frozen object, separate from what a policy keeps, so any policy can be
 combined with any strategy (``FadeMem(positions="packed")``).  ``Absolute`` is FadeMem's
 represented centre; ``Packed`` is also the block-relative layout of Infinity-RoPE and MemRoPE
-(their held frames re-roped at 0..n-1, the chunk after them); ``ReleaseWindow`` is the official
+(their held frames re-roped at 0..n-1, the chunk after them); ``SinkShifted`` is Deep Forcing's
+deep sink (the held entries packed to end right before the chunk, which keeps its absolute
+frame indices, so the sink sits just before the recent frames); ``ReleaseWindow`` is the official
 FadeMem release's layout, parameterised by its policy (so not in :data:`POSITIONS`).
 """
 from __future__ import annotations
@@ -16,7 +18,7 @@ from ..checks import check_choice
 from .contract import Entry
 
 __all__ = ["POSITIONS", "POSITION_STRATEGIES", "Absolute", "Packed", "PositionStrategy",
-           "RELEASE_CHUNK", "RELEASE_MOST_ENTRIES", "ReleaseWindow", "check_positions",
+           "RELEASE_CHUNK", "RELEASE_MOST_ENTRIES", "ReleaseWindow", "SinkShifted", "check_positions",
            "position_strategy"]
 
 
@@ -59,6 +61,26 @@ class Packed(PositionStrategy):
 
     def chunk_positions(self, held: Sequence[Entry], start_frame: int, num_frames: int) -> list[float]:
         return [float(len(held) + j) for j in range(num_frames)]
+
+
+@dataclass(frozen=True)
+class SinkShifted(PositionStrategy):
+    """The chunk at its frame indices, the ``n`` held entries at ``start - n .. start - 1``.
+
+    Deep Forcing's temporal RoPE adjustment of its deep sink: the recent frames (the newest held
+    ones, contiguous with the chunk) stay at their own frame indices and never move; everything
+    older (the sink, compressed tokens) is re-positioned contiguously just before them, so the
+    sink's phase follows the current timeline.  Attention is shift invariant, so this sees what
+    ``Packed`` sees, but only the entries behind the recent frames are re-encoded each chunk.
+    """
+
+    moves_keys = True
+
+    def entry_positions(self, held: Sequence[Entry], start_frame: int) -> list[float]:
+        return [float(start_frame - len(held) + i) for i in range(len(held))]
+
+    def chunk_positions(self, held: Sequence[Entry], start_frame: int, num_frames: int) -> list[float]:
+        return [float(start_frame + j) for j in range(num_frames)]
 
 
 # the release's 21-frame training window: the chunk of 3 at 18..20 once the layout is on, the
@@ -114,7 +136,8 @@ class ReleaseWindow(PositionStrategy):
         return [float(first + j) for j in range(num_frames)]
 
 
-POSITIONS: dict[str, PositionStrategy] = {"absolute": Absolute(), "packed": Packed()}
+POSITIONS: dict[str, PositionStrategy] = {"absolute": Absolute(), "packed": Packed(),
+                                          "sink_shifted": SinkShifted()}
 POSITION_STRATEGIES = tuple(POSITIONS)
 
 

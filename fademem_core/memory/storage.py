@@ -62,16 +62,19 @@ class SlotStorage:
     impossible, which is fine for caches whose keys never move.
     """
 
-    def __init__(self, geometry: KVGeometry, capacity: int, raw_temporal: bool = True) -> None:
+    def __init__(self, geometry: KVGeometry, capacity: int, raw_temporal: bool = True,
+                 scores: bool = False) -> None:
         self.geometry = geometry
         self.capacity = 0
         self.raw_temporal = bool(raw_temporal)
         self.k = self.v = torch.empty(0)
         self.kt: torch.Tensor | None = torch.empty(0) if self.raw_temporal else None
+        # float32 token scores [layers, batch, slots, tokens] of a policy that selects tokens
+        self.scores: torch.Tensor | None = torch.empty(0) if scores else None
         self._allocate(capacity)
 
     def _tensors(self) -> tuple[torch.Tensor, ...]:
-        """Every allocated buffer (K, V and kt when kept), all slot-indexed alike."""
+        """Every allocated K/V buffer (K, V and kt when kept), all slot-indexed alike."""
         return (self.k, self.v) if self.kt is None else (self.k, self.v, self.kt)
 
     def _need_kt(self, what: str) -> torch.Tensor:
@@ -84,7 +87,7 @@ class SlotStorage:
 
     def _allocate(self, capacity: int) -> None:
         g = self.geometry
-        nbytes = capacity * g.slot_bytes(self.raw_temporal)
+        nbytes = capacity * g.slot_bytes(self.raw_temporal, self.scores is not None)
         what = f"a KV cache of {capacity} frame slots"
         check_allocation(what, nbytes, g.device)  # computed from the geometry, nothing allocated
         shape = (g.num_layers, g.batch, capacity, g.tokens_per_frame, g.num_heads)
@@ -93,15 +96,16 @@ class SlotStorage:
             k = torch.zeros(shape + (g.head_dim,), **opts)
             v = torch.zeros(shape + (g.head_dim,), **opts)
             kt = torch.zeros(shape + (g.temporal_channels,), **opts) if self.raw_temporal else None
+            sc = None if self.scores is None else torch.zeros(
+                shape[:4], dtype=torch.float32, device=g.device)
         except (torch.OutOfMemoryError, RuntimeError) as e:  # the CPU allocator raises RuntimeError
             raise allocation_failed(what, nbytes, e) from None
         if self.capacity:
             n = self.capacity
-            k[:, :, :n].copy_(self.k)
-            v[:, :, :n].copy_(self.v)
-            if kt is not None:
-                kt[:, :, :n].copy_(self.kt)
-        self.k, self.v, self.kt, self.capacity = k, v, kt, capacity
+            for new, old in ((k, self.k), (v, self.v), (kt, self.kt), (sc, self.scores)):
+                if new is not None:
+                    new[:, :, :n].copy_(old)
+        self.k, self.v, self.kt, self.scores, self.capacity = k, v, kt, sc, capacity
 
     def grow(self, capacity: int) -> None:
         """Reallocate to ``capacity`` slots keeping the contents (unbounded caches only)."""
@@ -109,7 +113,8 @@ class SlotStorage:
             self._allocate(capacity)
 
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in self._tensors())
+        extra = () if self.scores is None else (self.scores,)
+        return sum(t.numel() * t.element_size() for t in self._tensors() + extra)
 
     def write(
         self,
@@ -202,8 +207,40 @@ class SlotStorage:
 
     def move(self, dst: int, src: int) -> None:
         """Copy slot ``src`` into slot ``dst`` over all layers."""
-        for t in self._tensors():
+        extra = () if self.scores is None else (self.scores,)
+        for t in self._tensors() + extra:
             t[:, :, dst].copy_(t[:, :, src])
+
+    def select(self, sources: list[int], targets: list[int], tokens: bool) -> None:
+        """Keep the best-scoring content of slots ``sources`` in slots ``targets`` (all layers,
+        each layer and batch element on its own scores).
+
+        ``tokens``: the ``len(targets) * N`` best single tokens, else the ``len(targets)`` frames
+        of best mean score; kept in time order (source, then token) and written into ``targets``
+        (a copy is gathered first, so targets may be sources).  Ties go to the older token.
+        """
+        scores = self.scores
+        if scores is None:
+            raise RuntimeError("select needs token scores, which this storage does not keep")
+        n = self.geometry.tokens_per_frame
+        src = torch.tensor(sources, device=scores.device)
+        dst = torch.tensor(targets, device=scores.device)
+        cand = scores.index_select(2, src)  # [L, B, S, N]
+        if tokens:
+            flat = cand.flatten(2)
+            # stable descending sort: equal scores keep the older token first
+            best = flat.argsort(dim=-1, descending=True, stable=True)[..., : len(targets) * n]
+            index = best.sort(dim=-1).values  # time order
+        else:
+            frames = cand.mean(-1).argsort(dim=-1, descending=True, stable=True)[..., : len(targets)]
+            frames = frames.sort(dim=-1).values
+            index = (frames[..., None] * n + torch.arange(n, device=scores.device)).flatten(2)
+        for t in self._tensors() + (scores,):
+            picked = t.index_select(2, src).flatten(2, 3)  # [L, B, S*N, ...]
+            idx = index.reshape(index.shape + (1,) * (picked.dim() - 3)).expand(
+                index.shape + picked.shape[3:])
+            kept = picked.gather(2, idx).unflatten(2, (len(targets), n))
+            t.index_copy_(2, dst, kept)
 
     def encode(self, slot: int, cos: torch.Tensor, sin: torch.Tensor) -> None:
         """Rebuild K's temporal channels of ``slot`` from ``kt`` rotated by ``cos/sin [Tc/2]``."""

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from ..memory.contract import KVCache, KVGeometry
+from ..memory.contract import AttentionInputs, KVCache, KVGeometry
 from ..rope import apply_rotary, axis_dims, grid_cos_sin
 from ..wan import VAE_SPATIAL
 
@@ -215,19 +215,29 @@ class CausalWan:
         cache: "KVCache",
         positions: Sequence[float],
         write: bool,
+        first_step: bool = False,
     ) -> torch.Tensor:
         """Velocity for the chunk ``x [B, C, F, h, w]`` attending to ``cache`` (float32, same shape).
 
         ``timestep``: a float, ``[B]`` or per frame ``[B, F]``.  ``positions``: the chunk's
         temporal RoPE positions (what ``cache.begin_chunk`` / ``begin_recache`` returned).
         ``write=True`` lets the cache remember this pass's K/V (the clean pass).
+        ``first_step``: this pass is the chunk's first denoising step.  The cache gets only the
+        attention inputs it declares (``cache.attention_needs``: queries, text keys, the flag).
         """
         layers = cache.layers
         if len(layers) != self.num_layers:
             raise ValueError(f"cache has {len(layers)} layers, the model has {self.num_layers}")
+        needs = getattr(cache, "attention_needs", frozenset())
 
         def attend(i: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_raw: torch.Tensor) -> torch.Tensor:
-            k_ctx, v_ctx = layers[i].attend(k, v, k_raw, write)
+            if not needs:  # a cache that asks for nothing is called as before
+                k_ctx, v_ctx = layers[i].attend(k, v, k_raw, write)
+            else:
+                k_ctx, v_ctx = layers[i].attend(k, v, k_raw, write, AttentionInputs(
+                    q if "queries" in needs else None,
+                    text.keys[i] if "text_keys" in needs else None,
+                    bool(first_step) and "first_step" in needs))
             return _sdpa(q, k_ctx, v_ctx)
 
         _check_inputs(self.transformer, x, positions, text)

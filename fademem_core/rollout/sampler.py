@@ -389,7 +389,7 @@ def denoise_chunk(
     sigmas = [t / NUM_TRAIN_TIMESTEPS for t in times]
     x0 = x
     for j, (t, sigma) in enumerate(zip(times, sigmas)):
-        v = model.forward_chunk(x, t, text, cache, positions, write=False)
+        v = model.forward_chunk(x, t, text, cache, positions, write=False, first_step=j == 0)
         x0 = x - sigma * v
         nxt = sigmas[j + 1] if j + 1 < len(sigmas) else 0.0
         if euler:  # the last step lands on sigma 0: x + (0 - sigma) v == x0

@@ -11,10 +11,12 @@ import dataclasses
 from ..contract import Decision, Entry, Evict, KVCache, KVGeometry, Keep, LayerKV, Merge, MemoryView
 from ..positions import POSITION_STRATEGIES
 from .base import CachePolicy
+from .deep_forcing import DeepForcing
 from .fademem import FadeMem
 from .fademem_release import FadeMemRelease
 from .full import FullCache
 from .infinity_rope import InfinityRope
+from .memflow import MemFlow
 from .memrope import MemRope
 from .windows import SinkWindow, SlidingWindow
 
@@ -27,6 +29,8 @@ POLICIES: dict[str, type[CachePolicy]] = {
     "fadememrelease": FadeMemRelease,
     "infinityrope": InfinityRope,
     "memrope": MemRope,
+    "deepforcing": DeepForcing,
+    "memflow": MemFlow,
 }
 _ALIASES = {"fullcache": "full", "sink": "sinkwindow", "longlive": "sinkwindow",
             "window": "slidingwindow", "sliding": "slidingwindow",
@@ -79,6 +83,8 @@ __all__ = [
     "FadeMemRelease",
     "InfinityRope",
     "MemRope",
+    "DeepForcing",
+    "MemFlow",
     "policy_parameters",
     "POSITION_STRATEGIES",
     "CachePolicy",

@@ -12,9 +12,12 @@ Adding a policy (e.g. the baselines of issue 14) is one file: a frozen dataclass
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+
+import torch
+
 from ...checks import check_int
 from ..cache import SlotCache, preallocated_slots
-from ..contract import Decision, Entry, KVGeometry, MemoryView
+from ..contract import AttentionInputs, Decision, Entry, KVGeometry, MemoryView
 from ..positions import POSITION_STRATEGIES, PositionStrategy, position_strategy
 
 __all__ = ["CachePolicy", "check_int"]
@@ -33,6 +36,8 @@ class CachePolicy(ABC):
     POSITIONS: tuple[str, ...] = POSITION_STRATEGIES
     #: whether the entries partition the frames they cover (moving averages overlap)
     disjoint_entries: bool = True
+    #: whether the memory holds every frame it may until it is full (MemFlow's bank does not)
+    fills_to_visible: bool = True
 
     @abstractmethod
     def history_frames(self, chunk: int = 3) -> int | None:
@@ -62,6 +67,19 @@ class CachePolicy(ABC):
         return None
 
     @property
+    def attention_needs(self) -> frozenset[str]:
+        """Attention inputs (names in ``contract.ATTENTION_INPUTS``) this policy scores tokens
+        with; the model passes only these to ``attend``.  Empty (default): no scoring."""
+        return frozenset()
+
+    def score(self, inputs: AttentionInputs, keys: torch.Tensor) -> torch.Tensor:
+        """Scores ``[B, n, N]`` (float32) of the memory's keys ``[B, n, N, H, D]`` (every slot, as
+        attention sees them) from the declared ``inputs``, at the chunk's scoring pass; a
+        :class:`~fademem_core.memory.contract.Select` decision keeps the best.  Only policies
+        with :attr:`attention_needs` define it."""
+        raise NotImplementedError(f"{type(self).__name__} declares no attention inputs to score with")
+
+    @property
     def needs_grid(self) -> bool:
         """Whether the cache needs ``KVGeometry.grid`` (to undo row/column rotations)."""
         return False
@@ -84,7 +102,7 @@ class CachePolicy(ABC):
 
     def slot_bytes(self, geometry: KVGeometry) -> int:
         """Bytes of one memory slot of this policy's cache (K, V [+ raw temporal channels])."""
-        return geometry.slot_bytes(self.needs_raw_temporal)
+        return geometry.slot_bytes(self.needs_raw_temporal, bool(self.attention_needs))
 
     def memory_bytes(
         self, geometry: KVGeometry, chunk: int, max_frames: int | None = None
