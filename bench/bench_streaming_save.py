@@ -69,12 +69,17 @@ def run_case(mode: str, frames: int, size: int) -> dict:
         return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def arguments(doc: str) -> argparse.Namespace:
+    """--size, --frames, --repeat (this bench's and bench_comfy_streaming_save.py's)."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     ap.add_argument("--size", type=int, default=128, help="video height = width in pixels")
     ap.add_argument("--frames", type=int, default=240, help="latent frames")
     ap.add_argument("--repeat", type=int, default=2, help="runs per case (best is reported)")
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def main() -> None:
+    args = arguments(__doc__)
     import torch
 
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "

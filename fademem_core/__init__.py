@@ -64,6 +64,7 @@ _EXPORTS = {
     "StreamingSave": "rollout.streaming",
     "SavedVideo": "rollout.streaming",
     "RolloutStopped": "rollout.streaming",
+    "LiveChunks": "rollout.live",
     "StreamingVAEDecoder": "rollout.video",
     "wan_vae_from_original": "rollout.video",
     # analysis

@@ -180,6 +180,15 @@ def send_text(text: str, node_id: str | None) -> None:
         log.info("%s", text)
 
 
+def send_event(event: str, data: dict) -> None:
+    """Send a server event to the browser that queued the running prompt (no-op outside
+    ComfyUI); the pack's web extension listens for it with ``api.addEventListener``."""
+    server = _comfy("server")
+    instance = getattr(getattr(server, "PromptServer", None), "instance", None) if server else None
+    if instance is not None and hasattr(instance, "send_sync"):
+        instance.send_sync(event, data, getattr(instance, "client_id", None))
+
+
 # --------------------------------------------------------------------------- HTTP routes
 def register_get_route(path: str, handler: Callable[[dict[str, str]], tuple[int, dict]]) -> bool:
     """Register GET ``path`` on ComfyUI's server; ``handler(query) -> (status, json)``.
@@ -250,11 +259,41 @@ def next_video_path(filename_prefix: str, width: int, height: int) -> str:
     return os.path.join(folder, f"{name}_{max(used, default=0) + 1:05}_.mp4")
 
 
+def temp_directory() -> str:
+    """ComfyUI's temp folder (emptied at its start); outside ComfyUI ``$FADEMEM_TEMP_DIR``
+    (default ``<system temp>/fademem``)."""
+    folder_paths = _comfy("folder_paths")
+    if folder_paths is not None and hasattr(folder_paths, "get_temp_directory"):
+        return folder_paths.get_temp_directory()
+    import tempfile
+
+    return os.environ.get("FADEMEM_TEMP_DIR", os.path.join(tempfile.gettempdir(), "fademem"))
+
+
+def live_folder() -> str:
+    """A new, empty folder for one run's live chunk files: ``<temp>/fademem_live/run_*``."""
+    import tempfile
+
+    root = os.path.join(temp_directory(), "fademem_live")
+    os.makedirs(root, exist_ok=True)
+    return tempfile.mkdtemp(prefix="run_", dir=root)
+
+
+def view_entry(path: str) -> dict[str, str]:
+    """The ``{"filename", "subfolder", "type"}`` entry ``/view`` serves ``path`` by: type
+    ``"temp"`` for a file in the temp folder, else ``"output"``."""
+    kind, root = "output", output_directory()
+    temp = temp_directory()
+    if os.path.commonpath([os.path.abspath(path), os.path.abspath(temp)]) == os.path.abspath(temp):
+        kind, root = "temp", temp
+    rel = os.path.relpath(path, root)
+    return {"filename": os.path.basename(rel), "subfolder": os.path.dirname(rel).replace(os.sep, "/"),
+            "type": kind}
+
+
 def saved_result(path: str) -> dict[str, str]:
     """The ``{"filename", "subfolder", "type": "output"}`` entry the frontend shows a file by."""
-    rel = os.path.relpath(path, output_directory())
-    return {"filename": os.path.basename(rel), "subfolder": os.path.dirname(rel).replace(os.sep, "/"),
-            "type": "output"}
+    return {**view_entry(path), "type": "output"}
 
 
 def video_metadata(prompt: Any, extra_pnginfo: Any) -> dict[str, str]:

@@ -11,10 +11,11 @@ from __future__ import annotations
 from . import comfy
 from .inputs import FadeMemNode, bool_input, inputs, int_input, socket, string_input
 from .sampler import (FadeMemSampler, _mib, _Reporter, conditioning_to_text, latent_frames,
-                      timesteps)
+                      prefix_samples, timesteps)
 
 FPS = 16
 MAX_SEGMENT_SECONDS = 3600
+LIVE_EVENT = "fademem.live"  # the server event web/fademem_live.js plays from
 
 
 def wan_vae(vae, reserve_bytes: int | None = None):
@@ -29,6 +30,17 @@ def wan_vae(vae, reserve_bytes: int | None = None):
     from fademem_core import wan_vae_from_original
 
     return wan_vae_from_original(comfy.vae_weights(vae, reserve_bytes))
+
+
+def live_message(node_id, playlist, running: bool) -> dict:
+    """The ``fademem.live`` event: what the node's player can play now, in order.
+
+    ``files``: ``/view`` entries (``filename``, ``subfolder``, ``type``) with each file's first
+    video frame and frame count; ``running`` is false once the run ended (the list is final)."""
+    files = [{**comfy.view_entry(str(e.path)), "start": e.start, "frames": e.frames}
+             for e in playlist]
+    return {"node": None if node_id is None else str(node_id), "fps": FPS, "running": running,
+            "frames": sum(f["frames"] for f in files), "files": files}
 
 
 def segment_frames(until_cancel: bool, segment_seconds: int) -> int | None:
@@ -56,7 +68,8 @@ class FadeMemStreamingSave(FadeMemNode):
         "once and appends it to an mp4 in the output folder (16 fps, Save Video names and "
         "metadata): one chunk of pixels at a time, frames identical to decoding all latents at "
         "once. Cancel, an error or out-of-memory keep the frames made so far as "
-        "<name>.partial.mp4. until_cancel runs until Cancel, in files of segment_seconds."
+        "<name>.partial.mp4. until_cancel runs until Cancel, in files of segment_seconds. "
+        "While it runs the node plays the video so far, one chunk more each time."
     )
 
     @classmethod
@@ -74,13 +87,15 @@ class FadeMemStreamingSave(FadeMemNode):
                                          "Start a new file every this many seconds (0 = one "
                                          "file). Needed with until_cancel; every file is a "
                                          "complete, playable video."),
-        }, hidden={"unique_id": "UNIQUE_ID", "prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"})
+        }, optional=FadeMemSampler.INPUT_TYPES()["optional"],  # prefix: continue a video
+            hidden={"unique_id": "UNIQUE_ID", "prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"})
 
     def save(self, model, positive, cache, width, height, length, chunk, steps, shift, seed,
              context_noise, until_cancel, vae, filename_prefix, segment_seconds,
-             context_input="clean", switch="auto", unique_id=None, prompt=None, extra_pnginfo=None):
-        from fademem_core import (RolloutStopped, StreamingSave, StreamingVAEDecoder,
-                                  resolve_switch, stream_rollout, to_raw)
+             context_input="clean", switch="auto", prefix=None, unique_id=None, prompt=None,
+             extra_pnginfo=None):
+        from fademem_core import (LiveChunks, RolloutStopped, StreamingSave, StreamingVAEDecoder,
+                                  chunk_spans, resolve_switch, stream_rollout, to_raw)
 
         # everything a user can get wrong is checked before the VAE or the rollout start
         if not isinstance(until_cancel, bool):
@@ -95,22 +110,31 @@ class FadeMemStreamingSave(FadeMemNode):
         times = timesteps(steps)
         text = conditioning_to_text(positive, model.text_dim)
         batch = (text[0][1] if isinstance(text, list) else text).shape[0]
-        bound = cache.memory_bytes(model.geometry(batch, height, width), chunk, max_frames=frames)
+        given = prefix_samples(prefix)
+        primed = 0 if given is None else given.shape[2]
+        bound = cache.memory_bytes(model.geometry(batch, height, width), chunk,
+                                   max_frames=None if frames is None else primed + frames)
         resolve_switch(switch, cache)  # a switch mode the cache cannot do fails here too
         comfy.free_memory(bound)
         decoder = StreamingVAEDecoder(wan_vae(vae, bound))  # loading it keeps the KV room free
+        live = LiveChunks(comfy.live_folder(), fps=FPS, on_change=lambda playlist: comfy.send_event(
+            LIVE_EVENT, live_message(unique_id, playlist, running=True)))
         save = StreamingSave(lambda x0: decoder.decode(to_raw(x0[:1]))[0],
                              lambda _segment: comfy.next_video_path(filename_prefix, width, height),
-                             fps=FPS, segment_frames=per_file,
+                             fps=FPS, segment_frames=per_file, observer=live,
                              metadata=comfy.video_metadata(prompt, extra_pnginfo))
-        chunks = -(-(frames if frames is not None else per_file // 4 + 1) // chunk)
+        chunks = (len(chunk_spans(frames, int(chunk), primed)) if frames is not None
+                  else -(-(per_file // 4 + 1) // chunk))
         reporter = _Reporter(chunks * len(times), unique_id, bound)
         try:
+            # the prefix is decoded and written too: the file is the whole clip, and the
+            # decoder's causal state runs on from the prefix into the new frames
             saved = stream_rollout(model, text, cache, frames, height, width, save,
                                    callback=reporter, stop_on=comfy.interrupt_exception(),
                                    seed=int(seed), steps=times, shift=float(shift),
                                    chunk=int(chunk), context_noise=float(context_noise),
-                                   context_input=context_input, switch=switch)
+                                   context_input=context_input, switch=switch, prefix=given,
+                                   prefix_raw=True)
             cancelled = frames is None  # a run without an end only ends by Cancel
         except RolloutStopped as stop:
             if not isinstance(stop.cause, comfy.interrupt_exception()):
@@ -118,6 +142,9 @@ class FadeMemStreamingSave(FadeMemNode):
             saved, cancelled = stop.saved, True
         finally:
             decoder.close()
+            final = live.playlist()  # the kept files only, once the run stopped
+            live.close()
+            comfy.send_event(LIVE_EVENT, live_message(unique_id, final, running=False))
             comfy.soft_empty_cache()  # the cache and the decoder's frames go back to the driver
         state = "stopped by Cancel" if cancelled else "done"
         comfy.send_text(f"{state}: {saved.frames} frames in {len(saved.all_files)} file(s), "

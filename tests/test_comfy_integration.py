@@ -24,7 +24,7 @@ import subprocess
 import pytest
 
 from tests.support.comfy_host import (COMFYUI_PATH, COMFYUI_PYTHON, PROMPT_S, TEXT_DIM, TEXT_LEN,
-                                      TEXT_SEED, TINY)
+                                      TEXT_SEED, TINY, tiny_graph)
 from tests.support.pack import ROOT
 
 if not COMFYUI_PATH:
@@ -98,27 +98,11 @@ def test_plan_route_extension_and_workflow_templates(comfy):
     assert status == 400 and "beta" in err["error"]
     status, js = comfy.get("/extensions/fademem/fademem_preview.js")
     assert status == 200 and b"/fademem/plan" in js
+    status, js = comfy.get("/extensions/fademem/fademem_live.js")
+    assert status == 200 and b"fademem.live" in js
     status, templates = comfy.get_json("/api/workflow_templates")
     assert status == 200
     assert sorted(templates.get("fademem", [])) == sorted(p.stem for p in (ROOT / "workflows").glob("*.json"))
-
-
-def tiny_graph(length: int = 25) -> dict:
-    return {
-        "1": {"class_type": "FadeMemModelLoader",
-              "inputs": {"model_name": TINY, "lora_name": "None", "lora_strength": 1.0, "weight_dtype": "default",
-                         "weights": "auto", "lora_alpha": 0.0}},
-        "2": {"class_type": "FadeMemTestConditioning",
-              "inputs": {"seed": TEXT_SEED, "length": TEXT_LEN, "dim": TEXT_DIM}},
-        "3": {"class_type": "FadeMemCache",
-              "inputs": {"budget": 4, "beta": 0.3, "anchor": True, "operator": "weighted_average",
-                         "positions": "absolute"}},
-        "4": {"class_type": "FadeMemSampler",
-              "inputs": {"model": ["1", 0], "positive": ["2", 0], "cache": ["3", 0], "width": 64, "height": 32,
-                         "length": length, "chunk": 3, "steps": 2, "shift": 5.0, "seed": 11,
-                         "context_noise": 0.0, "context_input": "clean", "switch": "auto"}},
-        "5": {"class_type": "SaveLatent", "inputs": {"samples": ["4", 0], "filename_prefix": "fademem_test/tiny"}},
-    }
 
 
 def test_tiny_model_rollout_through_prompt(comfy):

@@ -57,28 +57,22 @@ NODE_CLASS_MAPPINGS["FadeMemTestSaveTensor"] = FadeMemTestSaveTensor
 '''
 
 MAKE_VAE = r'''
-import math, os, sys
+import os, sys
 out = sys.argv[1]
-sys.path.insert(0, os.getcwd())  # the ComfyUI checkout
+sys.path[:0] = [os.getcwd(), sys.argv[2]]  # the ComfyUI checkout, the pack (for randomize_)
 sys.argv = [sys.argv[0], "--cpu"]
 import comfy.options
 comfy.options.enable_args_parsing()
 import torch
 import comfy.ldm.wan.vae as wan
 from safetensors.torch import save_file
+from fademem_core.rollout.vae_testing import randomize_
 
 torch.manual_seed(0)
 # the shape core Load VAE builds for wan_2.1_vae.safetensors (comfy/sd.py)
 vae = wan.WanVAE(dim=96, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
                  temperal_downsample=[False, True, True], dropout=0.0)
-with torch.no_grad():  # core's layers skip weight init: give every tensor a sane random value
-    for name, p in vae.named_parameters():
-        if name.endswith("gamma"):
-            p.uniform_(0.5, 1.5)
-        elif p.ndim > 1:
-            p.normal_(0.0, 1.0 / math.sqrt(p[0].numel()))
-        else:
-            p.normal_(0.0, 0.02)
+randomize_(vae)  # core's layers skip weight init
 save_file({k: v.contiguous() for k, v in vae.state_dict().items()}, out)
 '''
 
@@ -88,7 +82,8 @@ def comfy(tmp_path_factory):
     base = make_base(tmp_path_factory.mktemp("comfy_stream"), ROOT, HELPER + SAVE_TENSOR, TINY)
     (base / "models" / "vae").mkdir(parents=True)
     (base / "make_vae.py").write_text(MAKE_VAE)
-    made = subprocess.run([COMFYUI_PYTHON, str(base / "make_vae.py"), str(base / "models" / "vae" / VAE)],
+    made = subprocess.run([COMFYUI_PYTHON, str(base / "make_vae.py"), str(base / "models" / "vae" / VAE),
+                           str(ROOT)],
                           cwd=COMFYUI_PATH, capture_output=True, text=True, timeout=PROMPT_S)
     assert made.returncode == 0, made.stderr[-3000:]
     with start_comfy(base) as server:

@@ -498,3 +498,90 @@ return dialog.innerText;
             time.sleep(0.5)
     finally:
         page.js("document.dispatchEvent(new KeyboardEvent('keydown', {key: 'Escape', bubbles: true}))")
+
+
+def live_graph(node_id: str) -> dict:
+    """The integration test's model, prompt and cache (as nodes 901..903, ids the page's graph
+    does not use) and a tiny VAE into FadeMem Sampler + Streaming Save (``node_id``), run until
+    Cancel in 2 s files, one latent frame (4 video frames) per chunk."""
+    from tests.support.comfy_host import tiny_graph
+
+    g = {f"90{k}": v for k, v in tiny_graph().items() if k in ("1", "2", "3")}
+    g["904"] = {"class_type": "FadeMemTestTinyVAE", "inputs": {"seed": 1}}
+    g[node_id] = {"class_type": "FadeMemStreamingSave", "inputs": {
+        "model": ["901", 0], "positive": ["902", 0], "cache": ["903", 0], "vae": ["904", 0],
+        "width": 64, "height": 32, "length": 9, "chunk": 1, "steps": 2, "shift": 5.0, "seed": 3,
+        "context_noise": 0.0, "context_input": "clean", "switch": "auto", "until_cancel": True,
+        "filename_prefix": "live/run", "segment_seconds": 2}}
+    return g
+
+
+LIVE_STATE = """
+const n = app.graph.getNodeById(args[0]);
+const p = n && n.__fadememLive;
+return p ? {...p.state(), finals: p.files.filter((f) => f.type === "output").length} : null;
+"""
+
+
+def test_live_playback_grows_while_the_prompt_runs(comfy, page, tmp_path):
+    """The streaming node's player, in the real frontend: the frames it can play (files whose
+    length the browser read) grow chunk by chunk while /queue says the prompt is running."""
+    from fademem_core.rollout.video import read_video_info
+
+    page.resize(1600, 1000)
+    node_id = page.js_async("""
+app.graph.clear();
+const n = LiteGraph.createNode("FadeMemStreamingSave");
+n.pos = [60, 60];
+app.graph.add(n);
+await __fm.sleep(300);
+return n.id;""")
+    prompt_id = page.js_async("""
+const api = window.comfyAPI.api.api;  // queued by this page: the live events come to it
+const r = await fetch(api.apiURL("/prompt"), {method: "POST", headers: {"Content-Type": "application/json"},
+  body: JSON.stringify({prompt: args[0], client_id: api.clientId})});
+const body = await r.json();
+if (!r.ok) throw new Error(JSON.stringify(body));
+return body.prompt_id;""", live_graph(str(node_id)))
+    seen, deadline = [], time.monotonic() + 120
+    try:
+        while True:
+            state = page.js(LIVE_STATE, node_id)
+            _, queue = comfy.get_json("/queue")
+            running = any(item[1] == prompt_id for item in queue["queue_running"])
+            if state and running:
+                seen.append(state)
+            grown = sorted({s["playable"] for s in seen if s["running"]})
+            if len(grown) >= 4 and any(s["finals"] for s in seen) and seen[-1]["playable"] > 32:
+                break
+            assert time.monotonic() < deadline, f"the player did not grow: {seen[-5:]}\n{comfy.log_tail()}"
+            time.sleep(0.25)
+        playing = shoot(page, f"[app.graph.getNodeById({node_id})]")
+    finally:  # Cancel, as the frontend sends it
+        req = urllib.request.Request(comfy.url + "/interrupt", data=b"{}", method="POST",
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            assert r.status == 200
+    entry = comfy.wait(prompt_id)
+    # (a finished file counts once the browser has read it, so the count may dip as one comes)
+    playable = [s["playable"] for s in seen]
+    assert len(set(playable)) >= 4 and playable[-1] > playable[0] > 0, playable
+    assert all(s["running"] and s["frames"] >= s["playable"] for s in seen)
+    # a finished 2 s file stood in for its chunks while the run went on
+    assert any(s["finals"] and s["files"] > s["finals"] for s in seen), seen
+    names = [v["filename"] for v in entry["outputs"][str(node_id)]["images"]]
+    total = sum(read_video_info(comfy.base / "output" / "live" / n)[0] for n in names)
+    deadline = time.monotonic() + 30
+    while True:  # the last event: the kept files only, all read by the browser
+        final = page.js(LIVE_STATE, node_id)
+        if not final["running"] and final["playable"] == final["frames"]:
+            break
+        assert time.monotonic() < deadline, final
+        time.sleep(0.25)
+    assert final["frames"] == total and final["files"] == final["finals"] == len(names)
+    assert final["readyState"] >= 1, final  # the video element holds a file it can play
+    save_image(playing, tmp_path / "live_playback.png")
+    if WRITE_IMAGES:
+        save_image(playing, ROOT / "docs" / "images" / "live_playback.png", optimize=True)
+    print(f"\nlive player: playable frames while running {sorted(set(playable))[:12]}..., "
+          f"{len(names)} files, {total} frames at the end")

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from fademem_core.rollout.video import read_video_info
 from tests.support.pack import load_pack, node_module
 
 NODES = load_pack().NODE_CLASS_MAPPINGS
@@ -32,6 +33,7 @@ def vae():
 @pytest.fixture
 def out_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("FADEMEM_OUTPUT_DIR", str(tmp_path))
+    monkeypatch.setenv("FADEMEM_TEMP_DIR", str(tmp_path.parent / f"{tmp_path.name}_temp"))
     return tmp_path
 
 
@@ -50,7 +52,20 @@ def comfy_events(monkeypatch):
     monkeypatch.setattr(comfy, "send_text", lambda text, node: events["texts"].append(text))
     monkeypatch.setattr(comfy, "pass_interrupt_on",
                         lambda: events.__setitem__("passed_on", events["passed_on"] + 1))
+    events["live"] = []
+
+    def send_event(event, data):  # what the browser gets, and what it could play right then
+        assert event == "fademem.live"
+        events["live"].append((data, [read_video_info(served(f))[0] for f in data["files"]]))
+
+    monkeypatch.setattr(comfy, "send_event", send_event)
     return events
+
+
+def served(entry):
+    """The file ComfyUI's /view serves for a {filename, subfolder, type} entry."""
+    root = comfy.output_directory() if entry["type"] == "output" else comfy.temp_directory()
+    return os.path.join(root, entry["subfolder"], entry["filename"])
 
 
 def cond(seed=0):
@@ -181,3 +196,54 @@ def test_validates_before_any_work(model, vae, out_dir, comfy_events):
     with pytest.raises(ValueError, match="length"):
         run(model, vae, length=30)
     assert comfy_events["checks"] == 0 and not any(out_dir.iterdir())
+
+
+def test_live_playback_grows_one_chunk_at_a_time(model, vae, out_dir, comfy_events):
+    ui = run(model, vae, length=45, segment_seconds=2)  # 45 frames: files of 32 + 13
+    live = comfy_events["live"]
+    running = [(d, counts) for d, counts in live if d["running"]]
+    # chunks of 9, 12, 12, 12 frames; an event for every piece written and every file closed
+    # (the third chunk: 11 frames end file 1, which is closed, 1 frame starts file 2)
+    assert [d["frames"] for d, _ in running] == [9, 21, 32, 32, 33, 45, 45]
+    for data, counts in running:
+        assert data["node"] == "7" and data["fps"] == 16
+        assert counts == [f["frames"] for f in data["files"]]  # every listed file plays in full
+        assert [f["start"] for f in data["files"]] == list(np.cumsum([0] + counts[:-1]))
+    final, counts = live[-1]
+    assert not final["running"] and counts == [32, 13]
+    assert [{k: f[k] for k in ("filename", "subfolder", "type")} for f in final["files"]] == \
+        ui["ui"]["images"]
+    assert not os.listdir(os.path.join(comfy.temp_directory(), "fademem_live"))  # cleaned up
+
+
+def test_continues_a_prefix_like_sampler_with_prefix_then_vae_decode(model, vae, out_dir,
+                                                                     comfy_events, monkeypatch):
+    from fademem_core.rollout.video import Mp4Writer
+
+    written, real = [], Mp4Writer.write  # compared at the writer (see test_streaming.py)
+    monkeypatch.setattr(Mp4Writer, "write", lambda self, f: (
+        written.append(f.clone()) if self.path.name.startswith("cont") else None) or real(self, f))
+    first = NODES["FadeMemSampler"]().sample(model, cond(), fademem(), W, H, 17, 3, 2, 5.0, 1, 0.0)[0]
+    node = NODES["FadeMemStreamingSave"]()
+    ui = node.save(model, cond(), fademem(), W, H, 13, 3, 2, 5.0, 2, 0.0, False, vae, "cont", 0,
+                   prefix=first, unique_id="7")
+    assert files(ui) == [("", "cont_00001_.mp4", "output")]
+    _, whole = NODES["FadeMemSampler"]().sample(model, cond(), fademem(), W, H, 13, 3, 2, 5.0, 2,
+                                                0.0, prefix=first)
+    assert whole["samples"].shape[2] == 5 + 4  # 17 video frames = 5 latent, then length 13 = 4 more
+    from fademem_core import from_raw, to_raw
+
+    # the rollout holds the prefix in model space and to_raw(from_raw(x)) is not x to the last
+    # bit: the one-shot reference decodes the prefix as the rollout holds it
+    held = to_raw(from_raw(first["samples"]))
+    with torch.no_grad():
+        frames = vae.decode(torch.cat([held, whole["samples"][:, :, 5:]], dim=2)).sample[0].clamp(-1, 1)
+        given = vae.decode(whole["samples"]).sample[0].clamp(-1, 1)
+    got = torch.cat(written, dim=1)
+    assert got.shape == frames.shape == (3, 17 + 16, H, W)  # the prefix's frames, then the new
+    assert torch.equal(got, frames)
+    assert (got - given).abs().max() < 1e-4  # and as given, up to that rounding (1.5e-5 seen)
+    assert read_video_info(out_dir / "cont_00001_.mp4")[0] == 33
+    with pytest.raises(ValueError, match="prefix must be a video LATENT"):
+        node.save(model, cond(), fademem(), W, H, 13, 3, 2, 5.0, 2, 0.0, False, vae, "c", 0,
+                  prefix={"samples": torch.zeros(1, 16, 4)})

@@ -41,7 +41,10 @@ export const app = {
 """
 API_STUB = """
 export const api = {
-  calls: [], reply: null,
+  calls: [], reply: null, listeners: {},
+  apiURL(path) { return "/api" + path; },
+  addEventListener(type, fn) { (this.listeners[type] ||= []).push(fn); },
+  emit(type, detail) { for (const fn of this.listeners[type] || []) fn({ detail }); },
   async fetchApi(url) {
     this.calls.push(url);
     const reply = this.reply;
@@ -55,7 +58,7 @@ export const api = {
 def web_tree(tmp_path):
     ext = tmp_path / "extensions" / "fademem"
     ext.mkdir(parents=True)
-    for name in ("layout_draw.js", "fademem_preview.js"):
+    for name in ("layout_draw.js", "fademem_preview.js", "fademem_live.js"):
         shutil.copy(ROOT / "web" / name, ext / name)
     (tmp_path / "scripts").mkdir()
     (tmp_path / "scripts" / "app.js").write_text(APP_STUB)
@@ -253,3 +256,84 @@ def test_extension_fetches_the_plan_and_redraws_on_beta(web_tree):
     widths = [round(b["w"] + 1, 6) for b in bars]
     assert widths == [round(span * scale, 6) for _, span in second[1]["entries"]]
     assert out["error_texts"] == ["FadeMem: budget must be an integer >= 3, got 2"]
+
+
+LIVE_SCRIPT = """
+class FakeElement {
+  constructor(tag) { this.tag = tag; this.style = {}; this.children = []; this.handlers = {};
+    this.src = ""; this.currentTime = 0; this.duration = NaN; this.readyState = 0; this.ended = false; this.plays = 0; }
+  append(...c) { this.children.push(...c); }
+  addEventListener(t, fn, opts) { (this.handlers[t] ||= []).push({ fn, once: opts?.once }); }
+  removeEventListener(t, fn) { this.handlers[t] = (this.handlers[t] || []).filter((h) => h.fn !== fn); }
+  fire(t) { const hs = this.handlers[t] || []; this.handlers[t] = hs.filter((h) => !h.once); for (const h of hs) h.fn(); }
+  play() { this.plays++; return Promise.resolve(); }
+}
+globalThis.document = { createElement: (tag) => new FakeElement(tag) };
+const { app } = await import("./scripts/app.js");
+const { api } = await import("./scripts/api.js");
+await import("./extensions/fademem/fademem_live.js");
+const widgets = [];
+const node = { type: "FadeMemStreamingSave", size: [300, 200], computeSize: () => [300, 420],
+  setSize(s) { this.size = s; }, addDOMWidget(name, type, el, opts) { const w = { name, type, el, opts }; widgets.push(w); return w; } };
+const other = { type: "FadeMemSampler" };
+app.graph.nodes.set("8", node);
+app.graph.nodes.set("9", other);
+for (const ext of app.extensions) ext.setup?.();
+const file = (name, start, frames, type = "temp") => ({ filename: name, subfolder: "fademem_live/run_x", type, start, frames });
+const out = {};
+api.emit("fademem.live", { node: "9", fps: 16, running: true, frames: 9, files: [file("chunk_000001.mp4", 0, 9)] });
+out.other = other.__fadememLive === undefined;
+api.emit("fademem.live", { node: "8", fps: 16, running: true, frames: 9, files: [file("chunk_000001.mp4", 0, 9)] });
+const p = node.__fadememLive;
+out.widget = { count: widgets.length, serialize: widgets[0].serialize, opt: widgets[0].opts.serialize, size: node.size };
+out.first = { src: p.video.src, probe: p.probe.src, state: p.state() };
+p.probe.duration = 9 / 16; p.probe.fire("loadedmetadata");
+out.afterProbe = p.state().playable;
+const two = [file("chunk_000001.mp4", 0, 9), file("chunk_000002.mp4", 9, 12)];
+api.emit("fademem.live", { node: "8", fps: 16, running: true, frames: 21, files: two });
+p.probe.duration = 12 / 16; p.probe.fire("loadedmetadata");
+out.two = p.state();
+p.video.ended = true; p.video.fire("ended");  // chunk 1 played: chunk 2 next
+p.video.ended = false; p.video.currentTime = 0.25;  // 4 frames into chunk 2: frame 13
+out.playingSecond = p.video.src;
+const replaced = [{ filename: "v_00001_.mp4", subfolder: "video", type: "output", start: 0, frames: 21 },
+                  file("chunk_000003.mp4", 21, 12)];
+api.emit("fademem.live", { node: "8", fps: 16, running: true, frames: 33, files: replaced });
+out.replacedSrc = p.video.src;
+p.video.fire("loadedmetadata");
+out.seek = p.video.currentTime;
+out.replacedPlayable = p.state().playable;  // the finished file is not read yet
+p.probe.duration = 21 / 16; p.probe.fire("loadedmetadata");
+p.probe.duration = 12 / 16; p.probe.fire("loadedmetadata");
+out.replacedState = p.state();
+p.video.currentTime = 1.3; p.video.ended = true; p.video.fire("ended");  // at the end of the finished file
+p.video.currentTime = 0.75; p.video.fire("ended");  // and of chunk 3: it waits
+out.waiting = p.video.src;
+api.emit("fademem.live", { node: "8", fps: 16, running: false, frames: 45, files: [
+  { filename: "v_00001_.mp4", subfolder: "video", type: "output", start: 0, frames: 45 }] });
+out.final = { src: p.video.src, state: p.state(), caption: p.caption.textContent };
+console.log(JSON.stringify(out));
+"""
+
+
+def test_live_player_follows_the_growing_list(web_tree):
+    out = run_js(web_tree, LIVE_SCRIPT)
+    url = "/api/view?filename={}&subfolder={}&type={}".format
+    chunk = lambda n: url(f"chunk_00000{n}.mp4", "fademem_live%2Frun_x", "temp")  # noqa: E731
+    final = url("v_00001_.mp4", "video", "output")
+    assert out["other"]  # events for other nodes are not played
+    assert out["widget"]["count"] == 1 and out["widget"]["serialize"] is False
+    assert out["widget"]["opt"] is False and out["widget"]["size"] == [360, 420]
+    # the first chunk plays at once; the browser reads its length, then it counts as playable
+    assert out["first"]["src"] == chunk(1) == out["first"]["probe"]
+    assert out["first"]["state"]["playable"] == 0 and out["first"]["state"]["frames"] == 9
+    assert out["afterProbe"] == 9
+    assert out["two"]["playable"] == 21 and out["two"]["files"] == 2
+    assert out["playingSecond"] == chunk(2)  # the next file when one ends
+    # the finished file replaces the chunks: it goes on at the same frame (13 = 13/16 s)
+    assert out["replacedSrc"] == final and out["seek"] == 13 / 16
+    assert out["replacedPlayable"] == 0  # neither file read yet
+    assert out["replacedState"]["playable"] == 33 and out["replacedState"]["index"] == 0
+    assert out["waiting"] == chunk(3)  # the last file ended: it waits for more
+    assert out["final"]["src"] == final and out["final"]["state"]["running"] is False
+    assert out["final"]["caption"] == "done: 45 frames (2.8 s) in 1 file(s)"

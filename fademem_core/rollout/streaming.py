@@ -18,7 +18,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Protocol
 
 import torch
 
@@ -28,6 +28,17 @@ __all__ = ["SavedVideo", "StreamingSave", "RolloutStopped", "partial_path", "str
 
 # chunk latents [B, 16, n, h, w] (model space) -> frames [3, T, H, W] in [-1, 1] or uint8 [T, H, W, 3]
 FrameFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+class SaveObserver(Protocol):
+    """What watches a :class:`StreamingSave` (``LiveChunks``): frames as written, files as closed."""
+
+    def frames_written(self, segment: int, frames: torch.Tensor) -> None:
+        """``frames`` (as the writer took them: ``[3, T, H, W]`` in [-1, 1] or uint8 ``[T, H, W,
+        3]``) were appended to segment ``segment`` (0-based)."""
+
+    def segment_closed(self, segment: int, path: Path | None) -> None:
+        """Segment ``segment`` was closed at ``path`` (final or partial name; None: dropped)."""
 
 
 def partial_path(path: str | os.PathLike) -> Path:
@@ -57,11 +68,14 @@ class StreamingSave:
     called once per chunk, in order); ``name_segment(i)`` gives the final path of segment ``i``
     (0-based), asked when the segment starts.  Frames are split exactly at segment boundaries and
     the decoder is never reset, so the segments played in order are the one continuous video.
+    ``observer`` (e.g. :class:`~fademem_core.rollout.live.LiveChunks`) sees every piece of frames
+    as it is appended and every segment as it is closed, to show the video while it grows.
     """
 
     def __init__(self, frames_of: FrameFn, name_segment: Callable[[int], Path], fps: float = 16.0,
                  segment_frames: int | None = None,
-                 metadata: Mapping[str, str] | None = None) -> None:
+                 metadata: Mapping[str, str] | None = None,
+                 observer: SaveObserver | None = None) -> None:
         if segment_frames is not None and (isinstance(segment_frames, bool)
                                            or not isinstance(segment_frames, int)
                                            or segment_frames < 1):
@@ -73,6 +87,7 @@ class StreamingSave:
         self._fps = fps
         self._segment = segment_frames
         self._metadata = dict(metadata or {})
+        self._observer = observer
         self._writer: Mp4Writer | None = None
         self._files: list[Path] = []
         self._partial: Path | None = None
@@ -102,11 +117,15 @@ class StreamingSave:
                                          metadata=self._metadata)
             room = total - done if self._segment is None else self._segment - self._writer.frames_written
             take = min(room, total - done)
-            self._writer.write(frames[done:done + take] if uint8 else frames[:, done:done + take])
+            piece = frames[done:done + take] if uint8 else frames[:, done:done + take]
+            self._writer.write(piece)
+            if self._observer is not None:
+                self._observer.frames_written(len(self._files), piece)
             done += take
             if self._segment is not None and self._writer.frames_written == self._segment:
                 self._files.append(self._writer.close())
                 self._writer = None
+                self._tell_closed(len(self._files) - 1, self._files[-1])
         del frames  # one chunk of pixels at a time
         self.frames += total
         self.last_add_seconds = time.perf_counter() - started
@@ -120,6 +139,7 @@ class StreamingSave:
         if self._writer is not None:
             writer, self._writer = self._writer, None
             self._files.append(writer.close())
+            self._tell_closed(len(self._files) - 1, self._files[-1])
         return self._saved()
 
     def keep_partial(self) -> SavedVideo:
@@ -130,6 +150,7 @@ class StreamingSave:
                 self._partial = writer.close(to=partial_path(writer.path))
             else:
                 writer.abort()
+            self._tell_closed(len(self._files), self._partial)
         return self._saved()
 
     def abort(self) -> SavedVideo:
@@ -137,7 +158,12 @@ class StreamingSave:
         if self._writer is not None:
             self._writer.abort()
             self._writer = None
+            self._tell_closed(len(self._files), None)
         return self._saved()
+
+    def _tell_closed(self, segment: int, path: Path | None) -> None:
+        if self._observer is not None:
+            self._observer.segment_closed(segment, path)
 
 
 class RolloutStopped(Exception):

@@ -11,7 +11,7 @@ import re
 
 import torch
 
-__all__ = ["tiny_wan_vae", "original_vae_state_dict"]
+__all__ = ["tiny_wan_vae", "original_vae_state_dict", "randomize_"]
 
 # resnet parts: diffusers name -> original name inside a residual block
 _RESNET = (("norm1.gamma", "residual.0.gamma"), ("conv1.", "residual.2."),
@@ -35,6 +35,22 @@ def tiny_wan_vae(seed: int = 0, base_dim: int = 4):
             if name.endswith("gamma"):
                 p.uniform_(0.5, 1.5)
     return vae.eval()
+
+
+@torch.no_grad()
+def randomize_(module: torch.nn.Module) -> torch.nn.Module:
+    """Give every parameter a sane random value, in place (uses torch's global generator).
+
+    For VAE modules whose layers skip weight init (ComfyUI's Wan VAE: its weights come from
+    files): norm gammas in [0.5, 1.5], weights with variance 1/fan-in, small biases."""
+    for name, p in module.named_parameters():
+        if name.endswith("gamma"):
+            p.uniform_(0.5, 1.5)
+        elif p.ndim > 1:
+            p.normal_(0.0, 1.0 / p[0].numel() ** 0.5)
+        else:
+            p.normal_(0.0, 0.02)
+    return module
 
 
 def _resnet(rest: str) -> str:

@@ -219,11 +219,13 @@ class Mp4Writer:
     leaves a half-written video behind; ``close(to=...)`` finishes the frames written so far under
     another name (a partial video, see :mod:`fademem_core.rollout.streaming`).  Width and height must be
     even (yuv420p).  ``metadata``: container tags (ComfyUI stores the prompt and workflow there
-    as JSON strings), written as mp4 user tags like core Save Video does.
+    as JSON strings), written as mp4 user tags like core Save Video does.  ``preset``: the
+    x264 speed preset (None: x264's default, ``medium``).
     """
 
     def __init__(self, path: str | os.PathLike, fps: float = 16.0, crf: int = 18,
-                 codec: str = "libx264", metadata: dict[str, str] | None = None) -> None:
+                 codec: str = "libx264", metadata: dict[str, str] | None = None,
+                 preset: str | None = None) -> None:
         import av
 
         self.path = Path(path)
@@ -242,6 +244,7 @@ class Mp4Writer:
         self._fps = fps
         self._crf = crf
         self._codec = codec
+        self._preset = preset
         try:
             self._container = av.open(str(self._tmp), mode="w", format="mp4",
                                       options={"movflags": "use_metadata_tags"})
@@ -267,7 +270,8 @@ class Mp4Writer:
         self._stream.height = height
         self._stream.pix_fmt = "yuv420p"
         if self._codec == "libx264":
-            self._stream.options = {"crf": str(self._crf)}
+            self._stream.options = {"crf": str(self._crf),
+                                    **({"preset": self._preset} if self._preset else {})}
 
     def write(self, frames: torch.Tensor) -> None:
         """Append frames: ``[3, T, H, W]`` float in [-1, 1] or ``[T, H, W, 3]`` uint8."""

@@ -69,9 +69,48 @@ class FadeMemTestImages:
         return (torch.rand(frames, height, width, 3, generator=g),)
 
 
+class FadeMemTestTinyVAE:
+    """Test only: a tiny random diffusers Wan VAE as a VAE (the streaming node drives one as it
+    is; the real Wan VAE from core Load VAE: tests/test_comfy_streaming.py)."""
+
+    CATEGORY = "FadeMem/testing"
+    RETURN_TYPES = ("VAE",)
+    FUNCTION = "make"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {{"required": {{"seed": ("INT", {{"default": 0, "min": 0, "max": 2**31}})}}}}
+
+    def make(self, seed):
+        from fademem_core.rollout.vae_testing import tiny_wan_vae
+
+        return (tiny_wan_vae(seed),)
+
+
 NODE_CLASS_MAPPINGS = {{"FadeMemTestConditioning": FadeMemTestConditioning,
-                       "FadeMemTestImages": FadeMemTestImages}}
+                       "FadeMemTestImages": FadeMemTestImages,
+                       "FadeMemTestTinyVAE": FadeMemTestTinyVAE}}
 '''
+
+
+def tiny_graph(length: int = 25) -> dict:
+    """The tiny model, a seeded prompt and FadeMem Cache(4) into FadeMem Sampler -> SaveLatent
+    (nodes "1".."5"; 64x32, chunk 3, 2 steps)."""
+    return {
+        "1": {"class_type": "FadeMemModelLoader",
+              "inputs": {"model_name": TINY, "lora_name": "None", "lora_strength": 1.0, "weight_dtype": "default",
+                         "weights": "auto", "lora_alpha": 0.0}},
+        "2": {"class_type": "FadeMemTestConditioning",
+              "inputs": {"seed": TEXT_SEED, "length": TEXT_LEN, "dim": TEXT_DIM}},
+        "3": {"class_type": "FadeMemCache",
+              "inputs": {"budget": 4, "beta": 0.3, "anchor": True, "operator": "weighted_average",
+                         "positions": "absolute"}},
+        "4": {"class_type": "FadeMemSampler",
+              "inputs": {"model": ["1", 0], "positive": ["2", 0], "cache": ["3", 0], "width": 64, "height": 32,
+                         "length": length, "chunk": 3, "steps": 2, "shift": 5.0, "seed": 11,
+                         "context_noise": 0.0, "context_input": "clean", "switch": "auto"}},
+        "5": {"class_type": "SaveLatent", "inputs": {"samples": ["4", 0], "filename_prefix": "fademem_test/tiny"}},
+    }
 
 
 def free_port() -> int:
