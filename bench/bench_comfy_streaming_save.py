@@ -110,6 +110,7 @@ def run_case(mode: str, frames: int, size: int) -> dict:
             assert warm["status"]["status_str"] == "success", comfy.log_tail()
             Path(f"/proc/{pid}/clear_refs").write_text("5")  # peak RSS := RSS now
             before = rss_mib(pid, "VmRSS")
+            print(f"  {mode}: ComfyUI pid {pid}, RSS before the prompt {before:.0f} MiB", flush=True)
             live, out = base / "temp" / "fademem_live", base / "output" / "bench"
             status, body = comfy.post_json("/prompt", {"prompt": graph(mode, length, size, "bench/v"),
                                                        "client_id": "bench"})
@@ -119,6 +120,8 @@ def run_case(mode: str, frames: int, size: int) -> dict:
             while True:
                 if first is None and live.is_dir() and any(live.glob("run_*/chunk_*.mp4")):
                     first = cpu_seconds(pid) - t0
+                    print(f"  {mode}: first playable frame after {first:.1f} s CPU; peak so far "
+                          f"{rss_mib(pid, 'VmHWM') - before:.0f} MiB", flush=True)
                 if first_file is None and mode == "stream" and out.is_dir() and any(out.glob("v_*.mp4")):
                     first_file = cpu_seconds(pid) - t0
                 polls += 1
