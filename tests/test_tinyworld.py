@@ -259,3 +259,29 @@ def test_memory_events_on_the_world_and_on_a_forgotten_identity() -> None:
     ev3 = memory_events(probes.read_frames(world.render_params(p)), 0)
     assert [e.ok for e in ev3 if e.kind == "first" and e.slot == 1] == [False]
     assert event_rate([], "return") != event_rate([], "return")  # NaN when nothing to score
+
+
+def test_memory_teacher_forcing_mask_against_direct_rule() -> None:
+    from fademem_core.tinyworld.forward import memory_teacher_forcing_mask
+
+    k, f, chunk = 3, 6, 3
+    m = memory_teacher_forcing_mask(k, f, chunk)
+    assert m.shape == (k + 2 * f, k + 2 * f)
+    for i in range(k + 2 * f):
+        for j in range(k + 2 * f):
+            if i < k:  # a memory frame sees earlier memory frames and itself, nothing else
+                want = j <= i
+            elif j < k:  # every window frame sees the whole memory
+                want = True
+            else:
+                qi, kj = (i - k) % f, (j - k) % f
+                q_noisy, k_noisy = i - k >= f, j - k >= f
+                if not q_noisy:
+                    want = (not k_noisy) and kj // chunk <= qi // chunk
+                elif k_noisy:
+                    want = kj // chunk == qi // chunk
+                else:
+                    want = kj // chunk < qi // chunk
+            assert bool(m[i, j]) == want, (i, j)
+    with pytest.raises(ValueError, match="memory"):
+        memory_teacher_forcing_mask(-1, f, chunk)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -109,3 +110,103 @@ def test_cli_main_runs(tmp_path, capsys) -> None:
     out = tmp_path / "cli.safetensors"
     assert tw.main(["--out", str(out), "--episodes", "1", "--batch", "1", "--frames", "3"]) == 0
     assert out.is_file() and '"episodes": 1' in capsys.readouterr().out
+
+
+def test_memory_window_draws_sorted_frames_before_the_window() -> None:
+    rng = np.random.default_rng(0)
+    starts = []
+    for _ in range(400):
+        start, past = tw.memory_window(rng, 240, 12, 8)
+        starts.append(start)
+        assert start % tw.CHUNK == 0 and 0 <= start <= 228
+        assert past == sorted(set(past)) and len(past) == min(8, start)
+        assert all(0 <= p < start for p in past)
+    share0 = np.mean(np.array(starts) == 0)
+    assert 0.18 < share0 < 0.33  # a quarter of the windows train the first chunk (plus 1/77 draws)
+    assert max(starts) > 200
+
+
+def test_windowed_loss_sees_its_memory() -> None:
+    model = tw._start_model(None, 0)
+    with torch.no_grad():  # move off the zero-initialised output layers so outputs differ
+        for p in model.transformer.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    clips, text = tw.make_episode(np.random.default_rng(2), 2, 30, model.text_dim)
+    window, past = clips[:, :, 21:27], [2, 9, 14]
+
+    def loss(mem: torch.Tensor, win: torch.Tensor) -> float:
+        gen = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            return float(tw.teacher_forcing_loss(model, win, text, gen, mem, 21, past))
+
+    base = loss(clips[:, :, past], window)
+    assert np.isfinite(base)
+    assert loss(clips[:, :, past] + 0.5, window) != pytest.approx(base, rel=1e-4)  # memory seen
+    with pytest.raises(ValueError, match="memory positions"):
+        tw.teacher_forcing_loss(model, window, text, torch.Generator(), clips[:, :, past], 21, [2, 9])
+
+
+def test_windowed_training_records_its_recipe(tmp_path) -> None:
+    out = tmp_path / "w.safetensors"
+    info = tw.train(out, episodes=2, batch=2, frames=30, window=6, memory=4, policy="teacher_forcing", threads=1)
+    assert info["training"]["window"] == 6 and info["training"]["memory_frames"] == 4
+    assert "--window 6 --memory 4" in info["command"]
+    with pytest.raises(ValueError, match="window"):
+        tw.train(tmp_path / "x.safetensors", episodes=1, frames=30, window=7, policy="teacher_forcing")
+    with pytest.raises(ValueError, match="window"):
+        tw.train(tmp_path / "x.safetensors", episodes=1, frames=30, window=6, policy="full")
+    with pytest.raises(ValueError, match="memory"):
+        tw.train(tmp_path / "x.safetensors", episodes=1, frames=30, memory=3, policy="teacher_forcing")
+
+
+def test_corrupted_context_changes_what_later_chunks_see_not_the_targets() -> None:
+    model = tw._start_model(None, 0)
+    with torch.no_grad():
+        for p in model.transformer.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    clips, text = tw.make_episode(np.random.default_rng(3), 2, 9, model.text_dim)
+
+    def loss(**kw) -> float:
+        with torch.no_grad():
+            return float(tw.teacher_forcing_loss(model, clips, text, torch.Generator().manual_seed(0), **kw))
+
+    plain = loss()
+    assert loss(corrupt=0.0) == plain  # no extra random draws when off
+    assert loss(corrupt=1.0) != pytest.approx(plain, rel=1e-4)
+    with pytest.raises(ValueError, match="corrupt"):
+        tw.train(Path("/nonexistent/w.safetensors"), episodes=1, frames=9, corrupt=1.5, policy="teacher_forcing")
+    with pytest.raises(ValueError, match="corrupt"):
+        tw.train(Path("/nonexistent/w.safetensors"), episodes=1, frames=9, corrupt=0.5, policy="full")
+
+
+@pytest.mark.parametrize("own", [0.0, 1.0])
+def test_own_chunks_are_what_the_walk_commits(monkeypatch, own) -> None:
+    model = tw._start_model(None, 0)
+    ema = tw.Ema(model.transformer, 0.9)
+    opt = torch.optim.AdamW(model.transformer.parameters(), lr=1e-3)
+    clips, text = tw.make_episode(np.random.default_rng(4), 2, 9, model.text_dim)
+    sampled, committed = [], []
+    real_own, real_commit = tw.own_chunk, tw.commit_chunk
+
+    def spy_own(*a):
+        out = real_own(*a)
+        sampled.append(out)
+        return out
+
+    def spy_commit(model_, clip, *a):
+        committed.append(clip)
+        return real_commit(model_, clip, *a)
+
+    monkeypatch.setattr(tw, "own_chunk", spy_own)
+    monkeypatch.setattr(tw, "commit_chunk", spy_commit)
+    losses = tw.walk_episode(model, ema, opt, clips, text, FullCache(), torch.Generator().manual_seed(0),
+                             lambda step: 1e-3, own=own)
+    assert len(losses) == 3 and len(committed) == 3
+    if own:
+        assert len(sampled) == 3 and all(c is s for c, s in zip(committed, sampled))
+        assert all(not torch.equal(c, clips[:, :, 3 * i:3 * i + 3]) for i, c in enumerate(committed))
+    else:
+        assert not sampled
+        assert all(torch.equal(c, clips[:, :, 3 * i:3 * i + 3]) for i, c in enumerate(committed))
+    with pytest.raises(ValueError, match="own"):
+        tw.train(Path("/nonexistent/w.safetensors"), episodes=1, frames=9, own=0.5, policy="teacher_forcing")

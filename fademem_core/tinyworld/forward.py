@@ -34,6 +34,25 @@ def teacher_forcing_mask(frames: int, chunk: int) -> torch.Tensor:
     return torch.cat([top, bottom], dim=0)
 
 
+def memory_teacher_forcing_mask(memory: int, frames: int, chunk: int) -> torch.Tensor:
+    """Mask ``[K + 2F, K + 2F]`` over ``[memory ; clean ; noisy]``: K clean frames of the far
+    past (sorted by time) ahead of a teacher-forced window of ``frames``.
+
+    Memory frames attend to themselves and earlier memory frames (causal); every frame of the
+    window attends to all memory frames and, among the window, follows
+    :func:`teacher_forcing_mask`.  What a bounded memory shows a chunk: a few old entries at
+    their own distances, then the recent past.
+    """
+    if memory < 0:
+        raise ValueError(f"memory must be >= 0, got {memory!r}")
+    window = teacher_forcing_mask(frames, chunk)
+    out = torch.zeros(memory + 2 * frames, memory + 2 * frames, dtype=torch.bool)
+    out[:memory, :memory] = torch.ones(memory, memory, dtype=torch.bool).tril()
+    out[memory:, :memory] = True
+    out[memory:, memory:] = window
+    return out
+
+
 def masked_velocity(
     transformer: torch.nn.Module,
     x: torch.Tensor,

@@ -34,13 +34,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
 
 from ..model.loading import build_transformer, save_model
 from . import world
-from .forward import teacher_forcing_mask
+from .forward import memory_teacher_forcing_mask
 
 # The architecture: a real diffusers WanTransformer3DModel at tiny size.
 MODEL_CONFIG = {
@@ -122,17 +123,34 @@ def chunk_loss(model, clip: torch.Tensor, text: torch.Tensor, cache, positions, 
 @torch.no_grad()
 def commit_chunk(model, clip: torch.Tensor, text: torch.Tensor, cache, positions, gen: torch.Generator) -> None:
     """The clean context pass: write the ground-truth chunk (lightly noised) into the memory."""
-    b = clip.shape[0]
-    sig = torch.rand(b, generator=gen) * CONTEXT_NOISE
-    sig = torch.where(torch.rand(b, generator=gen) < 0.3, torch.zeros_like(sig), sig)
+    sig = _context_noise(gen, (clip.shape[0],))
     s = sig[:, None, None, None, None]
     x = (1 - s) * clip + s * torch.randn(clip.shape, generator=gen)
     model.forward_chunk(x, sig * 1000.0, model.encode_text(text), cache, positions, write=True)
     cache.commit()
 
 
-def walk_episode(model, ema, opt, clips, text, policy, gen, lr_of) -> list[float]:
-    """One episode: every chunk of ``clips`` trained against the memory, then committed to it."""
+OWN_STEPS = 6  # Euler steps of the model's own chunks in the loop (the benchmark's setting)
+
+
+@torch.no_grad()
+def own_chunk(model, like: torch.Tensor, text: torch.Tensor, cache, positions, gen: torch.Generator) -> torch.Tensor:
+    """The model's own sample of a chunk shaped ``like`` (Euler, OWN_STEPS) against the memory."""
+    from ..rollout.sampler import denoise_chunk, even_timesteps, timestep_schedule
+
+    times = timestep_schedule(even_timesteps(OWN_STEPS), SHIFT)
+    x = torch.randn(like.shape, generator=gen)
+    return denoise_chunk(model, x, model.encode_text(text), cache, positions, times, euler=True).float()
+
+
+def walk_episode(model, ema, opt, clips, text, policy, gen, lr_of, own: float = 0.0) -> list[float]:
+    """One episode: every chunk of ``clips`` trained against the memory, then committed to it.
+
+    ``own``: the share of chunks committed as the model's own sample instead of the truth (the
+    loss of every chunk still targets the truth), so the memory holds what a rollout would
+    write and the model learns to pull a drifting video back to the world instead of
+    amplifying its own errors (Self-Forcing's point, with the world's truth as the target).
+    """
     b, _, f, h, w = clips.shape
     cache = policy.make_cache(model.geometry(b, h * 8, w * 8), CHUNK, max_frames=f)
     params = [p for p in model.transformer.parameters()]
@@ -150,6 +168,8 @@ def walk_episode(model, ema, opt, clips, text, policy, gen, lr_of) -> list[float
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             ema.update(params)
+            if own and float(torch.rand(1, generator=gen)) < own:
+                part = own_chunk(model, part, text, cache, positions, gen)
             commit_chunk(model, part, text, cache, positions, gen)
             losses.append(loss.item())
     finally:
@@ -157,36 +177,97 @@ def walk_episode(model, ema, opt, clips, text, policy, gen, lr_of) -> list[float
     return losses
 
 
-def teacher_forcing_loss(model, clips: torch.Tensor, text: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+def _context_noise(gen: torch.Generator, shape: tuple[int, int]) -> torch.Tensor:
+    """Per-frame (or per-chunk) context noise: up to CONTEXT_NOISE, exactly 0 for 30 %."""
+    csig = torch.rand(*shape, generator=gen) * CONTEXT_NOISE
+    return torch.where(torch.rand(*shape, generator=gen) < 0.3, torch.zeros_like(csig), csig)
+
+
+def teacher_forcing_loss(model, clips: torch.Tensor, text: torch.Tensor, gen: torch.Generator,
+                         memory: torch.Tensor | None = None, start: int = 0,
+                         memory_positions: Sequence[int] = (), corrupt: float = 0.0) -> torch.Tensor:
     """Weighted velocity loss of every chunk of ``clips`` at once (the engine's masked forward).
 
     Same noise laws as the in-loop walk (one sigma per chunk, light context noise), but the
     whole clip is one differentiable pass, gradients reaching the context's keys and values:
     the sample-efficient way to first learn to render and to copy from the recent past.
+    ``clips`` may be a window starting at latent frame ``start`` of longer videos, with
+    ``memory [B, 16, K, h, w]``: K clean frames of the far past at ``memory_positions`` that
+    every chunk of the window sees (:func:`~.forward.memory_teacher_forcing_mask`), so relative
+    distances up to the whole video are trained at the price of a short window.
+    ``corrupt``: the share of chunks whose context copy is the model's own one-step estimate
+    (:func:`_own_estimates`) instead of the truth, the targets staying the truth: a model that
+    only copies its context learns to copy its own errors; this one learns to correct them.
     """
     b, _, f, _, _ = clips.shape
+    k = 0 if memory is None else memory.shape[2]
+    if len(memory_positions) != k:
+        raise ValueError(f"need {k} memory positions, got {len(memory_positions)}")
     nch = -(-f // CHUNK)
     sig = noise_levels(gen, b * nch).reshape(b, nch).repeat_interleave(CHUNK, 1)[:, :f]
-    csig = torch.rand(b, nch, generator=gen) * CONTEXT_NOISE
-    csig = torch.where(torch.rand(b, nch, generator=gen) < 0.3, torch.zeros_like(csig), csig)
-    csig = csig.repeat_interleave(CHUNK, 1)[:, :f]
+    csig = _context_noise(gen, (b, nch)).repeat_interleave(CHUNK, 1)[:, :f]
     noise = torch.randn(clips.shape, generator=gen)
     s, cs = sig[:, None, :, None, None], csig[:, None, :, None, None]
-    clean = (1 - cs) * clips + cs * torch.randn(clips.shape, generator=gen)
-    x = torch.cat([clean, (1 - s) * clips + s * noise], 2)
-    ts = torch.cat([csig, sig], 1) * 1000.0
-    v = model.forward_masked(x, ts, model.encode_text(text), list(range(f)) * 2,
-                             teacher_forcing_mask(f, CHUNK))[:, :, f:]
+    context = clips
+    past: list[torch.Tensor] = []
+    if k:
+        msig = _context_noise(gen, (b, k))
+        ms = msig[:, None, :, None, None]
+        past = [(1 - ms) * memory + ms * torch.randn(memory.shape, generator=gen)]
+    positions = [float(p) for p in memory_positions] + list(range(start, start + f)) * 2
+    mask = memory_teacher_forcing_mask(k, f, CHUNK)
+    text_kv = model.encode_text(text)
+    ts = torch.cat(([msig] if k else []) + [csig, sig], 1) * 1000.0
+    if corrupt > 0:
+        own = _own_estimates(model, clips, past, text_kv, positions, mask, gen)
+        pick = (torch.rand(b, nch, generator=gen) < corrupt).repeat_interleave(CHUNK, 1)[:, :f]
+        context = torch.where(pick[:, None, :, None, None], own, clips)
+    clean = (1 - cs) * context + cs * torch.randn(clips.shape, generator=gen)
+    x = torch.cat(past + [clean, (1 - s) * clips + s * noise], 2)
+    v = model.forward_masked(x, ts, text_kv, positions, mask)[:, :, k + f:]
     err = (v - (noise - clips)) ** 2
     return (err.mean(dim=(0, 2, 3, 4)) * CHANNEL_WEIGHT).sum() / CHANNEL_WEIGHT.sum()
 
 
-def teacher_forcing_step(model, ema, opt, clips, text, gen, lr: float) -> float:
-    """One optimizer step of :func:`teacher_forcing_loss` on a batch of clips."""
+@torch.no_grad()
+def _own_estimates(model, clips, past, text_kv, positions, mask, gen) -> torch.Tensor:
+    """The model's one-step estimate of every chunk from a noisy copy (sigma 0.3-0.9 per chunk)
+    given the true context: blurred, slightly wrong frames like the ones a rollout feeds back."""
+    b, _, f, _, _ = clips.shape
+    nch = -(-f // CHUNK)
+    sig = (0.3 + 0.6 * torch.rand(b, nch, generator=gen)).repeat_interleave(CHUNK, 1)[:, :f]
+    s = sig[:, None, :, None, None]
+    noisy = (1 - s) * clips + s * torch.randn(clips.shape, generator=gen)
+    k = sum(p.shape[2] for p in past)
+    ts = torch.cat([torch.zeros(b, k + f), sig], 1) * 1000.0
+    v = model.forward_masked(torch.cat(past + [clips, noisy], 2), ts, text_kv, positions, mask)[:, :, k + f:]
+    return noisy - s * v
+
+
+def memory_window(rng: np.random.Generator, frames: int, window: int, memory: int) -> tuple[int, list[int]]:
+    """A chunk-aligned window start in a clip of ``frames`` and up to ``memory`` sorted frames
+    of the past before it (uniformly drawn).  A quarter of the windows start at frame 0 (the
+    first chunk, generated from the prompt alone, is 1 in 4 trained chunks, not 1 in 80)."""
+    starts = (frames - window) // CHUNK + 1
+    start = 0 if rng.random() < 0.25 else int(rng.integers(starts)) * CHUNK
+    k = min(memory, start)
+    return start, sorted(int(i) for i in rng.choice(start, size=k, replace=False)) if k else []
+
+
+def teacher_forcing_step(model, ema, opt, clips, text, gen, lr: float, window: int | None = None,
+                         memory: int = 0, rng: np.random.Generator | None = None,
+                         corrupt: float = 0.0) -> float:
+    """One optimizer step of :func:`teacher_forcing_loss` on a batch of clips: the whole clips,
+    or (``window``) a window of them drawn by :func:`memory_window` with ``memory`` past frames."""
     for g in opt.param_groups:
         g["lr"] = lr
     params = list(model.transformer.parameters())
-    loss = teacher_forcing_loss(model, clips, text, gen)
+    if window is None:
+        loss = teacher_forcing_loss(model, clips, text, gen, corrupt=corrupt)
+    else:
+        start, past = memory_window(rng, clips.shape[2], window, memory)
+        loss = teacher_forcing_loss(model, clips[:, :, start:start + window], text, gen,
+                                    clips[:, :, past] if past else None, start, past, corrupt)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -256,6 +337,10 @@ def train(
     frames: int = CLIP_FRAMES,
     threads: int | None = None,
     ema_decay: float = 0.999,
+    window: int | None = None,
+    memory: int = 0,
+    corrupt: float = 0.0,
+    own: float = 0.0,
 ) -> dict:
     """Run the training; returns the info dict written next to the weights."""
     if episodes is None and minutes is None:
@@ -266,6 +351,16 @@ def train(
         raise ValueError(f"minutes must be > 0, got {minutes!r}")
     if frames < CHUNK or frames % CHUNK:
         raise ValueError(f"frames must be a positive multiple of {CHUNK}, got {frames!r}")
+    if window is not None and (policy != "teacher_forcing" or window < CHUNK or window % CHUNK
+                               or window > frames):
+        raise ValueError(f"window needs --policy teacher_forcing and a multiple of {CHUNK} in "
+                         f"[{CHUNK}, frames={frames}], got {window!r} with policy {policy!r}")
+    if not 0.0 <= corrupt <= 1.0 or (corrupt and policy != "teacher_forcing"):
+        raise ValueError(f"corrupt must be in [0, 1] with --policy teacher_forcing, got {corrupt!r}")
+    if not 0.0 <= own <= 1.0 or (own and policy == "teacher_forcing"):
+        raise ValueError(f"own must be in [0, 1] with a memory in the loop (--policy full/fademem), got {own!r}")
+    if memory < 0 or (memory and window is None):
+        raise ValueError(f"memory frames must be >= 0 and need a window, got {memory!r}")
     if init is not None and not Path(init).is_file():
         raise ValueError(f"init weights not found: {str(init)!r}")
     pol = train_policy(policy)
@@ -273,12 +368,14 @@ def train(
     if threads is not None:
         torch.set_num_threads(threads)
     try:
-        return _train(out, episodes, minutes, seed, batch, lr, policy, pol, init, frames, ema_decay)
+        return _train(out, episodes, minutes, seed, batch, lr, policy, pol, init, frames, ema_decay,
+                      window, memory, corrupt, own)
     finally:
         torch.set_num_threads(before)
 
 
-def _train(out, episodes, minutes, seed, batch, lr, policy, pol, init, frames, ema_decay) -> dict:
+def _train(out, episodes, minutes, seed, batch, lr, policy, pol, init, frames, ema_decay,
+           window, memory, corrupt, own) -> dict:
     model = _start_model(init, seed)
     tr = model.transformer
     ema = Ema(tr, ema_decay)
@@ -294,9 +391,10 @@ def _train(out, episodes, minutes, seed, batch, lr, policy, pol, init, frames, e
         clips, text = make_episode(rng, batch, frames, model.text_dim)
         lr_of = lambda j: lr_at(len(losses) + j, (total or 10**6) * per_episode, lr)  # noqa: E731
         if pol is None:
-            losses.append(teacher_forcing_step(model, ema, opt, clips, text, gen, lr_of(0)))
+            losses.append(teacher_forcing_step(model, ema, opt, clips, text, gen, lr_of(0), window, memory, rng,
+                                               corrupt))
         else:
-            losses += walk_episode(model, ema, opt, clips, text, pol, gen, lr_of)
+            losses += walk_episode(model, ema, opt, clips, text, pol, gen, lr_of, own)
         done += 1
         if total is None:  # fix the episode count from the measured speed
             total = max(1, int(minutes * 60 / (time.time() - t0)))
@@ -308,6 +406,8 @@ def _train(out, episodes, minutes, seed, batch, lr, policy, pol, init, frames, e
     command = (f"python -m fademem_core.tinyworld.train --out {out} --episodes {done} --seed {seed} "
                f"--batch {batch} --lr {lr} --policy {policy} --frames {frames} "
                f"--threads {torch.get_num_threads()} --ema {ema_decay}"
+               + (f" --window {window} --memory {memory}" if window is not None else "")
+               + (f" --corrupt {corrupt}" if corrupt else "") + (f" --own {own}" if own else "")
                + (f" --init {init}" if init is not None else ""))
     info = {
         "what": ("tiny causal Wan (diffusers WanTransformer3DModel), a base flow model trained on "
@@ -323,6 +423,7 @@ def _train(out, episodes, minutes, seed, batch, lr, policy, pol, init, frames, e
         "config": MODEL_CONFIG,
         "training": {
             "clip_frames": frames, "chunk": CHUNK, "shift": SHIFT, "policy": "teacher_forcing (masked forward, no cache)" if pol is None else repr(pol),
+            "window": window, "memory_frames": memory, "corrupt": corrupt, "own_chunks": own,
             "init": None if init is None else Path(init).name,
             "episodes": done, "steps": len(losses), "batch": batch, "lr": lr, "seed": seed,
             "ema": ema_decay, "context_noise": CONTEXT_NOISE,
@@ -361,11 +462,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frames", type=int, default=CLIP_FRAMES, help="latent frames per clip")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (recorded)")
     ap.add_argument("--ema", type=float, default=0.999, help="EMA decay of the saved weights")
+    ap.add_argument("--window", type=int, default=None,
+                    help="teacher forcing on a window of this many frames of each clip (default: whole clip)")
+    ap.add_argument("--memory", type=int, default=0,
+                    help="with --window: frames of the clip's past before the window every chunk sees")
+    ap.add_argument("--corrupt", type=float, default=0.0,
+                    help="teacher forcing: share of chunks whose context is the model's own one-step estimate")
+    ap.add_argument("--own", type=float, default=0.0,
+                    help="memory in the loop: share of chunks committed as the model's own sample")
     args = ap.parse_args(argv)
     if args.out.suffix != ".safetensors":
         ap.error(f"--out must end in .safetensors, got {str(args.out)!r}")
     info = train(args.out, args.episodes, args.minutes, args.seed, args.batch, args.lr, args.policy,
-                 args.init, args.frames, args.threads, args.ema)
+                 args.init, args.frames, args.threads, args.ema, args.window, args.memory,
+                 args.corrupt, args.own)
     print(json.dumps(info["training"]))
     return 0
 
