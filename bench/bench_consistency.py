@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from fademem_core import FadeMem, FullCache, SinkWindow, SlidingWindow, load_model  # noqa: E402
+from fademem_core.memory.policies import DeepForcing, FadeMemRelease, InfinityRope, MemFlow, MemRope  # noqa: E402
 from fademem_core.tinyworld import WEIGHTS, WEIGHTS_FT, plots, world  # noqa: E402
 from fademem_core.tinyworld.probes import read_frames  # noqa: E402
 from fademem_core.tinyworld.rollout import primed_rollout  # noqa: E402
@@ -74,6 +75,13 @@ def policies(quick: bool) -> dict[str, object]:
     out["FadeMem b=0.3 packed"] = FadeMem(budget=BUDGET, beta=0.3, positions="packed")
     out["FadeMem b=0.3 M=8 (vis 11)"] = FadeMem(budget=8, beta=0.3)
     out["FadeMem b=0.3 M=20 (vis 23)"] = FadeMem(budget=20, beta=0.3)
+    # the peers of the paper's Table 1 at the same 15 visible frames (Self-Forcing's rolling
+    # FIFO at 15 is SlidingWindow(15), the control above)
+    out["FadeMem as released"] = FadeMemRelease(budget=BUDGET)
+    out["Infinity-RoPE(1+15)"] = InfinityRope(sink=1, window=BUDGET + CHUNK)
+    out["MemRoPE(3+EMA+7)"] = MemRope(sink=3, recent=7)
+    out["Deep Forcing(6+2+4)"] = DeepForcing(sink=6, window=BUDGET, recent=4)
+    out["MemFlow(3+3+12)"] = MemFlow()
     return out
 
 
