@@ -44,6 +44,9 @@ _EXPORTS = {
     # model + loading
     "CausalWan": "model.causal_wan",
     "load_model": "model.loading",
+    "EMBEDDED_WEIGHTS": "model.recorded",
+    "embedded_weights": "model.recorded",
+    "SamplerRecord": "model.recorded",
     "tiny_model": "model.loading",
     # sampler
     "generate": "rollout.sampler",
@@ -53,12 +56,15 @@ _EXPORTS = {
     "RolloutInterrupted": "rollout.sampler",
     "StepInfo": "rollout.sampler",
     "timestep_schedule": "rollout.timesteps",
+    "even_timesteps": "rollout.timesteps",
+    "sampler_options": "rollout.timesteps",
     "check_prompt_starts": "checks",
     "resolve_switch": "rollout.switching",
     # option choices (pure Python): what the CLI and the node widgets offer
     "SWITCH_MODES": "checks",
     "CONTEXT_INPUTS": "checks",
     "WEIGHT_CHOICES": "checks",
+    "SAMPLER_CHOICES": "checks",
     # saving while sampling
     "stream_rollout": "rollout.streaming",
     "StreamingSave": "rollout.streaming",
@@ -74,6 +80,12 @@ _EXPORTS = {
     "draw_spectral": "analysis.spectral_plot",
     "image_to_frames": "analysis.video_io",
     "latent_to_frames": "analysis.video_io",
+    # the embedded tiny world (fademem_core.tinyworld): prompts, its latent -> RGB map, probes
+    "NUM_CLASSES": "tinyworld.world",
+    "NUM_FAMILIES": "tinyworld.world",
+    "prompt_embedding": "tinyworld.world",
+    "to_rgb": "tinyworld.world",
+    "read_frames": "tinyworld.probes",
     # pictures
     "draw_layout": "memory.picture",
 }

@@ -10,8 +10,8 @@ import math
 import numbers
 from typing import Sequence
 
-__all__ = ["CONTEXT_INPUTS", "MAX_HISTORY_ENTRIES", "MAX_PLAN_FRAMES", "MAX_PLAN_WORK", "SWITCH_MODES",
-           "WEIGHT_CHOICES", "check_beta", "check_budget", "check_choice", "check_int",
+__all__ = ["CONTEXT_INPUTS", "MAX_HISTORY_ENTRIES", "MAX_PLAN_FRAMES", "MAX_PLAN_WORK", "SAMPLERS",
+           "SAMPLER_CHOICES", "SWITCH_MODES", "WEIGHT_CHOICES", "check_beta", "check_budget", "check_choice", "check_int",
            "check_plan_cost", "check_prompt_starts", "check_real"]
 
 # The choices of the engine's string options, defined once here (no torch) so the CLI's --help
@@ -22,6 +22,10 @@ SWITCH_MODES = ("auto", "recache", "longlive", "longlive_resink", "keep")
 CONTEXT_INPUTS = ("clean", "noised")
 # load_model(weights=...): which weights of a training checkpoint (fademem_core.model.checkpoints)
 WEIGHT_CHOICES = ("auto", "ema", "generator")
+# generate(sampler=...): the distilled generators' few-step schedule, or a base model's Euler ODE
+SAMPLERS = ("few_step", "euler")
+# the node widget / sampler_options: "auto" = what the weights record, else few_step
+SAMPLER_CHOICES = ("auto",) + SAMPLERS
 
 
 def check_int(name: str, value: object, minimum: int) -> int:

@@ -5,9 +5,9 @@ ComfyUI's log and in the tests, instead of silently dropping nodes.
 """
 from __future__ import annotations
 
-from . import cache, layout, loader, routes, sampler, spectral, stream
+from . import cache, layout, loader, routes, sampler, spectral, stream, tinyworld
 
-_MODULES = (loader, cache, sampler, stream, layout, spectral)
+_MODULES = (loader, cache, sampler, stream, tinyworld, layout, spectral)
 
 NODE_CLASS_MAPPINGS: dict[str, type] = {}
 NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {}

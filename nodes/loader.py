@@ -9,13 +9,29 @@ from .inputs import FadeMemNode, combo, float_input, inputs, outputs
 MODEL_TYPE = "FADEMEM_MODEL"
 NO_LORA = "None"
 DTYPES = ("default", "bf16", "fp16", "fp32")
+# the weights shipped inside the package (fademem_core/weights/): menu entry -> EMBEDDED_WEIGHTS name
+EMBEDDED = {"tiny_world (embedded, no download)": "tiny_world",
+            "tiny_world_ft (embedded, FadeMem-FT, no download)": "tiny_world_ft"}
 
 
-def _dtype(name: str) -> str | None:
-    """Widget value -> load_model's dtype (None: bf16 on a GPU, fp32 on the CPU)."""
+def _dtype(name: str, embedded: bool = False) -> str | None:
+    """Widget value -> load_model's dtype (None: bf16 on a GPU, fp32 on the CPU).
+
+    The embedded tiny models default to fp32 everywhere: 2.4 MB, and bf16 would only blur them."""
     if name not in DTYPES:
         raise ValueError(f"weight_dtype must be one of {DTYPES}, got {name!r}")
-    return None if name == "default" else name
+    if name == "default":
+        return "fp32" if embedded else None
+    return name
+
+
+def _weights_path(model_name: str):
+    """The file behind a model_name choice: an embedded tiny model, or a file in ComfyUI's folders."""
+    if model_name in EMBEDDED:
+        from fademem_core import embedded_weights
+
+        return embedded_weights(EMBEDDED[model_name])
+    return comfy.model_path("diffusion_models", model_name)
 
 
 class FadeMemModelLoader(FadeMemNode):
@@ -28,15 +44,22 @@ class FadeMemModelLoader(FadeMemNode):
         "Loads a causal (autoregressive) Wan2.1-T2V-1.3B checkpoint from models/diffusion_models: "
         "LongLive `longlive_base.pt` or Self-Forcing `self_forcing_dmd.pt` (.pt pickles are read "
         "with weights_only=True), optionally merging a LoRA from models/loras (LongLive `lora.pt`, "
-        "or the FadeMem-FT LoRA). Other models are unloaded from VRAM first."
+        "or the FadeMem-FT LoRA). Other models are unloaded from VRAM first. The two tiny_world "
+        "entries are toy models shipped inside the pack: try the pack without downloading "
+        "anything (workflow fademem_tiny_world)."
     )
 
     @classmethod
     def INPUT_TYPES(cls):
         return inputs({
-            "model_name": combo(comfy.list_models("diffusion_models"),
+            "model_name": combo(list(EMBEDDED) + comfy.list_models("diffusion_models"),
                                 "Causal Wan checkpoint in models/diffusion_models (or models/unet): "
-                                "longlive_base.pt, self_forcing_dmd.pt, or a safetensors copy."),
+                                "longlive_base.pt, self_forcing_dmd.pt, or a safetensors copy. "
+                                "tiny_world / tiny_world_ft: the tiny toy-world models shipped in "
+                                "the pack (base and FadeMem-FT; no download, 64x64, prompt them "
+                                "with FadeMem Tiny World Prompt, view with FadeMem Tiny World "
+                                "Decode); FadeMem Sampler's sampler=auto uses the Euler sampler "
+                                "they are trained for."),
             "lora_name": combo([NO_LORA] + comfy.list_models("loras"),
                                "Optional LoRA merged into the weights: LongLive's lora.pt (needed "
                                "for LongLive), or the FadeMem-FT LoRA. None: no LoRA.",
@@ -44,8 +67,9 @@ class FadeMemModelLoader(FadeMemNode):
             "lora_strength": float_input(1.0, -4.0, 4.0, "Scale of the LoRA update (1.0 = as "
                                                          "trained). Ignored without a LoRA.",
                                          step=0.05),
-            "weight_dtype": combo(DTYPES, "Weight dtype. default: bf16 on a GPU, fp32 on CPU. fp16 "
-                                          "saves nothing over bf16 and may overflow.",
+            "weight_dtype": combo(DTYPES, "Weight dtype. default: bf16 on a GPU, fp32 on CPU (the "
+                                          "embedded tiny models: fp32). fp16 saves nothing over "
+                                          "bf16 and may overflow.",
                                   default="default"),
             "weights": combo(WEIGHT_CHOICES,
                              "For a training .pt holding both generator_ema and generator: which to "
@@ -65,8 +89,8 @@ class FadeMemModelLoader(FadeMemNode):
     def load(self, model_name, lora_name, lora_strength, weight_dtype, weights="auto", lora_alpha=0.0):
         from fademem_core import load_model
 
-        dtype = _dtype(weight_dtype)
-        path = comfy.model_path("diffusion_models", model_name)
+        dtype = _dtype(weight_dtype, embedded=model_name in EMBEDDED)
+        path = _weights_path(model_name)
         lora = None if lora_name in (NO_LORA, "", None) else comfy.model_path("loras", lora_name)
         comfy.free_vram_for_new_model()
         alpha = None if not lora_alpha else float(lora_alpha)  # 0: from the file

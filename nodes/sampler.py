@@ -6,8 +6,8 @@ rollout itself is ``fademem_core.generate``.
 """
 from __future__ import annotations
 
-from fademem_core import (CONTEXT_INPUTS, SWITCH_MODES, latent_frame_of_video_frame,
-                          latents_for_video_frames)
+from fademem_core import (CONTEXT_INPUTS, SAMPLER_CHOICES, SWITCH_MODES,
+                          latent_frame_of_video_frame, latents_for_video_frames)
 
 from . import comfy
 from .cache import CACHE_TYPE
@@ -39,11 +39,30 @@ def _default_start(k: int) -> int:
     return 320 * (k - 1)
 
 
-def timesteps(steps: int) -> list[float]:
-    """``steps`` evenly spaced timesteps from 1000 down (4 -> [1000, 750, 500, 250])."""
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
-    return [1000.0 * (steps - i) / steps for i in range(steps)]
+def sampler_kw(model, sampler: str, steps: int, shift: float) -> dict:
+    """The widgets -> ``generate``'s sampler, steps and shift (the core's ``sampler_options``):
+    ``auto`` takes what the weights record (the embedded tiny world: Euler over its steps)."""
+    from fademem_core import sampler_options
+
+    return sampler_options(getattr(model, "sampler_record", None), sampler, steps, shift)
+
+
+def describe_sampler(model, sampler: str, kw: dict) -> str:
+    """One line for the node text: which sampler ran and where its settings came from."""
+    recorded = sampler == "auto" and getattr(model, "sampler_record", None) is not None
+    where = "recorded with the weights" if recorded else "the widgets"
+    return f"sampler {kw['sampler']}, {len(kw['steps'])} steps, shift {kw['shift']:g} ({where})"
+
+
+def sampler_input() -> tuple[list, dict]:
+    """The sampler widget, shared by FadeMem Sampler and its streaming sibling."""
+    return combo(SAMPLER_CHOICES,
+                 "auto: the sampler the weights were trained for, when the JSON beside them "
+                 "records one (the embedded tiny_world models: Euler ODE, 12 steps, shift 5; the "
+                 "steps and shift widgets are then NOT used, the node text says what ran), else "
+                 "few_step. few_step: the distilled generators' schedule (LongLive, Self-Forcing: "
+                 "x0, then fresh noise between steps). euler: the Euler ODE of a base flow model. "
+                 "few_step and euler use the steps and shift widgets.", default="auto")
 
 
 def conditioning_to_text(positive, text_dim: int):
@@ -55,7 +74,8 @@ def conditioning_to_text(positive, text_dim: int):
         if width != text_dim:
             raise ValueError(
                 f"positive conditioning is {width} wide but the model expects {text_dim}: encode the prompt "
-                f"with Load CLIP (type 'wan', umt5_xxl_fp8_e4m3fn_scaled.safetensors) + CLIP Text Encode"
+                f"with Load CLIP (type 'wan', umt5_xxl_fp8_e4m3fn_scaled.safetensors) + CLIP Text Encode "
+                f"for a Wan model; the embedded tiny_world models take FadeMem Tiny World Prompt"
             )
     starts = [cond[1].get(START_KEY) for cond in positive]
     if len(positive) == 1 and starts[0] in (None, 0):
@@ -165,8 +185,11 @@ class FadeMemSampler(FadeMemNode):
             "chunk": int_input(3, 1, 16, "Latent frames generated together (the models were "
                                          "trained with 3)."),
             "steps": int_input(4, 1, 50, "Denoising steps per chunk, evenly spaced from t=1000 "
-                                         "(4 = 1000, 750, 500, 250 as trained)."),
-            "shift": float_input(5.0, 0.1, 20.0, "Flow-matching timestep shift (5.0 as trained).",
+                                         "(4 = 1000, 750, 500, 250 as trained). Not used with "
+                                         "sampler=auto on weights that record their sampler."),
+            "shift": float_input(5.0, 0.1, 20.0, "Flow-matching timestep shift (5.0 as trained). "
+                                                 "Not used with sampler=auto on weights that "
+                                                 "record their sampler.",
                                  step=0.1, round=0.01),
             "seed": int_input(0, 0, MAX_SEED, "Random seed: same seed, same video, on any device.",
                               control_after_generate=True),
@@ -189,6 +212,8 @@ class FadeMemSampler(FadeMemNode):
                             "leave the memory. auto: longlive for the sink_window cache, recache "
                             "otherwise.", default="auto"),
         }, optional={
+            # optional: API prompts and workflows saved before it existed still run (auto)
+            "sampler": sampler_input(),
             "prefix": socket("LATENT", "Continue a video or start from an image: VAE Encode "
                                        "(wan_2.1_vae) of the loaded frames, at this node's width x "
                                        "height (16 fps clips). The prefix primes the memory as "
@@ -197,13 +222,14 @@ class FadeMemSampler(FadeMemNode):
         }, hidden={"unique_id": "UNIQUE_ID"})
 
     def sample(self, model, positive, cache, width, height, length, chunk, steps, shift, seed,
-               context_noise, context_input="clean", switch="auto", prefix=None, unique_id=None):
+               context_noise, context_input="clean", switch="auto", sampler="auto", prefix=None,
+               unique_id=None):
         import torch
 
         from fademem_core import chunk_spans, generate, resolve_switch, to_raw
 
         frames = latent_frames(length)
-        times = timesteps(steps)
+        kw = sampler_kw(model, sampler, steps, shift)
         text = conditioning_to_text(positive, model.text_dim)
         if isinstance(text, list):  # every prompt must get a chunk of its own: refuse, not drop
             from fademem_core import check_prompt_starts
@@ -218,18 +244,19 @@ class FadeMemSampler(FadeMemNode):
         bound = cache.memory_bytes(geometry, chunk, max_frames=primed + frames)  # what generate allocates
         comfy.free_memory(bound)
         num_chunks = len(chunk_spans(frames, int(chunk), primed))
-        reporter = _Reporter(num_chunks * len(times), unique_id, bound)
+        reporter = _Reporter(num_chunks * len(kw["steps"]), unique_id, bound)
+        comfy.send_text(describe_sampler(model, sampler, kw), unique_id)
         try:
-            latents = generate(model, text, cache, frames, height, width, seed=int(seed), steps=times,
-                               shift=float(shift), chunk=int(chunk), context_noise=float(context_noise),
+            latents = generate(model, text, cache, frames, height, width, seed=int(seed),
+                               chunk=int(chunk), context_noise=float(context_noise),
                                context_input=context_input, switch=switch, callback=reporter,
-                               prefix=given, prefix_raw=True)
+                               prefix=given, prefix_raw=True, **kw)
         finally:
             # generate() frees its cache; hand that memory back to the driver on Cancel too
             comfy.soft_empty_cache()
         primed_text = f" after {primed} prefix latent frames" if primed else ""
-        comfy.send_text(f"done: {frames} latent frames{primed_text}, peak KV memory "
-                        f"{_mib(reporter.peak)} (bound {_mib(bound)})", unique_id)
+        comfy.send_text(f"done: {frames} latent frames{primed_text}, {describe_sampler(model, sampler, kw)}, "
+                        f"peak KV memory {_mib(reporter.peak)} (bound {_mib(bound)})", unique_id)
         new = to_raw(latents).to(comfy.output_device())
         whole = new if given is None else torch.cat([given.to(new), new], dim=2)  # the prefix as given
         return ({"samples": new}, {"samples": whole})

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from . import comfy
 from .inputs import FadeMemNode, bool_input, inputs, int_input, socket, string_input
-from .sampler import (FadeMemSampler, _mib, _Reporter, conditioning_to_text, latent_frames,
-                      prefix_samples, timesteps)
+from .sampler import (FadeMemSampler, _mib, _Reporter, conditioning_to_text, describe_sampler,
+                      latent_frames, prefix_samples, sampler_kw)
 
 FPS = 16
 MAX_SEGMENT_SECONDS = 3600
@@ -92,8 +92,8 @@ class FadeMemStreamingSave(FadeMemNode):
 
     def save(self, model, positive, cache, width, height, length, chunk, steps, shift, seed,
              context_noise, until_cancel, vae, filename_prefix, segment_seconds,
-             context_input="clean", switch="auto", prefix=None, unique_id=None, prompt=None,
-             extra_pnginfo=None):
+             context_input="clean", switch="auto", sampler="auto", prefix=None, unique_id=None,
+             prompt=None, extra_pnginfo=None):
         from fademem_core import (LiveChunks, RolloutStopped, StreamingSave, StreamingVAEDecoder,
                                   chunk_spans, resolve_switch, stream_rollout, to_raw)
 
@@ -107,7 +107,7 @@ class FadeMemStreamingSave(FadeMemNode):
                              "(use FadeMem Cache or a window)")
         if not isinstance(filename_prefix, str) or not filename_prefix.strip():
             raise ValueError(f"filename_prefix must be a non-empty string, got {filename_prefix!r}")
-        times = timesteps(steps)
+        kw = sampler_kw(model, sampler, steps, shift)
         text = conditioning_to_text(positive, model.text_dim)
         batch = (text[0][1] if isinstance(text, list) else text).shape[0]
         given = prefix_samples(prefix)
@@ -125,16 +125,16 @@ class FadeMemStreamingSave(FadeMemNode):
                              metadata=comfy.video_metadata(prompt, extra_pnginfo))
         chunks = (len(chunk_spans(frames, int(chunk), primed)) if frames is not None
                   else -(-(per_file // 4 + 1) // chunk))
-        reporter = _Reporter(chunks * len(times), unique_id, bound)
+        reporter = _Reporter(chunks * len(kw["steps"]), unique_id, bound)
+        comfy.send_text(describe_sampler(model, sampler, kw), unique_id)
         try:
             # the prefix is decoded and written too: the file is the whole clip, and the
             # decoder's causal state runs on from the prefix into the new frames
             saved = stream_rollout(model, text, cache, frames, height, width, save,
                                    callback=reporter, stop_on=comfy.interrupt_exception(),
-                                   seed=int(seed), steps=times, shift=float(shift),
-                                   chunk=int(chunk), context_noise=float(context_noise),
+                                   seed=int(seed), chunk=int(chunk), context_noise=float(context_noise),
                                    context_input=context_input, switch=switch, prefix=given,
-                                   prefix_raw=True)
+                                   prefix_raw=True, **kw)
             cancelled = frames is None  # a run without an end only ends by Cancel
         except RolloutStopped as stop:
             if not isinstance(stop.cause, comfy.interrupt_exception()):

@@ -429,8 +429,39 @@ def continue_video() -> Workflow:
     return wf
 
 
+TINY_WORLD = "tiny_world (embedded, no download)"  # FadeMem Model Loader's embedded entry
+
+
+def tiny_world() -> Workflow:
+    """The pack with nothing downloaded: the embedded tiny-world model, its prompt and its own
+    latent -> RGB map, FadeMem's memory, saved as a video (64x64, 240 latent frames)."""
+    wf = Workflow("fademem_tiny_world")
+    loader = wf.add("FadeMemModelLoader", (0, 0), model_name=TINY_WORLD, lora_name="None",
+                    lora_strength=1.0, weight_dtype="default")
+    prompt = wf.add("FadeMemTinyWorldPrompt", (0, 270), model=loader.out(), family=0,
+                    sprite_a="class 1", sprite_b="class 4")
+    cache = wf.add("FadeMemCache", (360, 0), budget=12, beta=0.3, anchor=True,
+                   operator="weighted_average", positions="absolute")
+    sampler = wf.add("FadeMemSampler", (720, 0), size=(400, 600), control="fixed", model=loader.out(),
+                     positive=prompt.out(), cache=cache.out(), width=64, height=64, length=957,
+                     chunk=3, steps=4, shift=5.0, seed=0, context_noise=0.0, sampler="auto")
+    images = wf.add("FadeMemTinyWorldDecode", (1160, 0), size=(260, 100), samples=sampler.out(), scale=8)
+    video = wf.add("CreateVideo", (1450, 0), size=(220, 120), images=images.out(), fps=16.0)
+    wf.add("SaveVideo", (1700, 0), video=video.out(), filename_prefix="video/fademem_tiny_world",
+           format="auto", codec="auto", size=(320, 420))
+    wf.add("MarkdownNote", (0, 470), size=(330, 380), text=(
+        "# Try it with nothing downloaded\n\nThe tiny toy-world model ships inside the pack "
+        "(2.4 MB; `tiny_world_ft` is its FadeMem-FT fine-tune). Its \"prompt\" picks a "
+        "background family and the sprite classes; its latents are pictures through the world's "
+        "own latent -> RGB map (no VAE). `sampler = auto` runs the Euler sampler over the steps "
+        "the weights record (12), not the 4 few-step widgets; pick `few_step` to see what the "
+        "distilled schedule makes of a base model (blur). 240 latent frames take about 15 s of "
+        "CPU time on one core; FadeMem's memory stays at 12 entries."))
+    return wf
+
+
 WORKFLOWS = (t2v_60s, watch_it_grow, side_by_side, side_by_side_peers, side_by_side_deep_forcing,
-             prompt_story, layout_betas, continue_video)
+             prompt_story, layout_betas, continue_video, tiny_world)
 # the template browser's texts (workflows/meta/index.json, see write_index)
 DESCRIPTIONS = {
     "fademem_t2v_60s": ("FadeMem: 60 s text-to-video",
@@ -456,6 +487,9 @@ DESCRIPTIONS = {
     "fademem_continue_video": ("Continue a video",
                                "Primes FadeMem's memory with your clip (VAE Encode -> prefix) and "
                                "continues it for about 20 s more."),
+    "fademem_tiny_world": ("Try it with nothing downloaded: the tiny world",
+                           "The embedded tiny-world model with FadeMem's memory: 240 latent "
+                           "frames of a toy world, no downloads, runs on a CPU."),
 }
 MODEL_WIDGETS = ("model_name", "lora_name", "clip_name", "vae_name")
 
@@ -470,8 +504,10 @@ def _write_json(path: Path, data: dict | list) -> None:
 
 
 def models_of(wf: Workflow) -> list[str]:
-    """The model files a workflow's loaders select, in order, without repeats."""
-    names = [n.values[k] for n in wf.nodes for k in MODEL_WIDGETS if n.values.get(k) not in (None, "None")]
+    """The model files a workflow's loaders select, in order, without repeats (the embedded
+    tiny world is no file to download)."""
+    names = [n.values[k] for n in wf.nodes for k in MODEL_WIDGETS
+             if n.values.get(k) not in (None, "None", TINY_WORLD)]
     return list(dict.fromkeys(names))
 
 

@@ -33,7 +33,7 @@ if not COMFYUI_PATH:
 
 OUR_NODES = {"FadeMemModelLoader", "FadeMemCache", "FadeMemBaselineCache", "FadeMemSampler",
              "FadeMemPromptSchedule", "FadeMemMemoryLayout", "FadeMemSpectralDecay",
-             "FadeMemStreamingSave"}
+             "FadeMemStreamingSave", "FadeMemTinyWorldPrompt", "FadeMemTinyWorldDecode"}
 
 # a randomly initialised full-size Wan 2.1 VAE written by ComfyUI's own class (core Load VAE
 # recognises the Wan 2.1 VAE by its weight names and has fixed widths, so no tiny one loads)
@@ -81,7 +81,7 @@ def test_object_info_lists_our_nodes(comfy):
     assert sampler["input_order"]["required"] == ["model", "positive", "cache", "width", "height", "length",
                                                   "chunk", "steps", "shift", "seed", "context_noise",
                                                   "context_input", "switch"]
-    assert sampler["input_order"]["optional"] == ["prefix"]
+    assert sampler["input_order"]["optional"] == ["sampler", "prefix"]
     assert sampler["input"]["optional"]["prefix"][0] == "LATENT"
     assert info["FadeMemSampler"]["input"]["required"]["seed"][1]["control_after_generate"] is True
     # the loader lists ComfyUI's diffusion_models folder through folder_paths
@@ -262,6 +262,37 @@ def test_shipped_layout_workflow_runs(comfy):
     (image,) = images
     picture = Image.open(comfy.base / "output" / image["subfolder"] / image["filename"])
     assert picture.size == (768, 3 * 384 + 2 * 8)  # three layouts stacked with 8 px spacing
+
+
+def test_shipped_tiny_world_workflow_runs_with_nothing_downloaded(comfy):
+    """The shipped no-download workflow, shortened to 7 latent frames: the embedded model, the
+    recorded Euler sampler, core Create Video + Save Video; its latents equal the core rollout."""
+    import av
+    import torch
+
+    from fademem_core import FadeMem, embedded_weights, from_raw, generate, load_model
+    from fademem_core.tinyworld import world
+
+    graph = json.loads((ROOT / "tests" / "api_graphs" / "fademem_tiny_world.json").read_text())
+    (sid,) = [k for k, n in graph.items() if n["class_type"] == "FadeMemSampler"]
+    graph[sid]["inputs"]["length"] = 25
+    graph["99"] = {"class_type": "SaveLatent",
+                   "inputs": {"samples": [sid, 0], "filename_prefix": "fademem_test/tiny_world"}}
+    entry = comfy.run(graph)
+    assert entry["status"]["status_str"] == "success", f"{entry['status']}\n{comfy.log_tail()}"
+    latent = saved_latent(comfy, entry, "99")
+    (video,) = [o for o in entry["outputs"].values() if "images" in o and o["images"]][0]["images"]
+    with av.open(str(comfy.base / "output" / video["subfolder"] / video["filename"])) as f:
+        frames = [fr.to_ndarray(format="rgb24") for fr in f.decode(video=0)]
+    assert len(frames) == 7 and frames[0].shape == (64, 64, 3)
+
+    spec = json.loads(embedded_weights("tiny_world").with_suffix(".json").read_text())["sampler"]
+    n = spec["steps"]
+    text = world.prompt_embedding(0, (1, 4), text_dim=32)
+    direct = generate(load_model(embedded_weights("tiny_world")), text, FadeMem(12, 0.3, True), 7, 64, 64,
+                      seed=0, chunk=3, sampler=spec["name"], shift=spec["shift"],
+                      steps=[1000.0 * (n - i) / n for i in range(n)])
+    torch.testing.assert_close(from_raw(latent), direct, rtol=1e-4, atol=1e-4)
 
 
 def test_bad_input_fails_with_a_clear_message(comfy):

@@ -16,7 +16,7 @@ sampler_nodes = node_module("sampler")
 
 EXPECTED = {"FadeMemModelLoader", "FadeMemCache", "FadeMemBaselineCache", "FadeMemSampler",
             "FadeMemPromptSchedule", "FadeMemMemoryLayout", "FadeMemSpectralDecay",
-            "FadeMemStreamingSave"}
+            "FadeMemStreamingSave", "FadeMemTinyWorldPrompt", "FadeMemTinyWorldDecode"}
 TEXT_DIM = 32  # tiny_model's text width
 
 
@@ -135,7 +135,8 @@ def test_cache_defaults_are_the_papers():
 
 def test_loader_lists_diffusion_models_and_loras(models_dir):
     req = NODES["FadeMemModelLoader"].INPUT_TYPES()["required"]
-    assert req["model_name"][0] == ["longlive_base.pt", "self_forcing_dmd.pt"]
+    embedded = list(node_module("loader").EMBEDDED)  # the tiny models shipped in the pack first
+    assert req["model_name"][0] == embedded + ["longlive_base.pt", "self_forcing_dmd.pt"]
     assert req["lora_name"][0] == ["None", "lora.pt"]
 
 

@@ -22,17 +22,19 @@ WORKFLOWS = {
     "fademem_t2v_60s", "fademem_watch_it_grow", "fademem_vs_longlive_side_by_side",
     "fademem_vs_peers_side_by_side", "fademem_vs_deep_forcing_side_by_side",
     "fademem_prompt_story", "fademem_memory_layout_betas",
-    "fademem_continue_video",
+    "fademem_continue_video", "fademem_tiny_world",
 }
 INDEX = ROOT / "workflows" / "meta" / "index.json"
 # combos listing the user's model files: the workflows must name the files the README says to download
 MODEL_FILE_INPUTS = {
-    ("FadeMemModelLoader", "model_name"): {"longlive_base.pt", "self_forcing_dmd.pt"},
+    ("FadeMemModelLoader", "model_name"): {"longlive_base.pt", "self_forcing_dmd.pt",
+                                           "tiny_world (embedded, no download)"},
     ("FadeMemModelLoader", "lora_name"): {"None", "lora.pt"},
     ("CLIPLoader", "clip_name"): {"umt5_xxl_fp8_e4m3fn_scaled.safetensors"},
     ("VAELoader", "vae_name"): {"wan_2.1_vae.safetensors"},
     ("LoadVideo", "file"): {"fademem_clip.mp4"},  # the user's clip in ComfyUI's input/ folder
 }
+EMBEDDED = "tiny_world (embedded, no download)"  # FadeMem Model Loader's shipped tiny model
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 
 
@@ -204,7 +206,7 @@ def test_t2v_is_a_60_second_fademem_run_on_longlive():
     assert loader["widgets_values"][:2] == ["longlive_base.pt", "lora.pt"]
     (sampler,) = nodes_of(wf, "FadeMemStreamingSave")
     assert sampler["widgets_values"][:3] == [832, 480, 957]  # 240 latent frames, ~60 s at 16 fps
-    assert sampler["widgets_values"][-3:] == [False, "video/fademem_60s", 0]  # one file
+    assert sampler["widgets_values"][-4:] == [False, "video/fademem_60s", 0, "auto"]  # one file
     (cache,) = nodes_of(wf, "FadeMemCache")
     assert cache["widgets_values"][:3] == [12, 0.3, True]
     assert nodes_of(wf, "CLIPLoader")[0]["widgets_values"][1] == "wan"
@@ -217,7 +219,8 @@ def test_t2v_is_a_60_second_fademem_run_on_longlive():
 def test_watch_it_grow_runs_until_cancel_in_segments():
     wf = load("fademem_watch_it_grow")
     (sampler,) = nodes_of(wf, "FadeMemStreamingSave")
-    until_cancel, prefix, segment = sampler["widgets_values"][-3:]
+    until_cancel, prefix, segment, kind = sampler["widgets_values"][-4:]
+    assert kind == "auto"  # the sampler the weights record, else LongLive's few-step schedule
     assert until_cancel is True and segment == 10 and prefix.startswith("video/")
     (cache,) = nodes_of(wf, "FadeMemCache")  # bounded memory: the only kind that can run on
     assert cache["widgets_values"][:3] == [12, 0.3, True]
@@ -238,7 +241,7 @@ def test_template_index_describes_every_workflow():
                 if node["type"] == kind and input_name.endswith("_name"):  # models, not the input clip
                     names = [n for n, k, _ in inputs_of(kind) if is_widget(k)]
                     named.add(node["widgets_values"][names.index(input_name)])
-        assert set(t["models"]) == named - {"None"}, name
+        assert set(t["models"]) == named - {"None", EMBEDDED}, name  # the embedded model is no download
 
 
 def test_side_by_side_uses_the_same_seed_for_both_memories():
@@ -302,6 +305,21 @@ def test_cache_nodes_leave_room_for_the_live_preview(name):
     for node in nodes_of(load(name), "FadeMemCache"):
         widgets = len([n for n, k, _ in inputs_of("FadeMemCache") if is_widget(k)])
         assert node["size"][1] >= 26 + 24 * (1 + widgets) + 150, node["size"]
+
+
+def test_tiny_world_workflow_needs_no_download():
+    wf = load("fademem_tiny_world")
+    (loader,) = nodes_of(wf, "FadeMemModelLoader")
+    assert loader["widgets_values"][:2] == [EMBEDDED, "None"]
+    (sampler,) = nodes_of(wf, "FadeMemSampler")
+    assert sampler["widgets_values"][:3] == [64, 64, 957] and sampler["widgets_values"][-1] == "auto"
+    kinds = {n["type"] for n in wf["nodes"]}
+    assert {"FadeMemTinyWorldPrompt", "FadeMemCache", "FadeMemTinyWorldDecode", "CreateVideo",
+            "SaveVideo"} <= kinds
+    assert not kinds & {"CLIPLoader", "VAELoader", "VAEDecode", "LoadVideo"}  # nothing to download
+    (template,) = [t for t in json.loads(INDEX.read_text())[0]["templates"]
+                   if t["name"] == "fademem_tiny_world"]
+    assert template["models"] == []
 
 
 def test_layout_workflow_compares_betas_without_a_model():

@@ -11,7 +11,6 @@ video is noise (said plainly).
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -19,12 +18,13 @@ from typing import Any, Callable
 import torch
 
 from ..memory.planner import check_plan_cost
+from ..model.recorded import embedded_weights, read_record
 from ..wan import LATENT_FPS
 from .common import CliError, Progress, format_bytes, int_at_least, writable_dir, writable_file
 from .options import add_policy_options, build_policy
 from .plan import memory_lines, save_layout_picture
 
-WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "tiny_world.safetensors"
+WEIGHTS = embedded_weights("tiny_world")
 DEMO_SIZE = 64  # pixels; the tiny world is 8x8 latents
 DEMO_PROMPT = {"family": 0, "classes": (1, 4)}  # what the demo asks the tiny world for
 
@@ -61,6 +61,7 @@ class TinySetup:
 def load_tiny(weights: Path | None) -> TinySetup:
     """The demo model, its prompt and its latent -> RGB map, with a sentence about where it's from."""
     from ..model.loading import load_model, tiny_model
+    from ..rollout.timesteps import sampler_options
 
     if weights is None:
         model = tiny_model(seed=0)
@@ -75,37 +76,20 @@ def load_tiny(weights: Path | None) -> TinySetup:
 
     from ..tinyworld import world
 
-    model = load_model(weights)
+    model = load_model(weights)  # reads the sampler the JSON beside the weights records
     text = world.prompt_embedding(text_dim=model.text_dim, **DEMO_PROMPT)
-    info = _read_info(weights.with_suffix(".json"))
+    info = read_record(weights)
     what = info.get("description") or info.get("what") or "the tiny world"
     train = info.get("training", {})
     detail = ""
     if train.get("steps") and train.get("clip_frames"):
         detail = f" ({train['steps']} steps on {train['clip_frames']}-latent-frame clips)"
-    sample_kw = _sampler_options(info.get("sampler"))
+    sample_kw = sampler_options(model.sampler_record) if model.sampler_record is not None else {}
     if sample_kw:
         detail += f"; sampler {sample_kw['sampler']}, {len(sample_kw['steps'])} steps per chunk"
     about = f"{weights.name}: {what}{detail}"
     return TinySetup(model, text, lambda x0: torch.from_numpy(world.to_rgb(x0[:1])), about,
                      sample_kw, world=True)
-
-
-def _sampler_options(spec: Any) -> dict:
-    """``generate`` options from the weights' JSON ``sampler`` record (empty: the default)."""
-    from ..rollout.sampler import even_timesteps
-
-    if not isinstance(spec, dict) or spec.get("name") != "euler":
-        return {}
-    return {"sampler": "euler", "steps": even_timesteps(int(spec.get("steps", 12))),
-            "shift": float(spec.get("shift", 5.0))}
-
-
-def _read_info(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
 
 
 def run(args: argparse.Namespace) -> int:

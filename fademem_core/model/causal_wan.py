@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from ..memory.contract import AttentionInputs, KVCache, KVGeometry
 from ..rope import apply_rotary, axis_dims, grid_cos_sin
 from ..wan import VAE_SPATIAL
+from .recorded import SamplerRecord
 
 if TYPE_CHECKING:  # pragma: no cover
     from diffusers import WanTransformer3DModel
@@ -118,12 +119,15 @@ class CausalWan:
     memory lives in the cache, the schedule in the sampler.
     """
 
-    def __init__(self, transformer: "WanTransformer3DModel") -> None:
+    def __init__(self, transformer: "WanTransformer3DModel",
+                 sampler_record: SamplerRecord | None = None) -> None:
         cfg = transformer.config
         if cfg.get("image_dim") is not None or cfg.get("added_kv_proj_dim") is not None:
             raise ValueError("image-to-video Wan transformers are not supported (found image_dim/added_kv_proj_dim)")
         self.transformer = transformer
         self.config = cfg
+        # the sampler the weights were trained for, from the JSON beside them (None: not recorded)
+        self.sampler_record = sampler_record
         self.num_layers = int(cfg["num_layers"])
         self.heads = int(cfg["num_attention_heads"])
         self.head_dim = int(cfg["attention_head_dim"])

@@ -32,6 +32,7 @@ from ..files import set_default_permissions
 from .checkpoints import CONFIG_KEY, check_weights, read_file, select_weights, stored_config, strip_state_dict
 from .lora import check_alpha, load_lora, merge_lora_
 from .causal_wan import CausalWan, cast_transformer_
+from .recorded import read_record, sampler_record
 from ..checks import check_int
 
 # The tiny Wan used by tests, the demo and benchmarks: real architecture, ~41k parameters.
@@ -365,6 +366,8 @@ def load_model(
     ``W + lora_strength * alpha / rank * B @ A``; ``lora_alpha`` replaces the alpha, which
     otherwise comes from the file, a PEFT ``adapter_config.json`` beside it, or is assumed
     = rank (printed; right for LongLive's rank-256/alpha-256 ``lora.pt``).
+    The JSON next to ``path`` (if any) may name the sampler the weights are trained for; the
+    model carries it as ``sampler_record`` (see :mod:`fademem_core.model.recorded`).
     Raises FileNotFoundError / ValueError with what was found for anything it cannot load.
     """
     dt, dev = _resolve_dtype_device(dtype, device)
@@ -373,6 +376,7 @@ def load_model(
     if not isinstance(lora_strength, (int, float)) or isinstance(lora_strength, bool) or not math.isfinite(lora_strength):
         raise ValueError(f"lora_strength must be a finite number, got {lora_strength!r}")
     adapters = load_lora(lora, alpha=lora_alpha) if lora is not None else None  # fail on a bad LoRA before the big read
+    record = sampler_record(read_record(path), Path(path).with_suffix(".json").name)  # before the big read
     sd, stored = load_state_dict(path, weights)
     cfg = infer_config(sd, stored)
     if adapters is not None:
@@ -387,7 +391,7 @@ def load_model(
     cast_transformer_(tr, dt)
     check_finite(tr, Path(path).name + (f" + {Path(lora).name}" if lora is not None else ""))
     tr.to(dev)
-    return CausalWan(tr)
+    return CausalWan(tr, sampler_record=record)
 
 
 def _rebuild_rope(tr: torch.nn.Module, cfg: Mapping[str, Any]) -> None:

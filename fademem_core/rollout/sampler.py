@@ -48,7 +48,7 @@ from typing import Callable, Iterable, Sequence
 
 import torch
 
-from ..checks import CONTEXT_INPUTS, check_choice, check_int, check_real
+from ..checks import CONTEXT_INPUTS, SAMPLERS, check_choice, check_int, check_real
 from ..memory.policies import CachePolicy, policy_from_name
 from ..memory.storage import check_allocation
 from ..model.causal_wan import CausalWan, TextKV
@@ -58,7 +58,6 @@ from .prompts import parse_prompt_schedule, prompt_at
 from .switching import RecachePlan, recache_plan, resolve_switch
 from .timesteps import DEFAULT_STEPS, NUM_TRAIN_TIMESTEPS, context_sigma, even_timesteps, timestep_schedule
 
-SAMPLERS = ("few_step", "euler")
 
 
 class RolloutInterrupted(Exception):

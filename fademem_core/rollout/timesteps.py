@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Sequence
+from typing import Any, Sequence
+
+from ..checks import SAMPLER_CHOICES, check_choice
 
 NUM_TRAIN_TIMESTEPS = 1000
 DEFAULT_STEPS = (1000, 750, 500, 250)
 
 __all__ = ["DEFAULT_STEPS", "NUM_TRAIN_TIMESTEPS", "check_steps", "context_sigma", "even_timesteps",
-           "timestep_schedule"]
+           "sampler_options", "timestep_schedule"]
 
 
 def check_steps(steps: object) -> list[float]:
@@ -31,6 +33,24 @@ def even_timesteps(n: int) -> list[float]:
     if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
         raise ValueError(f"steps must be an integer >= 1, got {n!r}")
     return [NUM_TRAIN_TIMESTEPS * (n - i) / n for i in range(n)]
+
+
+def sampler_options(record: Any = None, sampler: str = "auto", steps: int | None = None,
+                    shift: float | None = None) -> dict[str, Any]:
+    """``generate``'s ``sampler``/``steps``/``shift`` for a model.
+
+    ``record``: what the weights were trained for (``CausalWan.sampler_record``, a
+    :class:`fademem_core.model.recorded.SamplerRecord`, or None).  ``sampler="auto"`` with a
+    record gives the record's sampler, step count and shift (``steps``/``shift`` are then not
+    used); otherwise ``sampler`` (``"auto"``: ``"few_step"``) runs ``steps`` (default 4) evenly
+    spaced steps at ``shift`` (default 5.0).  The one place the CLI demo and the nodes turn a
+    weights file's record into options."""
+    sampler = check_choice("sampler", sampler, SAMPLER_CHOICES)
+    if sampler == "auto" and record is not None:
+        return {"sampler": record.name, "steps": even_timesteps(record.steps), "shift": float(record.shift)}
+    return {"sampler": "few_step" if sampler == "auto" else sampler,
+            "steps": even_timesteps(len(DEFAULT_STEPS) if steps is None else steps),
+            "shift": 5.0 if shift is None else float(shift)}
 
 
 def timestep_schedule(steps: Sequence[float] = DEFAULT_STEPS, shift: float = 5.0) -> list[float]:

@@ -13,13 +13,14 @@
 
 ``WEIGHTS`` is the base model (trained with the full memory), ``WEIGHTS_FT`` the base
 fine-tuned with FadeMem in the loop; load either with ``fademem_core.load_model(path)`` and
-sample with ``generate(..., sampler="euler", steps=even_timesteps(12))``.
+sample with ``generate(..., **sampler_options(model.sampler_record))``: the Euler ODE over the
+steps the JSON next to the weights records (``"sampler"``), e.g. 12.
 """
 from __future__ import annotations
 
-from pathlib import Path
+from ..model.recorded import embedded_weights
 
-WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "tiny_world.safetensors"
-WEIGHTS_FT = WEIGHTS.with_name("tiny_world_ft.safetensors")
+WEIGHTS = embedded_weights("tiny_world")
+WEIGHTS_FT = embedded_weights("tiny_world_ft")
 
 __all__ = ["WEIGHTS", "WEIGHTS_FT"]
