@@ -48,6 +48,7 @@ _EXPORTS = {
     "embedded_weights": "model.recorded",
     "SamplerRecord": "model.recorded",
     "tiny_model": "model.loading",
+    "causal_wan_from_weights": "model.shared",
     # sampler
     "generate": "rollout.sampler",
     "chunk_spans": "rollout.priming",

@@ -312,17 +312,42 @@ def video_metadata(prompt: Any, extra_pnginfo: Any) -> dict[str, str]:
     return tags
 
 
+# --------------------------------------------------------------------------- core models
+def load_models(patchers: list[Any], reserve_bytes: int | None = None) -> None:
+    """Have ComfyUI load ``patchers`` onto the compute device together, fully, with their
+    patches (LoRA) applied, keeping ``reserve_bytes`` free beside them (None: unload the rest).
+
+    One call for everything a run needs, so loading one model never evicts another."""
+    mm = _comfy("comfy.model_management")
+    if mm is None or not patchers:
+        return
+    if reserve_bytes is None:
+        mm.unload_all_models()
+    # force_full_load: every weight on the device and patched (no lazily patched low-VRAM layers)
+    mm.load_models_gpu(list(patchers), memory_required=int(reserve_bytes or 0), force_full_load=True)
+
+
+def is_core_model(model: Any) -> bool:
+    """True for a core ``MODEL`` (a ModelPatcher: ``.model.diffusion_model`` plus its patches)."""
+    return hasattr(model, "patches") and hasattr(getattr(model, "model", None), "diffusion_model")
+
+
+def core_model_weights(patcher: Any) -> tuple[dict[str, Any], Any]:
+    """The weights a core ``MODEL`` holds now (its own tensors, no copies; patched once
+    :func:`load_models` loaded it) and the dtype ComfyUI computes it in (None: the weights')."""
+    model = patcher.model
+    return model.diffusion_model.state_dict(), getattr(model, "manual_cast_dtype", None)
+
+
 # --------------------------------------------------------------------------- core VAE
-def vae_weights(vae: Any, reserve_bytes: int | None = None) -> dict[str, Any]:
+def vae_weights(vae: Any, reserve_bytes: int | None = None, together: tuple[Any, ...] = ()) -> dict[str, Any]:
     """The weights of a core ``VAE`` (Load VAE) in their original layout, on its compute device.
 
-    ComfyUI is asked to load the VAE first, keeping ``reserve_bytes`` free beside it (the KV
-    memory the rollout will allocate), so its model management counts the memory and the tensors
-    handed out are the ones on the device (not copies).
+    ComfyUI is asked to load the VAE first (with the core models in ``together``, so neither
+    evicts the other), keeping ``reserve_bytes`` free beside it (the KV memory the rollout will
+    allocate), so its model management counts the memory and the tensors handed out are the
+    ones on the device (not copies).
     """
-    mm = _comfy("comfy.model_management")
     patcher = getattr(vae, "patcher", None)
-    if mm is not None and patcher is not None:
-        # force_full_load: no weights left behind on the CPU
-        mm.load_models_gpu([patcher], memory_required=int(reserve_bytes or 0), force_full_load=True)
+    load_models(([patcher] if patcher is not None else []) + list(together), reserve_bytes or 0)
     return vae.first_stage_model.state_dict()

@@ -1,5 +1,8 @@
-"""FadeMemModelLoader: a causal Wan2.1 checkpoint (+ optional LoRA) as a FADEMEM_MODEL."""
+"""FadeMemModelLoader: a causal Wan2.1 checkpoint (+ optional LoRA) as a FADEMEM_MODEL; the
+samplers' model input, which also takes a core MODEL (Load Diffusion Model, LoRA loaders)."""
 from __future__ import annotations
+
+from typing import Any
 
 from fademem_core import WEIGHT_CHOICES
 
@@ -7,6 +10,12 @@ from . import comfy
 from .inputs import FadeMemNode, combo, float_input, inputs, outputs
 
 MODEL_TYPE = "FADEMEM_MODEL"
+# the samplers' socket: ours, or a core MODEL holding a causal Wan2.1 T2V DiT (a ComfyUI union
+# type; workflows saved with a FADEMEM_MODEL link keep loading)
+MODEL_INPUT = f"{MODEL_TYPE},MODEL"
+MODEL_TOOLTIP = ("From FadeMem Model Loader, or a core MODEL: Load Diffusion Model with a causal "
+                 "Wan2.1 T2V checkpoint (Self-Forcing, LongLive, Causal-Forcing; weight_dtype "
+                 "default or fp8, upcast per layer), through core LoRA loaders if you like.")
 NO_LORA = "None"
 DTYPES = ("default", "bf16", "fp16", "fp32")
 # the weights shipped inside the package (fademem_core/weights/): menu entry -> EMBEDDED_WEIGHTS name
@@ -42,7 +51,8 @@ class FadeMemModelLoader(FadeMemNode):
         (MODEL_TYPE, "model", "The causal Wan2.1 model, for FadeMem Sampler only (not a core MODEL)."))
     DESCRIPTION = (
         "Loads a causal (autoregressive) Wan2.1-T2V-1.3B checkpoint from models/diffusion_models: "
-        "LongLive `longlive_base.pt` or Self-Forcing `self_forcing_dmd.pt` (.pt pickles are read "
+        "LongLive `longlive_base.pt`, Self-Forcing `self_forcing_dmd.pt` or thu-ml Causal-Forcing "
+        "`causal_forcing.pt` (chunk-wise: chunk 3; frame-wise: chunk 1) (.pt pickles are read "
         "with weights_only=True), optionally merging a LoRA from models/loras (LongLive `lora.pt`, "
         "or the FadeMem-FT LoRA). Other models are unloaded from VRAM first. The two tiny_world "
         "entries are toy models shipped inside the pack: try the pack without downloading "
@@ -54,7 +64,8 @@ class FadeMemModelLoader(FadeMemNode):
         return inputs({
             "model_name": combo(list(EMBEDDED) + comfy.list_models("diffusion_models"),
                                 "Causal Wan checkpoint in models/diffusion_models (or models/unet): "
-                                "longlive_base.pt, self_forcing_dmd.pt, or a safetensors copy. "
+                                "longlive_base.pt, self_forcing_dmd.pt, Causal-Forcing's "
+                                "causal_forcing.pt, or a safetensors copy. "
                                 "tiny_world / tiny_world_ft: the tiny toy-world models shipped in "
                                 "the pack (base and FadeMem-FT; no download, 64x64, prompt them "
                                 "with FadeMem Tiny World Prompt, view with FadeMem Tiny World "
@@ -97,6 +108,33 @@ class FadeMemModelLoader(FadeMemNode):
         model = load_model(path, lora=lora, lora_strength=float(lora_strength), dtype=dtype,
                            device=comfy.torch_device(), weights=weights, lora_alpha=alpha)
         return (model,)
+
+
+def unwrap_model(model: Any) -> tuple[Any, Any]:
+    """``(CausalWan, core patcher or None)`` for the samplers' model input.
+
+    A core MODEL becomes a CausalWan over the weights ComfyUI holds right now (for validation
+    and sizes); :func:`core_causal_wan` rebuilds it once ComfyUI has loaded and patched them.
+    """
+    from fademem_core import CausalWan
+
+    if isinstance(model, CausalWan):
+        return model, None
+    if not comfy.is_core_model(model):
+        raise ValueError("model must come from FadeMem Model Loader or core Load Diffusion Model (a "
+                         f"causal Wan2.1 T2V checkpoint), got {type(model).__name__}")
+    return core_causal_wan(model), model
+
+
+def core_causal_wan(patcher: Any):
+    """The engine's model over a core MODEL's weights (shared, with the patches ComfyUI applied)."""
+    from fademem_core import causal_wan_from_weights
+
+    weights, compute_dtype = comfy.core_model_weights(patcher)
+    try:
+        return causal_wan_from_weights(weights, compute_dtype)
+    except ValueError as e:
+        raise ValueError(f"the MODEL from Load Diffusion Model is not usable by FadeMem: {e}") from e
 
 
 NODE_CLASS_MAPPINGS = {"FadeMemModelLoader": FadeMemModelLoader}

@@ -12,7 +12,7 @@ from fademem_core import (CONTEXT_INPUTS, SAMPLER_CHOICES, SWITCH_MODES,
 from . import comfy
 from .cache import CACHE_TYPE
 from .inputs import FadeMemNode, combo, float_input, inputs, int_input, outputs, socket
-from .loader import MODEL_TYPE
+from .loader import MODEL_INPUT, MODEL_TOOLTIP, core_causal_wan, unwrap_model
 
 START_KEY = "fademem_start_frame"  # latent frame where a scheduled prompt starts (CONDITIONING dict)
 LABEL_KEY = "fademem_prompt_label"  # how errors name a scheduled prompt ("prompt 2 (start_2=320)")
@@ -171,7 +171,7 @@ class FadeMemSampler(FadeMemNode):
     @classmethod
     def INPUT_TYPES(cls):
         return inputs({
-            "model": socket(MODEL_TYPE, "From FadeMem Model Loader."),
+            "model": socket(MODEL_INPUT, MODEL_TOOLTIP),
             "positive": socket("CONDITIONING", "The prompt (CLIP Text Encode with Load CLIP type "
                                                "'wan'), or a FadeMem Prompt Schedule for several "
                                                "prompts over time."),
@@ -228,6 +228,7 @@ class FadeMemSampler(FadeMemNode):
 
         from fademem_core import chunk_spans, generate, resolve_switch, to_raw
 
+        model, core = unwrap_model(model)
         frames = latent_frames(length)
         kw = sampler_kw(model, sampler, steps, shift)
         text = conditioning_to_text(positive, model.text_dim)
@@ -242,7 +243,11 @@ class FadeMemSampler(FadeMemNode):
         given = prefix_samples(prefix)
         primed = 0 if given is None else given.shape[2]
         bound = cache.memory_bytes(geometry, chunk, max_frames=primed + frames)  # what generate allocates
-        comfy.free_memory(bound)
+        if core is None:
+            comfy.free_memory(bound)
+        else:  # ComfyUI loads and patches (LoRA) the core model, keeping the KV room free
+            comfy.load_models([core], bound)
+            model = core_causal_wan(core)
         num_chunks = len(chunk_spans(frames, int(chunk), primed))
         reporter = _Reporter(num_chunks * len(kw["steps"]), unique_id, bound)
         comfy.send_text(describe_sampler(model, sampler, kw), unique_id)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from . import comfy
 from .inputs import FadeMemNode, bool_input, inputs, int_input, socket, string_input
+from .loader import core_causal_wan, unwrap_model
 from .sampler import (FadeMemSampler, _mib, _Reporter, conditioning_to_text, describe_sampler,
                       latent_frames, prefix_samples, sampler_kw)
 
@@ -18,18 +19,20 @@ MAX_SEGMENT_SECONDS = 3600
 LIVE_EVENT = "fademem.live"  # the server event web/fademem_live.js plays from
 
 
-def wan_vae(vae, reserve_bytes: int | None = None):
+def wan_vae(vae, reserve_bytes: int | None = None, together: tuple = ()):
     """A core ``VAE`` (Load VAE, wan_2.1_vae) or a diffusers ``AutoencoderKLWan`` -> the latter.
 
-    A core VAE is loaded by ComfyUI keeping ``reserve_bytes`` (the KV memory) free beside it."""
+    A core VAE is loaded by ComfyUI keeping ``reserve_bytes`` (the KV memory) free beside it,
+    together with the core models in ``together`` (a core MODEL the rollout runs)."""
     if hasattr(vae, "decoder") and hasattr(vae, "post_quant_conv"):
+        comfy.load_models(list(together), reserve_bytes or 0)
         return vae  # already diffusers (tests, other packs)
     if not hasattr(vae, "first_stage_model"):
         raise ValueError(f"vae must come from Load VAE (wan_2.1_vae.safetensors), got "
                          f"{type(vae).__name__}")
     from fademem_core import wan_vae_from_original
 
-    return wan_vae_from_original(comfy.vae_weights(vae, reserve_bytes))
+    return wan_vae_from_original(comfy.vae_weights(vae, reserve_bytes, together))
 
 
 def live_message(node_id, playlist, running: bool) -> dict:
@@ -98,6 +101,7 @@ class FadeMemStreamingSave(FadeMemNode):
                                   chunk_spans, resolve_switch, stream_rollout, to_raw)
 
         # everything a user can get wrong is checked before the VAE or the rollout start
+        model, core = unwrap_model(model)
         if not isinstance(until_cancel, bool):
             raise ValueError(f"until_cancel must be true or false, got {until_cancel!r}")
         frames = None if until_cancel else latent_frames(length)
@@ -115,8 +119,12 @@ class FadeMemStreamingSave(FadeMemNode):
         bound = cache.memory_bytes(model.geometry(batch, height, width), chunk,
                                    max_frames=None if frames is None else primed + frames)
         resolve_switch(switch, cache)  # a switch mode the cache cannot do fails here too
-        comfy.free_memory(bound)
-        decoder = StreamingVAEDecoder(wan_vae(vae, bound))  # loading it keeps the KV room free
+        if core is None:
+            comfy.free_memory(bound)
+        # loading it keeps the KV room free; a core MODEL is loaded (and patched) with it
+        decoder = StreamingVAEDecoder(wan_vae(vae, bound, () if core is None else (core,)))
+        if core is not None:
+            model = core_causal_wan(core)
         live = LiveChunks(comfy.live_folder(), fps=FPS, on_change=lambda playlist: comfy.send_event(
             LIVE_EVENT, live_message(unique_id, playlist, running=True)))
         save = StreamingSave(lambda x0: decoder.decode(to_raw(x0[:1]))[0],

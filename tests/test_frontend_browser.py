@@ -473,6 +473,33 @@ return {size: [...node.size], min: node.computeSize(), plan: node.__fademem?.pla
     assert got["size"][0] >= 320 and got["size"][1] >= got["min"][1] >= PREVIEW_HEIGHT, got
 
 
+def test_samplers_model_input_takes_core_model_and_ours_in_the_frontend(page):
+    """The union socket (FADEMEM_MODEL,MODEL): the frontend links core Load Diffusion Model and
+    FadeMem Model Loader into both samplers' model input, and refuses other types (CLIP)."""
+    load(page, "fademem_memory_layout_betas")
+    got = page.js_async("""
+const add = (type) => { const n = LiteGraph.createNode(type); app.graph.add(n); return n; };
+const sources = {core: add("UNETLoader"), ours: add("FadeMemModelLoader"), clip: add("CLIPLoader")};
+const out = {};
+for (const type of ["FadeMemSampler", "FadeMemStreamingSave"]) {
+  const sampler = add(type);
+  const slot = sampler.inputs.findIndex((i) => i.name === "model");
+  const linked = {};
+  for (const [name, source] of Object.entries(sources)) {
+    source.connect(0, sampler, slot);
+    const link = sampler.inputs[slot].link;
+    linked[name] = link != null ? app.graph.links[link]?.type ?? app.graph.links.get?.(link)?.type : null;
+    sampler.disconnectInput(slot);
+  }
+  out[type] = {type: sampler.inputs[slot].type, linked};
+}
+return out;
+""")
+    for name, seen in got.items():
+        assert seen["type"] == "FADEMEM_MODEL,MODEL", (name, seen)
+        assert seen["linked"] == {"core": "MODEL", "ours": "FADEMEM_MODEL", "clip": None}, (name, seen)
+
+
 def test_browse_templates_lists_the_workflows(page):
     page.resize(1900, 1300)  # every card in view: the dialog loads thumbnails lazily
     page.js_async("await app.extensionManager.command.execute('Comfy.BrowseTemplates'); await __fm.sleep(1500);")

@@ -21,7 +21,7 @@ def _weights(model):
 FORMATS = [
     "diffusers_meta.safetensors", "diffusers.safetensors", "original.safetensors", "comfy.safetensors",
     "model_prefix.safetensors", "self_forcing.pt", "longlive.pth", "longlive_trainer.pt", "causvid.pt",
-    "flat.pt",
+    "flat.pt", "causal_forcing_chunkwise.pt", "causal_forcing_framewise.pt",
 ]
 
 

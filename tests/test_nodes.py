@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from fademem_core import POLICIES
 from tests.support.pack import Recorder, load_pack, node_module
 
 PACK = load_pack()
@@ -156,6 +157,37 @@ def test_loader_loads_checkpoint_and_merges_lora(models_dir, checkpoints):
     expected = ref[name] + strength * checkpoints.peft_alpha / lora.rank * lora.up[module] @ lora.down[module]
     torch.testing.assert_close(merged.transformer.state_dict()[name], expected, rtol=1e-5, atol=1e-6)
     assert merged.dtype == torch.float32  # default on CPU
+
+
+@pytest.fixture(scope="module")
+def causal_forcing_models(tmp_path_factory, checkpoints):
+    """A models folder holding tiny checkpoints in thu-ml Causal-Forcing's two layouts."""
+    root = tmp_path_factory.mktemp("cf_models")
+    (root / "diffusion_models").mkdir()
+    for layout in ("chunkwise", "framewise"):
+        shutil.copy(checkpoints.formats[f"causal_forcing_{layout}.pt"],
+                    root / "diffusion_models" / f"causal_forcing_{layout}.pt")
+    return root
+
+
+@pytest.mark.parametrize("chunk", [1, 3])
+@pytest.mark.parametrize("policy_name", sorted(POLICIES))
+def test_causal_forcing_checkpoints_load_and_run_under_every_policy(causal_forcing_models, checkpoints,
+                                                                    monkeypatch, policy_name, chunk):
+    """Core's autoregressive template models (frame-wise = chunk 1, chunk-wise = chunk 3) through
+    FadeMem Model Loader and FadeMem Sampler, against the rollout of the model that wrote them."""
+    from fademem_core import generate
+    from fademem_core.rollout.sampler import from_raw
+    from tests.support.policy_harness import policy_for
+
+    monkeypatch.setenv("FADEMEM_MODELS_DIR", str(causal_forcing_models))
+    layout = "framewise" if chunk == 1 else "chunkwise"
+    (model,) = NODES["FadeMemModelLoader"]().load(f"causal_forcing_{layout}.pt", "None", 1.0, "default")
+    positive = cond(2)
+    out = run_sampler(model, positive, policy_for(policy_name, chunk), length=17, chunk=chunk, steps=2)
+    direct = generate(checkpoints.model, positive[0][0], policy_for(policy_name, chunk), 5, 32, 64, seed=1,
+                      steps=[1000.0, 500.0], shift=5.0, chunk=chunk)
+    torch.testing.assert_close(from_raw(out["samples"]), direct, rtol=1e-5, atol=1e-5)
 
 
 def test_loader_weights_and_lora_alpha(models_dir, checkpoints, capsys):

@@ -5,7 +5,10 @@ Formats: ``.safetensors`` (header metadata returned too) and PyTorch pickles
 a pickle that would need code execution to load is refused, never executed.
 Training checkpoints nest their weights (``generator_ema``, ``generator``, ``model``...) and
 decorate names (``model.``, ``_fsdp_wrapped_module.``): :func:`unwrap` and
-:func:`strip_wrappers` undo that.
+:func:`strip_wrappers` undo that.  The Self-Forcing family's files (Self-Forcing, LongLive,
+CausVid, thu-ml Causal-Forcing) are all of this kind; Causal-Forcing's trainer saves a single
+set, ``generator`` (its chunk-wise model, read without ``--use_ema``) or ``generator_ema`` with
+FSDP names (its frame-wise models, read with ``--use_ema``), so they load without a choice.
 """
 from __future__ import annotations
 
@@ -178,7 +181,8 @@ def select_weights(obj: Any, weights: str = "auto") -> tuple[dict[str, torch.Ten
         project = checkpoint_project(obj)
         weights = "generator" if project == "LongLive" else "ema"
         why = {"LongLive": "LongLive's layout; its inference runs with use_ema: false",
-               "Self-Forcing": "Self-Forcing's layout; its inference runs with --use_ema",
+               "Self-Forcing": "Self-Forcing's layout; its inference runs with --use_ema (a "
+                               "Causal-Forcing chunk-wise file would be read as 'generator')",
                None: "the training project cannot be told from the file; LongLive's inference "
                      "would load 'generator'"}[project]
         other = "generator" if weights == "ema" else "ema"

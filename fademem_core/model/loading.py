@@ -169,7 +169,7 @@ def to_diffusers_names(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     raise ValueError(f"not a Wan DiT checkpoint: no Wan transformer weights found (keys: {_sample(keys)})")
 
 
-def _refuse_i2v(sd: Mapping[str, torch.Tensor]) -> None:
+def refuse_i2v(sd: Mapping[str, torch.Tensor]) -> None:
     pe = sd.get("patch_embedding.weight")
     in_dim = pe.shape[1] if pe is not None and pe.ndim == 5 else None
     image_keys = [k for k in sd if "image_embedder" in k or "add_k_proj" in k or k.startswith("img_emb")]
@@ -340,7 +340,7 @@ def load_state_dict(
     if note is not None:
         print(f"{Path(path).name}: {note}", file=sys.stderr)
     sd = to_diffusers_names(strip_state_dict(sd))
-    _refuse_i2v(sd)
+    refuse_i2v(sd)
     return sd, stored_config(obj, meta)
 
 
@@ -387,14 +387,14 @@ def load_model(
         raise ValueError(f"{Path(path).name}: {e}") from None
     tr = build_transformer(cfg, device="meta")
     tr.load_state_dict(sd, strict=True, assign=True)
-    _rebuild_rope(tr, cfg)
+    rebuild_rope(tr, cfg)
     cast_transformer_(tr, dt)
     check_finite(tr, Path(path).name + (f" + {Path(lora).name}" if lora is not None else ""))
     tr.to(dev)
     return CausalWan(tr, sampler_record=record)
 
 
-def _rebuild_rope(tr: torch.nn.Module, cfg: Mapping[str, Any]) -> None:
+def rebuild_rope(tr: torch.nn.Module, cfg: Mapping[str, Any]) -> None:
     """The (unused by us, weight-free) diffusers rope module was built on meta: make it real."""
     from diffusers.models.transformers.transformer_wan import WanRotaryPosEmbed
 

@@ -114,7 +114,7 @@ def parse_lora(
     if set(downs) != set(ups):
         lonely = sorted(set(downs) ^ set(ups))[:5]
         raise ValueError(f"LoRA file is incomplete: modules with only one of A/B: {lonely}")
-    names = _to_diffusers_names(sorted(downs))
+    names = to_diffusers_module_names(sorted(downs))
     modules: dict[str, LoraModule] = {}
     for name in sorted(downs):
         a, b = downs[name], ups[name]
@@ -188,7 +188,7 @@ def _pattern_value(patterns: Mapping[str, Any], name: str, default: Any) -> Any:
     return default
 
 
-def _to_diffusers_names(names: list[str]) -> dict[str, str]:
+def to_diffusers_module_names(names: list[str]) -> dict[str, str]:
     """Map module names to diffusers names with diffusers' own converter (one name at a time)."""
     if not any(h in f"{n}." or n.startswith(h) for n in names for h in _ORIGINAL_HINTS):
         return {n: n for n in names}

@@ -4,8 +4,9 @@
 safetensors with diffusers names (with and without our config metadata), original Wan names
 (bare, ``model.diffusion_model.`` and ``model.`` prefixes), and the training pickles of
 Self-Forcing (``generator`` + ``critic`` + ``generator_ema``), LongLive (FSDP-decorated EMA
-names; its trainer's layout with optimizer states, whose ``generator`` is the model) and CausVid
-(``model``); LoRA files in the LongLive/FadeMem-FT (PEFT, nested ``generator_lora``)
+names; its trainer's layout with optimizer states, whose ``generator`` is the model), CausVid
+(``model``) and thu-ml Causal-Forcing (one set: ``generator`` chunk-wise, FSDP-named
+``generator_ema`` frame-wise); LoRA files in the LongLive/FadeMem-FT (PEFT, nested ``generator_lora``)
 and kohya (per-module alpha) layouts; and files that must be refused.
 
 The diffusers -> original renaming below is written independently of the loader (which uses
@@ -216,6 +217,12 @@ def write_checkpoints(directory: str | Path, seed: int = 0, **config_overrides) 
         {"generator": prefixed, "critic": perturbed, "generator_ema": fsdp_names(perturbed),
          "generator_optimizer": optim, "critic_optimizer": optim, "step": 1200}, d / "longlive_trainer.pt")
     formats["causvid.pt"] = _save_pt({"model": prefixed}, d / "causvid.pt")
+    # thu-ml Causal-Forcing's distillation trainer saves ONE set: generator (its chunk-wise
+    # inference reads it) or, past ema_start_step, generator_ema (frame-wise, --use_ema), whose
+    # names keep FSDP's segments (its inference strips model._fsdp_wrapped_module.)
+    formats["causal_forcing_chunkwise.pt"] = _save_pt({"generator": prefixed}, d / "causal_forcing_chunkwise.pt")
+    formats["causal_forcing_framewise.pt"] = _save_pt({"generator_ema": fsdp_names(prefixed)},
+                                                      d / "causal_forcing_framewise.pt")
     formats["flat.pt"] = _save_pt(dict(orig), d / "flat.pt")
     other = _save_pt({"generator": perturbed}, d / "generator_only.pt")
 

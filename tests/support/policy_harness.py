@@ -32,6 +32,22 @@ def write_chunk(cache, frames: list[int], positions: list[float]) -> None:
         lkv.attend(k, v, k_raw[..., :TC].clone(), write=True)
 
 
+def policy_for(name: str, chunk: int):
+    """Registered policy ``name`` at its defaults, on the first position strategy it offers that
+    runs ``chunk``-frame chunks (the release layout of FadeMemRelease is 3-frame only)."""
+    from fademem_core.memory.policies import POLICIES
+
+    cls = POLICIES[name]
+    for positions in dict.fromkeys((cls().positions, *cls.POSITIONS)):
+        policy = cls(positions=positions)
+        try:
+            policy.visible_frames(chunk)
+        except ValueError:
+            continue
+        return policy
+    raise AssertionError(f"{name} runs no {chunk}-frame chunks")
+
+
 def roll_to(policy, start: int, chunk: int = CHUNK, geo: KVGeometry | None = None,
             begin: bool = True):
     """Generate chunks until frame ``start``; return the cache and ``begin_chunk(start)``
