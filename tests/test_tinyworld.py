@@ -155,20 +155,23 @@ def test_probes_reject_bad_shapes() -> None:
         probes.read_frames(torch.zeros(16, 2, 4, 4))
 
 
+def _window_rule(i: int, j: int, f: int, chunk: int) -> bool:
+    """May frame ``i`` of ``[clean ; noisy]`` (``f`` each) attend frame ``j``? Written out."""
+    qi, kj = i % f, j % f
+    q_noisy, k_noisy = i >= f, j >= f
+    if not q_noisy:
+        return (not k_noisy) and kj // chunk <= qi // chunk
+    if k_noisy:
+        return kj // chunk == qi // chunk
+    return kj // chunk < qi // chunk
+
+
 def test_teacher_forcing_mask_against_direct_rule() -> None:
     f, chunk = 7, 3
     m = teacher_forcing_mask(f, chunk)
     for i in range(2 * f):
         for j in range(2 * f):
-            qi, kj = i % f, j % f
-            q_noisy, k_noisy = i >= f, j >= f
-            if not q_noisy:
-                want = (not k_noisy) and kj // chunk <= qi // chunk
-            elif k_noisy:
-                want = kj // chunk == qi // chunk
-            else:
-                want = kj // chunk < qi // chunk
-            assert bool(m[i, j]) == want, (i, j)
+            assert bool(m[i, j]) == _window_rule(i, j, f, chunk), (i, j)
 
 
 def test_training_forward_matches_diffusers_masked_full_sequence() -> None:
@@ -274,14 +277,7 @@ def test_memory_teacher_forcing_mask_against_direct_rule() -> None:
             elif j < k:  # every window frame sees the whole memory
                 want = True
             else:
-                qi, kj = (i - k) % f, (j - k) % f
-                q_noisy, k_noisy = i - k >= f, j - k >= f
-                if not q_noisy:
-                    want = (not k_noisy) and kj // chunk <= qi // chunk
-                elif k_noisy:
-                    want = kj // chunk == qi // chunk
-                else:
-                    want = kj // chunk < qi // chunk
+                want = _window_rule(i - k, j - k, f, chunk)
             assert bool(m[i, j]) == want, (i, j)
     with pytest.raises(ValueError, match="memory"):
         memory_teacher_forcing_mask(-1, f, chunk)
