@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from ..model.loading import build_transformer, save_model
+from ..rollout.sampler import denoise_chunk, even_timesteps, timestep_schedule
 from . import world
 from .forward import memory_teacher_forcing_mask
 
@@ -136,8 +137,6 @@ OWN_STEPS = 6  # Euler steps of the model's own chunks in the loop (the benchmar
 @torch.no_grad()
 def own_chunk(model, like: torch.Tensor, text: torch.Tensor, cache, positions, gen: torch.Generator) -> torch.Tensor:
     """The model's own sample of a chunk shaped ``like`` (Euler, OWN_STEPS) against the memory."""
-    from ..rollout.sampler import denoise_chunk, even_timesteps, timestep_schedule
-
     times = timestep_schedule(even_timesteps(OWN_STEPS), SHIFT)
     x = torch.randn(like.shape, generator=gen)
     return denoise_chunk(model, x, model.encode_text(text), cache, positions, times, euler=True).float()
