@@ -12,7 +12,7 @@ from fademem_core import FullCache, SinkWindow, generate, load_model
 from fademem_core.rollout.sampler import even_timesteps
 from fademem_core.tinyworld import WEIGHTS, WEIGHTS_FT, probes, world
 from fademem_core.tinyworld.reference import reference_rollout
-from fademem_core.tinyworld.train import MODEL_CONFIG, SAMPLER_STEPS
+from fademem_core.tinyworld.spec import MODEL_CONFIG, SAMPLER_STEPS
 
 FILES = {"base": WEIGHTS, "ft": WEIGHTS_FT}
 

@@ -178,7 +178,7 @@ def test_training_forward_matches_diffusers_masked_full_sequence() -> None:
     """The training forward against diffusers' own Wan forward (its blocks, RoPE tables and
     attention) on the whole ``[clean ; noisy]`` sequence with the teacher-forcing mask: the
     reference shares no code with the engine's block, so a bug there shows here."""
-    from fademem_core.tinyworld.train import init_transformer
+    from fademem_core.tinyworld.spec import init_transformer
 
     tr = init_transformer(0)
     with torch.no_grad():  # move off the zero-initialised output layers so outputs differ

@@ -11,7 +11,7 @@ from fademem_core.rollout.sampler import even_timesteps
 from fademem_core.tinyworld import quality, world
 from fademem_core.tinyworld.reference import reference_rollout
 from fademem_core.tinyworld.rollout import primed_rollout
-from fademem_core.tinyworld.train import init_transformer
+from fademem_core.tinyworld.spec import init_transformer
 
 STEPS = 4
 

@@ -6,7 +6,9 @@
 * :mod:`.probes`: analytic read-back of every frame's state (exact on rendered frames).
 * :mod:`.scores`: long-horizon consistency scores and memory events (recall after a return).
 * :mod:`.train`: training through the engine with the cache policy in the loop
-  (``python -m fademem_core.tinyworld.train --out PATH --minutes N``).
+  (``python -m fademem_core.tinyworld.train --out PATH --minutes N``): the options are a
+  :class:`~.recipe.Recipe`, the loops :mod:`.loop`, the losses :mod:`.losses`, the model's
+  fixed spec :mod:`.spec`.
 * :mod:`.rollout`: ground-truth-primed rollouts (the benchmark protocol).
 * :mod:`.quality`: does a rollout render the world (the demo's check).
 * :mod:`.reference`: a slow cache-free Euler rollout (equals a full KV cache), for checks.

@@ -126,7 +126,7 @@ def teacher_forced_residual(model, scenes: list[Scene], frames: int, steps: int,
     """
     from ..memory.policies import FullCache
     from ..rollout.sampler import denoise_chunk, even_timesteps, timestep_schedule
-    from .train import CHUNK
+    from .spec import CHUNK
 
     truth = torch.stack([render(s, 0, frames) for s in scenes])
     b, c, _, h, w = truth.shape

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from ..model.causal_wan import CausalWan
-from .train import CHUNK, SHIFT
+from .spec import CHUNK, SHIFT
 
 
 def _rollout_mask(ctx: int, chunk: int, n: int) -> torch.Tensor:

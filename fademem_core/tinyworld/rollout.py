@@ -12,7 +12,7 @@ import torch
 
 from ..model.causal_wan import VAE_SPATIAL, CausalWan
 from ..rollout.sampler import denoise_chunk, even_timesteps, timestep_schedule
-from .train import CHUNK, SAMPLER_STEPS, SHIFT
+from .spec import CHUNK, SAMPLER_STEPS, SHIFT
 
 
 @torch.no_grad()

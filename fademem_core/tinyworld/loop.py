@@ -1,0 +1,171 @@
+"""The training loops of the tiny world model: episodes through the engine or by teacher forcing.
+
+:func:`run_training` runs a :class:`~.recipe.Recipe`: per episode a batch of ground-truth clips
+(:func:`make_episode`), then either :func:`walk_episode` (chunk by chunk through the engine's
+:class:`~fademem_core.model.CausalWan` with the recipe's cache policy, one optimizer step per
+chunk) or :func:`teacher_forcing_step` (one masked pass per clip or window, one step).  The
+losses and noise laws are :mod:`.losses`; the weights saved are an :class:`Ema` of them.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import world
+from .losses import CONTEXT_NOISE, chunk_loss, commit_chunk, memory_window, own_chunk, teacher_forcing_loss
+from .recipe import Recipe
+from .spec import CHUNK, init_transformer
+
+
+def make_episode(rng: np.random.Generator, batch: int, frames: int, text_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clean clips ``[B, 16, F, 8, 8]`` from frame 0 of random scenes + their prompts."""
+    scenes = [world.sample_scene(rng) for _ in range(batch)]
+    clips = torch.stack([world.render(s, 0, frames) for s in scenes])
+    return clips, torch.cat([world.scene_prompt(s, text_dim) for s in scenes])
+
+
+def walk_episode(model, ema, opt, clips, text, policy, gen, lr_of, own: float = 0.0,
+                 context_noise: float = CONTEXT_NOISE) -> list[float]:
+    """One episode: every chunk of ``clips`` trained against the memory, then committed to it.
+
+    ``own``: the share of chunks committed as the model's own sample instead of the truth (the
+    loss of every chunk still targets the truth), so the memory holds what a rollout would
+    write and the model learns to pull a drifting video back to the world instead of
+    amplifying its own errors (Self-Forcing's point, with the world's truth as the target).
+    ``context_noise``: the top sigma of the commit's light noise (:func:`~.losses.commit_chunk`).
+    """
+    b, _, f, h, w = clips.shape
+    cache = policy.make_cache(model.geometry(b, h * 8, w * 8), CHUNK, max_frames=f)
+    params = [p for p in model.transformer.parameters()]
+    losses = []
+    try:
+        for start in range(0, f, CHUNK):
+            n = min(CHUNK, f - start)
+            positions = cache.begin_chunk(start, n)
+            part = clips[:, :, start:start + n]
+            for g in opt.param_groups:
+                g["lr"] = lr_of(len(losses))
+            loss = chunk_loss(model, part, text, cache, positions, gen)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()  # before the clean pass writes into the memory's buffers
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            ema.update(params)
+            if own and float(torch.rand(1, generator=gen)) < own:
+                part = own_chunk(model, part, text, cache, positions, gen)
+            commit_chunk(model, part, text, cache, positions, gen, context_noise)
+            losses.append(loss.item())
+    finally:
+        cache.close()
+    return losses
+
+
+def teacher_forcing_step(model, ema, opt, clips, text, gen, lr: float, window: int | None = None,
+                         memory: int = 0, rng: np.random.Generator | None = None,
+                         corrupt: float = 0.0, context_noise: float = CONTEXT_NOISE) -> float:
+    """One optimizer step of :func:`~.losses.teacher_forcing_loss` on a batch of clips: the whole
+    clips, or (``window``) a window of them drawn by :func:`~.losses.memory_window` with
+    ``memory`` past frames."""
+    for g in opt.param_groups:
+        g["lr"] = lr
+    params = list(model.transformer.parameters())
+    if window is None:
+        loss = teacher_forcing_loss(model, clips, text, gen, corrupt=corrupt, context_noise=context_noise)
+    else:
+        start, past = memory_window(rng, clips.shape[2], window, memory)
+        loss = teacher_forcing_loss(model, clips[:, :, start:start + window], text, gen,
+                                    clips[:, :, past] if past else None, start, past, corrupt, context_noise)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+    ema.update(params)
+    return loss.item()
+
+
+class Ema:
+    """Exponential moving average of the weights (decay ramps up from 0)."""
+
+    def __init__(self, transformer: torch.nn.Module, decay: float) -> None:
+        self.module = copy.deepcopy(transformer).requires_grad_(False)
+        self.decay = decay
+        self.steps = 0
+
+    @torch.no_grad()
+    def update(self, params: list[torch.nn.Parameter]) -> None:
+        d = min(self.decay, (1 + self.steps) / (10 + self.steps))
+        self.steps += 1
+        for pe, p in zip(self.module.parameters(), params):
+            pe.lerp_(p, 1 - d)
+
+
+def lr_at(step: int, total: int, peak: float) -> float:
+    """Linear warm-up over the first tenth (at most 200 steps), then cosine down to peak / 10."""
+    warmup = min(200, max(1, total // 10))
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    p = (step - warmup) / max(1, total - warmup)
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, p))))
+
+
+def start_model(init: Path | None, seed: int):
+    """The model training starts from: the weights at ``init``, or a fresh seeded one."""
+    from ..model.causal_wan import CausalWan
+    from ..model.loading import load_model
+
+    if init is None:
+        model = CausalWan(init_transformer(seed))
+    else:
+        model = load_model(init, device="cpu", dtype=torch.float32)
+    model.transformer.requires_grad_(True).train()
+    return model
+
+
+@dataclass(frozen=True)
+class Run:
+    """A finished run: the averaged weights, every step's loss, and the episodes it took."""
+
+    weights: torch.nn.Module
+    losses: list[float]
+    episodes: int
+    per_episode: int  # optimizer steps per episode
+    seconds: float
+
+
+def run_training(recipe: Recipe) -> Run:
+    """Train as ``recipe`` says (on the current torch threads); prints progress."""
+    r = recipe
+    pol = r.memory()
+    model = start_model(r.init, r.seed)
+    tr = model.transformer
+    ema = Ema(tr, r.ema_decay)
+    opt = torch.optim.AdamW(tr.parameters(), lr=r.lr, weight_decay=0.01, betas=(0.9, 0.99))
+    rng = np.random.default_rng(r.seed)
+    gen = torch.Generator().manual_seed(r.seed)
+    per_episode = 1 if pol is None else r.frames // CHUNK
+    total = r.episodes
+    t0 = time.time()
+    losses: list[float] = []
+    done = 0
+    while total is None or done < total:
+        clips, text = make_episode(rng, r.batch, r.frames, model.text_dim)
+        lr_of = lambda j: lr_at(len(losses) + j, (total or 10**6) * per_episode, r.lr)  # noqa: E731
+        if pol is None:
+            losses.append(teacher_forcing_step(model, ema, opt, clips, text, gen, lr_of(0), r.window,
+                                               r.memory_frames, rng, r.corrupt, r.context_noise))
+        else:
+            losses += walk_episode(model, ema, opt, clips, text, pol, gen, lr_of, r.own, r.context_noise)
+        done += 1
+        if total is None:  # fix the episode count from the measured speed
+            total = max(1, int(r.minutes * 60 / (time.time() - t0)))
+            print(f"{time.time() - t0:.1f} s/episode -> {total} episodes", flush=True)
+        if pol is not None or done % 25 == 0 or done == total:
+            print(f"episode {done}/{total} loss {np.mean(losses[-max(per_episode, 25):]):.4f} "
+                  f"({time.time() - t0:.0f} s)", flush=True)
+    return Run(ema.module, losses, done, per_episode, round(time.time() - t0, 1))

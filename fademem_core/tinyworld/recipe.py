@@ -1,0 +1,144 @@
+"""What a tiny-world training run is: its options, validated, and the command that reproduces it."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .losses import CONTEXT_NOISE
+from .spec import CHUNK, CLIP_FRAMES, SHIFT
+
+TRAIN_POLICIES = ("full", "fademem", "teacher_forcing")
+MODULE = "fademem_core.tinyworld.train"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The options of one training run (:func:`~.loop.run_training`), validated on construction.
+
+    Parameters
+    ----------
+    episodes, minutes:
+        Exactly ``episodes`` episodes (reproducible), or a time budget: the first episode is
+        timed and fixes the episode count (:meth:`fixed` then records it).  At least one.
+    seed:
+        Seeds the initialisation, the scenes (numpy) and every noise draw (one torch generator).
+    batch, lr, ema_decay:
+        Clips per episode; AdamW's peak learning rate (:func:`~.loop.lr_at`); the decay of the
+        weight average that is saved.
+    policy:
+        The memory in the loop (:meth:`memory`): ``full`` (the base, LongLive/Self-Forcing's
+        full context), ``fademem`` (FadeMem-FT, the paper's light fine-tuning with the FadeMem
+        memory) or ``teacher_forcing`` (no cache: one masked full-sequence pass per clip).
+    init:
+        Start from these weights (fine-tuning or a further stage) instead of a fresh model.
+    frames:
+        Latent frames per ground-truth clip, a multiple of the chunk (3).
+    threads:
+        torch threads for the run (None: leave as is); the record holds the count used.
+    window, memory_frames:
+        Teacher forcing on a window of ``window`` frames of each clip, seeing ``memory_frames``
+        frames of the clip's past before it (:func:`~.losses.memory_window`).
+    corrupt:
+        Teacher forcing: the share of chunks whose context is the model's own one-step estimate.
+    own:
+        Memory in the loop: the share of chunks committed as the model's own Euler sample
+        (Self-Forcing's point, the loss still against the world's truth).
+    context_noise:
+        The top sigma of the light noise on committed / context chunks (uniform up to it,
+        exactly 0 for 30 %, :func:`~.losses._context_noise`), in [0, 1).
+    """
+
+    episodes: int | None = None
+    minutes: float | None = None
+    seed: int = 0
+    batch: int = 16
+    lr: float = 1e-3
+    policy: str = "full"
+    init: Path | None = None
+    frames: int = CLIP_FRAMES
+    threads: int | None = None
+    ema_decay: float = 0.999
+    window: int | None = None
+    memory_frames: int = 0
+    corrupt: float = 0.0
+    own: float = 0.0
+    context_noise: float = CONTEXT_NOISE
+
+    def __post_init__(self) -> None:
+        self._check_length()
+        self._check_shares()
+        if self.init is not None and not Path(self.init).is_file():
+            raise ValueError(f"init weights not found: {str(self.init)!r}")
+        if self.policy not in TRAIN_POLICIES:
+            raise ValueError(f"policy must be one of {TRAIN_POLICIES}, got {self.policy!r}")
+
+    def _check_length(self) -> None:
+        episodes, minutes, frames, window = self.episodes, self.minutes, self.frames, self.window
+        if episodes is None and minutes is None:
+            raise ValueError("give --episodes or --minutes")
+        if episodes is not None and episodes < 1:
+            raise ValueError(f"episodes must be >= 1, got {episodes!r}")
+        if minutes is not None and minutes <= 0:
+            raise ValueError(f"minutes must be > 0, got {minutes!r}")
+        if frames < CHUNK or frames % CHUNK:
+            raise ValueError(f"frames must be a positive multiple of {CHUNK}, got {frames!r}")
+        if window is not None and (self.policy != "teacher_forcing" or window < CHUNK or window % CHUNK
+                                   or window > frames):
+            raise ValueError(f"window needs --policy teacher_forcing and a multiple of {CHUNK} in "
+                             f"[{CHUNK}, frames={frames}], got {window!r} with policy {self.policy!r}")
+
+    def _check_shares(self) -> None:
+        corrupt, own, memory = self.corrupt, self.own, self.memory_frames
+        if not 0.0 <= corrupt <= 1.0 or (corrupt and self.policy != "teacher_forcing"):
+            raise ValueError(f"corrupt must be in [0, 1] with --policy teacher_forcing, got {corrupt!r}")
+        if not 0.0 <= own <= 1.0 or (own and self.policy == "teacher_forcing"):
+            raise ValueError(f"own must be in [0, 1] with a memory in the loop (--policy full/fademem), got {own!r}")
+        if memory < 0 or (memory and self.window is None):
+            raise ValueError(f"memory frames must be >= 0 and need a window, got {memory!r}")
+        if not 0.0 <= self.context_noise < 1.0:
+            raise ValueError(f"context noise must be in [0, 1), got {self.context_noise!r}")
+
+    def memory(self):
+        """The memory in the training loop: ``full`` (base), ``fademem`` (FadeMem-FT: 12, 0.3,
+        anchor) or ``teacher_forcing`` (no cache: one masked pass per clip; None)."""
+        from ..memory.policies import FadeMem, FullCache
+
+        if self.policy == "teacher_forcing":
+            return None
+        return FullCache() if self.policy == "full" else FadeMem(budget=12, beta=0.3, anchor=True)
+
+    def fixed(self, episodes: int, threads: int) -> Recipe:
+        """This recipe as the finished run it became: ``episodes`` exact, ``threads`` used."""
+        return dataclasses.replace(self, episodes=episodes, minutes=None, threads=threads)
+
+    def command(self, out: Path) -> str:
+        """The command line that reproduces this (:meth:`fixed`) run, writing to ``out``.
+
+        ``--context-noise`` is written only when it is not the default, so commands recorded
+        before the option existed read the same."""
+        if self.episodes is None or self.threads is None:
+            raise ValueError(f"a reproducing command needs episodes and threads fixed, got {self!r}")
+        return (f"python -m {MODULE} --out {out} --episodes {self.episodes} --seed {self.seed} "
+                f"--batch {self.batch} --lr {self.lr} --policy {self.policy} --frames {self.frames} "
+                f"--threads {self.threads} --ema {self.ema_decay}"
+                + (f" --window {self.window} --memory {self.memory_frames}" if self.window is not None else "")
+                + (f" --corrupt {self.corrupt}" if self.corrupt else "") + (f" --own {self.own}" if self.own else "")
+                + (f" --context-noise {self.context_noise}" if self.context_noise != CONTEXT_NOISE else "")
+                + (f" --init {self.init}" if self.init is not None else ""))
+
+    def training(self, steps: int, final_loss: float, seconds: float) -> dict:
+        """The JSON record's ``"training"`` part of this (:meth:`fixed`) run."""
+        pol = self.memory()
+        return {
+            "clip_frames": self.frames, "chunk": CHUNK, "shift": SHIFT,
+            "policy": "teacher_forcing (masked forward, no cache)" if pol is None else repr(pol),
+            "window": self.window, "memory_frames": self.memory_frames, "corrupt": self.corrupt,
+            "own_chunks": self.own, "init": None if self.init is None else Path(self.init).name,
+            "episodes": self.episodes, "steps": steps, "batch": self.batch, "lr": self.lr, "seed": self.seed,
+            "ema": self.ema_decay, "context_noise": self.context_noise,
+            "final_loss": final_loss, "seconds": seconds,
+            "threads": self.threads, "torch": torch.__version__,
+        }

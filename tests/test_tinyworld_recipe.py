@@ -1,0 +1,146 @@
+"""The training recipe: every option validated on construction, its command reproduces it."""
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+import pytest
+
+from fademem_core.memory.policies import FadeMem, FullCache
+from fademem_core.tinyworld.recipe import TRAIN_POLICIES, Recipe
+from fademem_core.tinyworld.train import parse
+
+PREFIX = ["python", "-m", "fademem_core.tinyworld.train"]
+
+
+def _round_trip(recipe: Recipe, out: Path) -> tuple[Path, Recipe]:
+    words = shlex.split(recipe.command(out))
+    assert words[:3] == PREFIX
+    return parse(words[3:])
+
+
+@pytest.mark.parametrize("kw", [
+    {},
+    {"policy": "teacher_forcing", "window": 12, "memory_frames": 4, "corrupt": 0.5, "frames": 24},
+    {"policy": "teacher_forcing", "window": 6, "frames": 30, "context_noise": 0.3},
+    {"policy": "full", "own": 0.5, "lr": 3e-4, "ema_decay": 0.99, "seed": 7, "batch": 2},
+    {"policy": "fademem", "own": 1.0, "context_noise": 0.0, "init": "INIT"},
+])
+def test_the_command_parses_back_to_the_same_recipe(tmp_path, kw) -> None:
+    if kw.get("init") == "INIT":
+        init = tmp_path / "base.safetensors"
+        init.write_bytes(b"")
+        kw = {**kw, "init": init}
+    recipe = Recipe(episodes=3, threads=1, **kw)
+    out, back = _round_trip(recipe, tmp_path / "w.safetensors")
+    assert out == tmp_path / "w.safetensors" and back == recipe
+
+
+def test_a_timed_recipe_is_fixed_before_its_command_is_written(tmp_path) -> None:
+    timed = Recipe(minutes=5.0, batch=2)
+    with pytest.raises(ValueError, match="episodes and threads"):
+        timed.command(tmp_path / "w.safetensors")
+    fixed = timed.fixed(episodes=12, threads=2)
+    assert (fixed.episodes, fixed.minutes, fixed.threads, fixed.batch) == (12, None, 2, 2)
+    _, back = _round_trip(fixed, tmp_path / "w.safetensors")
+    assert back == fixed
+
+
+def test_the_command_keeps_todays_flag_order_and_omits_the_default_context_noise() -> None:
+    r = Recipe(episodes=20, threads=2, policy="fademem", lr=3e-4, own=0.5, init=None, frames=240)
+    assert r.command(Path("w.safetensors")) == (
+        "python -m fademem_core.tinyworld.train --out w.safetensors --episodes 20 --seed 0 --batch 16 "
+        "--lr 0.0003 --policy fademem --frames 240 --threads 2 --ema 0.999 --own 0.5")
+    tf = Recipe(episodes=1, threads=1, policy="teacher_forcing", window=12, memory_frames=8, corrupt=0.25,
+                context_noise=0.2)
+    assert tf.command(Path("w.safetensors")).endswith(
+        "--ema 0.999 --window 12 --memory 8 --corrupt 0.25 --context-noise 0.2")
+
+
+def test_the_training_record_holds_the_recipe() -> None:
+    rec = Recipe(episodes=2, threads=1, policy="teacher_forcing", window=6, memory_frames=3, frames=30,
+                 context_noise=0.25).training(steps=2, final_loss=0.5, seconds=1.0)
+    assert (rec["clip_frames"], rec["window"], rec["memory_frames"], rec["episodes"], rec["steps"]) == (30, 6, 3, 2, 2)
+    assert rec["context_noise"] == 0.25 and rec["threads"] == 1 and rec["init"] is None
+    assert rec["policy"] == "teacher_forcing (masked forward, no cache)"
+
+
+def test_the_memory_in_the_loop_is_the_named_policy() -> None:
+    assert isinstance(Recipe(episodes=1).memory(), FullCache)
+    ft = Recipe(episodes=1, policy="fademem").memory()
+    assert isinstance(ft, FadeMem) and (ft.budget, ft.beta, ft.anchor) == (12, 0.3, True)
+    assert Recipe(episodes=1, policy="teacher_forcing").memory() is None
+    assert set(TRAIN_POLICIES) == {"full", "fademem", "teacher_forcing"}
+
+
+TF = {"policy": "teacher_forcing"}
+
+
+@pytest.mark.parametrize("kw,match", [
+    ({"episodes": None}, r"give --episodes or --minutes"),
+    ({"episodes": 0}, r"episodes must be >= 1, got 0"),
+    ({"episodes": None, "minutes": -1}, r"minutes must be > 0, got -1"),
+    ({"frames": 7}, r"frames must be a positive multiple of 3, got 7"),
+    ({"frames": 0}, r"frames must be a positive multiple of 3, got 0"),
+    ({"window": 7, "frames": 30, **TF}, r"window needs --policy teacher_forcing .* got 7"),
+    ({"window": 33, "frames": 30, **TF}, r"window .*frames=30\], got 33"),
+    ({"window": 6, "frames": 30}, r"window .* got 6 with policy 'full'"),
+    ({"corrupt": 1.5, **TF}, r"corrupt must be in \[0, 1\] .* got 1.5"),
+    ({"corrupt": 0.5}, r"corrupt .* with --policy teacher_forcing, got 0.5"),
+    ({"own": -0.1}, r"own must be in \[0, 1\] .* got -0.1"),
+    ({"own": 0.5, **TF}, r"own .*memory in the loop.* got 0.5"),
+    ({"memory_frames": -1, "window": 6, "frames": 30, **TF}, r"memory frames must be >= 0 .* got -1"),
+    ({"memory_frames": 3, **TF}, r"memory frames .* need a window, got 3"),
+    ({"context_noise": 1.0}, r"context noise must be in \[0, 1\), got 1.0"),
+    ({"context_noise": -0.1}, r"context noise must be in \[0, 1\), got -0.1"),
+    ({"context_noise": float("nan")}, r"context noise must be in \[0, 1\), got nan"),
+    ({"init": Path("/nonexistent/base.safetensors")}, r"init weights not found: '/nonexistent/base.safetensors'"),
+    ({"policy": "sliding"}, r"policy must be one of .*, got 'sliding'"),
+])
+def test_each_bad_option_is_named(kw, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        Recipe(**{"episodes": 1, **kw})
+
+
+def test_the_cli_validates_before_any_work(tmp_path) -> None:
+    with pytest.raises(SystemExit):  # argparse: not a safetensors path
+        parse(["--out", str(tmp_path / "w.pt"), "--episodes", "1"])
+    with pytest.raises(ValueError, match="context noise"):
+        parse(["--out", str(tmp_path / "w.safetensors"), "--episodes", "1", "--context-noise", "1.5"])
+    assert parse(["--out", "w.safetensors", "--minutes", "2"])[1] == Recipe(minutes=2.0)
+    assert not list(tmp_path.iterdir())
+
+
+def _shipped_records() -> list[dict]:
+    """Every record in the shipped weights' JSON files, the nested init records included."""
+    from fademem_core.tinyworld import WEIGHTS, WEIGHTS_FT
+
+    found = []
+    for weights in (WEIGHTS, WEIGHTS_FT):
+        rec = json.loads(Path(weights).with_suffix(".json").read_text(encoding="utf-8"))
+        while rec:
+            found.append(rec)
+            rec = rec.get("init_record")
+    return found
+
+
+def test_the_shipped_commands_parse_and_are_written_back_word_for_word(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)  # the --init files named there, as empty stand-ins
+    records = _shipped_records()
+    assert len(records) >= 6
+    for rec in records:
+        words = shlex.split(rec["command"])
+        if "--init" in words:
+            init = tmp_path / words[words.index("--init") + 1]
+            init.parent.mkdir(parents=True, exist_ok=True)
+            init.touch()
+        out, recipe = parse(words[3:])
+        assert recipe.command(out) == rec["command"]
+        ours = recipe.training(rec["training"]["steps"], 0.0, 0.0)
+        assert set(rec["training"]) <= set(ours)  # early stages predate some options
+        # not "init": a stage's record names its starting file as it was called then (renamed since)
+        for key in ("clip_frames", "window", "memory_frames", "corrupt", "own_chunks", "episodes",
+                    "batch", "lr", "seed", "ema", "context_noise", "threads", "policy"):
+            if key in rec["training"]:
+                assert ours[key] == rec["training"][key], (key, rec["command"])
