@@ -9,7 +9,7 @@ import torch
 import fademem_core
 from fademem_core.memory.policies import POLICIES, Decision, Entry, Evict, FadeMem, FullCache, Keep, \
     KVGeometry, Merge, MemoryView, SinkWindow, SlidingWindow, policy_from_name
-from fademem_core.memory.contract import AttentionInputs
+from fademem_core.memory.contract import ATTENTION_INPUTS, AttentionInputs
 from tests.support.kv_reference import attention_ref, rope_ref
 
 # Every registered policy with each position strategy it accepts, plus variants: a policy
@@ -42,9 +42,10 @@ def chunk_kv(frames, layer, salt=0):
     return torch.cat([p[0] for p in parts], 1), torch.cat([p[1] for p in parts], 1)
 
 
-def inputs_for(cache, k, layer, first_step=False):
-    """What the model passes to attend: the attention inputs the cache declared, nothing else."""
-    needs = cache.attention_needs
+def inputs_for(cache, k, layer, first_step=False, omit=frozenset()):
+    """What the model passes to attend: the attention inputs the cache declared (less ``omit``),
+    nothing else."""
+    needs = cache.attention_needs - set(omit)
     if not needs:
         return None
     gen = torch.Generator().manual_seed(7 + layer)
@@ -220,9 +221,6 @@ def test_contract_errors(policy):
         cache.layers[0].attend(k[:, :N], k[:, :N], kt[:, :N], write=True)
     with pytest.raises(ValueError, match="k_temporal_raw"):
         cache.layers[0].attend(k, k, k, write=True)
-    if cache.attention_needs:  # the inputs it declared are required
-        with pytest.raises(ValueError, match="AttentionInputs"):
-            cache.layers[0].attend(k, k, kt, write=False)
     cache.layers[0].attend(k, k, kt, write=False, inputs=inputs_for(cache, k, 0))
     with pytest.raises(RuntimeError, match="write=True"):
         cache.commit()  # no clean pass yet
@@ -230,6 +228,42 @@ def test_contract_errors(policy):
         lkv.attend(k, k, kt, write=True, inputs=inputs_for(cache, k, i))
     cache.commit()
     assert len(cache.entries()) == min(CHUNK, policy.history_frames(CHUNK) or CHUNK)
+
+
+# Every declared attention need of every registered policy that scores tokens (a new scoring
+# policy in POLICIES is covered here for free).  Tensor inputs default to None in
+# AttentionInputs; the flag (first_step) defaults to False, a legal value (a chunk without a
+# first-step pass is scored at its write pass), so it cannot be "left out".
+TENSOR_INPUTS = {f.name for f in dataclasses.fields(AttentionInputs) if f.default is None}
+SCORING = [p for p in ALL_POLICIES if p.attention_needs]
+NEEDS = [(p, need) for p in SCORING for need in sorted(p.attention_needs)]
+
+
+def test_the_registry_has_scoring_policies_and_their_needs_are_known_inputs():
+    assert {type(p).__name__ for p in SCORING} >= {"DeepForcing", "MemFlow"}
+    for p in SCORING:
+        assert p.attention_needs <= set(ATTENTION_INPUTS), p
+        assert p.attention_needs & TENSOR_INPUTS, p  # scoring from a flag alone is meaningless
+
+
+@pytest.mark.parametrize("policy,need", NEEDS, ids=[f"{p!r}-{n}" for p, n in NEEDS])
+@pytest.mark.parametrize("write", [False, True], ids=["denoise", "write"])
+def test_the_cache_refuses_attention_without_each_declared_input(policy, need, write):
+    cache = policy.make_cache(geometry(), CHUNK)
+    positions = cache.begin_chunk(0, CHUNK)
+    k_raw, v = chunk_kv(range(CHUNK), 0)
+    k = rope_ref(k_raw, positions, HH, WW)
+    attend = cache.layers[0].attend
+    without = inputs_for(cache, k, 0, first_step=True, omit={need})
+    if need not in TENSOR_INPUTS:  # the flag: its absence means "not the first step", accepted
+        attend(k, v, k_raw[..., :TC], write=write, inputs=without)
+        return
+    with pytest.raises(ValueError, match=rf"{type(policy).__name__} needs \['{need}'\]"):
+        attend(k, v, k_raw[..., :TC], write=write, inputs=without)
+    with pytest.raises(ValueError, match=rf"needs \[.*'{need}'.*\] passed to attend"):
+        attend(k, v, k_raw[..., :TC], write=write, inputs=None)
+    # with everything it declared, the same call goes through
+    attend(k, v, k_raw[..., :TC], write=write, inputs=inputs_for(cache, k, 0, first_step=True))
 
 
 def test_window_contents():

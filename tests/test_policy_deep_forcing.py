@@ -126,15 +126,6 @@ def test_without_compression_it_is_the_deep_sink_window():
     assert cache.encoded_positions() == [23.0, 24.0, 25.0, 26.0, 27.0, 28.0, 29.0]
 
 
-def test_the_cache_requires_the_declared_inputs():
-    cache = policy_from_name("deep_forcing").make_cache(geometry(), CHUNK)
-    assert cache.attention_needs == {"queries", "first_step"}
-    positions = cache.begin_chunk(0, CHUNK)
-    k = rope_ref(torch.randn(1, CHUNK * N, 2, 24), positions, HH, WW)
-    with pytest.raises(ValueError, match="queries"):
-        cache.layers[0].attend(k, k, k[..., :TC], write=False)
-
-
 @pytest.mark.parametrize("kw,word", [
     ({"sink": -1}, "sink"), ({"recent": 0}, "recent"), ({"window": 13}, "window"),
     ({"positions": "absolute"}, "positions"), ({"window": 2.5}, "window"),

@@ -107,15 +107,6 @@ def test_prototypes_are_the_first_frames_of_every_third_chunk():
     assert [e.frame for e in cache.held()] == [0, 1, 2, 6, 12, 13, 14, 15, 16, 17]
 
 
-def test_the_cache_requires_the_declared_inputs():
-    cache = policy_from_name("memflow").make_cache(geometry(), CHUNK)
-    assert cache.attention_needs == {"text_keys", "first_step"}
-    positions = cache.begin_chunk(0, CHUNK)
-    k = rope_ref(torch.randn(1, CHUNK * N, 2, 24), positions, HH, WW)
-    with pytest.raises(ValueError, match="text_keys"):
-        cache.layers[0].attend(k, k, k[..., :TC], write=True)
-
-
 @pytest.mark.parametrize("kw,word", [
     ({"sink": -1}, "sink"), ({"bank": -1}, "bank"), ({"window": 3}, "window"),
     ({"interval": 0}, "interval"), ({"positions": "packed"}, "positions"),
