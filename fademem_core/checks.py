@@ -28,10 +28,13 @@ SAMPLERS = ("few_step", "euler")
 SAMPLER_CHOICES = ("auto",) + SAMPLERS
 
 
-def check_int(name: str, value: object, minimum: int) -> int:
-    """Return ``value`` as an int, or raise ValueError naming it (bools and floats refused)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+def check_int(name: str, value: object, minimum: int, maximum: int | None = None) -> int:
+    """Return ``value`` as an int in ``[minimum, maximum]`` (both inclusive; no upper bound when
+    ``maximum`` is None), or raise ValueError naming it and the range (bools and floats refused)."""
+    expected = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+    if (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum
+            or (maximum is not None and value > maximum)):
+        raise ValueError(f"{name} must be an integer {expected}, got {value!r}")
     return int(value)
 
 

@@ -8,6 +8,8 @@ Translation only: core ``VAE`` -> the streaming Wan decoder, ComfyUI's output fo
 """
 from __future__ import annotations
 
+from fademem_core.checks import check_int
+
 from . import comfy
 from .inputs import FadeMemNode, bool_input, inputs, int_input, socket, string_input
 from .loader import core_causal_wan, unwrap_model
@@ -48,10 +50,7 @@ def live_message(node_id, playlist, running: bool) -> dict:
 
 def segment_frames(until_cancel: bool, segment_seconds: int) -> int | None:
     """Video frames per file (None: one file); a run without an end must be cut into files."""
-    if isinstance(segment_seconds, bool) or not isinstance(segment_seconds, int) or not (
-            0 <= segment_seconds <= MAX_SEGMENT_SECONDS):
-        raise ValueError(f"segment_seconds must be an integer in [0, {MAX_SEGMENT_SECONDS}], "
-                         f"got {segment_seconds!r}")
+    check_int("segment_seconds", segment_seconds, 0, MAX_SEGMENT_SECONDS)
     if until_cancel and segment_seconds == 0:
         raise ValueError("until_cancel runs without an end: set segment_seconds > 0 so it is "
                          "written in playable files of that length")

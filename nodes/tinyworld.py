@@ -7,6 +7,8 @@ embedding (``fademem_core.prompt_embedding``), a LATENT -> the world's fixed lat
 """
 from __future__ import annotations
 
+from fademem_core.checks import check_int
+
 from .inputs import FadeMemNode, combo, inputs, int_input, outputs, socket
 from .loader import MODEL_TYPE
 
@@ -64,8 +66,7 @@ class FadeMemTinyWorldPrompt(FadeMemNode):
     def encode(self, model, family, sprite_a, sprite_b):
         from fademem_core import NUM_FAMILIES, prompt_embedding
 
-        if isinstance(family, bool) or not isinstance(family, int) or not 0 <= family < NUM_FAMILIES:
-            raise ValueError(f"family must be an integer in [0, {NUM_FAMILIES - 1}], got {family!r}")
+        check_int("family", family, 0, NUM_FAMILIES - 1)
         classes = (_class(sprite_a, "sprite_a"), _class(sprite_b, "sprite_b"))
         text_dim = getattr(model, "text_dim", None)
         if not isinstance(text_dim, int):
@@ -104,8 +105,7 @@ class FadeMemTinyWorldDecode(FadeMemNode):
         if latents is None or getattr(latents, "ndim", 0) != 5 or latents.shape[0] != 1:
             raise ValueError("samples must be one video LATENT {'samples': [1, 16, frames, 8, 8]} "
                              f"from FadeMem Sampler, got {getattr(latents, 'shape', samples)!r:.200}")
-        if isinstance(scale, bool) or not isinstance(scale, int) or not 1 <= scale <= 64:
-            raise ValueError(f"scale must be an integer in [1, 64], got {scale!r}")
+        check_int("scale", scale, 1, 64)
         # the sampler hands out raw Wan latents (what VAE Decode takes); the world is drawn in
         # the model's normalised space
         pixels = to_rgb(from_raw(latents.float().cpu()), scale=scale)

@@ -193,6 +193,9 @@ def test_validates_before_any_work(model, vae, out_dir, comfy_events):
         run(model, vae, until_cancel=True, segment_seconds=1, cache=full)
     with pytest.raises(ValueError, match="filename_prefix"):
         run(model, vae, prefix=" ")
+    for bad in (-1, 3601, True, 2.0):
+        with pytest.raises(ValueError, match=rf"segment_seconds must be an integer in \[0, 3600\], got {bad!r}"):
+            run(model, vae, segment_seconds=bad)
     with pytest.raises(ValueError, match="length"):
         run(model, vae, length=30)
     assert comfy_events["checks"] == 0 and not any(out_dir.iterdir())

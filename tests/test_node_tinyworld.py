@@ -78,7 +78,9 @@ def test_prompt_node_is_the_worlds_prompt_embedding(tiny):
 
 
 @pytest.mark.parametrize("family,a,b,match", [
-    (4, "class 0", "none", "family"), (True, "class 0", "none", "family"),
+    (4, "class 0", "none", r"family must be an integer in \[0, 3\], got 4"),
+    (-1, "class 0", "none", r"family must be an integer in \[0, 3\], got -1"),
+    (True, "class 0", "none", "family"), (1.0, "class 0", "none", "family"),
     (0, "none", "class 1", "sprite_a"), (0, "class 6", "none", "sprite_a"),
     (0, "class 1", "class 9", "sprite_b")])
 def test_prompt_node_refuses_bad_widgets(tiny, family, a, b, match):
@@ -111,7 +113,8 @@ def test_decode_node_is_the_worlds_rgb_map_of_the_model_space_latents():
 @pytest.mark.parametrize("samples,scale,match", [
     ({"samples": torch.zeros(2, 16, 3, 8, 8)}, 8, "one video"), ({"x": 1}, 8, "one video"),
     ({"samples": torch.zeros(16, 3, 8, 8)}, 8, "one video"),
-    ({"samples": torch.zeros(1, 16, 3, 8, 8)}, 0, "scale")])
+    ({"samples": torch.zeros(1, 16, 3, 8, 8)}, 0, r"scale must be an integer in \[1, 64\], got 0"),
+    ({"samples": torch.zeros(1, 16, 3, 8, 8)}, 65, r"scale must be an integer in \[1, 64\], got 65")])
 def test_decode_node_refuses_bad_input(samples, scale, match):
     with pytest.raises(ValueError, match=match):
         NODES["FadeMemTinyWorldDecode"]().decode(samples, scale)

@@ -125,6 +125,13 @@ def test_scene_sampling_is_seeded_and_validates() -> None:
         world.sample_scene(0, classes=(9,))
     with pytest.raises(ValueError, match="family"):
         world.sample_scene(0, family=7)
+    # a float family was once truncated silently (int(1.5) == 1)
+    with pytest.raises(ValueError, match=r"family must be an integer in \[0, 3\], got 1.5"):
+        world.sample_scene(0, family=1.5)
+    with pytest.raises(ValueError, match=r"sprite class must be an integer in \[0, 5\], got 6"):
+        world.sample_scene(0, classes=(6,))
+    with pytest.raises(ValueError, match=r"num_sprites must be an integer in \[1, 2\], got 0"):
+        world.sample_scene(0, num_sprites=0)
 
 
 def test_prompt_embedding_encodes_the_classes() -> None:
@@ -140,6 +147,10 @@ def test_prompt_embedding_encodes_the_classes() -> None:
         world.prompt_embedding(0, (1,), text_dim=8)
     with pytest.raises(ValueError, match="classes"):
         world.prompt_embedding(0, (None, None))
+    with pytest.raises(ValueError, match=r"family must be an integer in \[0, 3\], got 4"):
+        world.prompt_embedding(4, (1,))
+    with pytest.raises(ValueError, match=r"sprite class must be an integer in \[0, 5\], got -1"):
+        world.prompt_embedding(0, (1, -1))
 
 
 def test_to_rgb_shapes_and_validation() -> None:

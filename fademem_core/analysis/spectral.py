@@ -38,6 +38,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from ..checks import check_int
+
 BETA_RANGE = (0.05, 1.0)  # FadeMem needs 0 < beta <= 1; below 0.05 the warp is nearly a log
 MIN_FRAMES_PER_LAG = 2  # pairs at the largest lag needed before C_r(L) means anything
 
@@ -150,13 +152,11 @@ def _as_tensor(frames: Any) -> torch.Tensor:
 
 def _check(x: torch.Tensor, bands: int, max_lag: int, epsilon: float) -> None:
     t, _c, h, w = x.shape
-    if isinstance(bands, bool) or not isinstance(bands, (int, np.integer)) or bands < 2:
-        raise ValueError(f"bands must be an integer >= 2, got {bands!r}")
+    check_int("bands", bands, 2)
     if min(h, w) < 2 * bands:
         raise ValueError(f"frames of {h}x{w} are too small for {bands} bands: need at least "
                          f"{2 * bands} pixels per side (use fewer bands)")
-    if isinstance(max_lag, bool) or not isinstance(max_lag, (int, np.integer)) or max_lag < 4:
-        raise ValueError(f"max_lag must be an integer >= 4, got {max_lag!r}")
+    check_int("max_lag", max_lag, 4)
     if t < max_lag + MIN_FRAMES_PER_LAG:
         raise ValueError(f"video too short: {t} frames for max_lag {max_lag} (need at least "
                          f"{max_lag + MIN_FRAMES_PER_LAG}); lower max_lag or give more frames")

@@ -36,6 +36,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..checks import check_int
+
 CHANNELS = 16
 SIZE = 8  # latent height == width
 NUM_CLASSES = 6
@@ -208,15 +210,13 @@ def sample_scene(
     rng = _rng(seed)
     if num_sprites is None:
         num_sprites = len(classes) if classes is not None else int(rng.integers(1, MAX_SPRITES + 1))
-    if not 1 <= num_sprites <= MAX_SPRITES:
-        raise ValueError(f"num_sprites must be 1 or 2, got {num_sprites!r}")
+    check_int("num_sprites", num_sprites, 1, MAX_SPRITES)
     if classes is not None and len(classes) != num_sprites:
         raise ValueError(f"classes {classes!r} must name {num_sprites} sprite(s)")
     for c in classes or ():
-        if not 0 <= c < NUM_CLASSES:
-            raise ValueError(f"sprite class must be in [0, {NUM_CLASSES}), got {c!r}")
-    if family is not None and not 0 <= family < NUM_FAMILIES:
-        raise ValueError(f"family must be in [0, {NUM_FAMILIES}), got {family!r}")
+        check_int("sprite class", c, 0, NUM_CLASSES - 1)
+    if family is not None:
+        check_int("family", family, 0, NUM_FAMILIES - 1)
     fam = int(rng.integers(NUM_FAMILIES)) if family is None else int(family)
     details = rng.permutation(len(DETAILS))  # the two sprites of a video never share a detail
     sprites = tuple(
@@ -313,8 +313,7 @@ def prompt_embedding(
     classes = tuple(classes) + (None,) * (MAX_SPRITES - len(classes))
     if len(classes) != MAX_SPRITES or all(c is None for c in classes):
         raise ValueError(f"classes must name 1 or 2 sprites, got {classes!r}")
-    if not 0 <= family < NUM_FAMILIES:
-        raise ValueError(f"family must be in [0, {NUM_FAMILIES}), got {family!r}")
+    check_int("family", family, 0, NUM_FAMILIES - 1)
     e = torch.zeros(length, text_dim, dtype=torch.float64)
     e[0, 0] = 1.0
     e[0, 1 + family] = 1.0
@@ -324,8 +323,7 @@ def prompt_embedding(
         if c is None:
             e[row, need - 1] = 1.0
         else:
-            if not 0 <= c < NUM_CLASSES:
-                raise ValueError(f"sprite class must be in [0, {NUM_CLASSES}), got {c!r}")
+            check_int("sprite class", c, 0, NUM_CLASSES - 1)
             e[row, 1 + NUM_FAMILIES + MAX_SPRITES + c] = 1.0
     g = torch.Generator().manual_seed(0)
     basis, _ = torch.linalg.qr(torch.randn(text_dim, text_dim, generator=g, dtype=torch.float64))
