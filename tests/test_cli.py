@@ -457,6 +457,68 @@ def test_generate_with_a_tiny_positive_shift(capsys, tmp_path, tiny_checkpoint, 
     assert read_video_info(out)[0] == 9
 
 
+def test_generate_runs_the_sampler_the_weights_record(capsys, tmp_path, tiny_wan_dir, monkeypatch):
+    """--sampler auto on the embedded tiny_world weights = generate with sampler_options of
+    their record (an independent call); --sampler few_step differs; --steps/--shift reach
+    generate only when the record is not used."""
+    import fademem_core.rollout.sampler as sampler
+    from fademem_core import FadeMem, embedded_weights, load_model, sampler_options
+
+    real = sampler.generate
+    calls = []
+
+    def spy(model, text, policy, num_frames, height, width, callback=None, **kw):
+        chunks = []
+
+        def on_step(info):
+            if info.step + 1 == info.num_steps:
+                chunks.append(info.x0.clone())
+            callback(info)
+        calls.append((text, kw, chunks))
+        return real(model, text, policy, num_frames, height, width, callback=on_step, **kw)
+
+    monkeypatch.setattr(sampler, "generate", spy)
+    weights = embedded_weights("tiny_world")
+
+    def cli(*extra):
+        code, out, err = run_cli(capsys, "generate", "--checkpoint", weights, "--wan-dir", tiny_wan_dir,
+                                 "--height", 64, "--width", 64, "--prompt", "a red fox", "--frames", 3,
+                                 "--out", tmp_path / f"{len(calls)}.mp4", *extra)
+        assert code == 0, err
+        text, kw, chunks = calls[-1]
+        return out, text, kw, torch.cat(chunks, dim=2)
+
+    out, text, _, auto = cli()
+    assert "sampler euler, 12 steps, shift 5 (recorded with the weights)" in out
+    model = load_model(weights)
+    want = real(model, text, FadeMem(budget=12, beta=0.3), 3, 64, 64, seed=0,
+                **sampler_options(model.sampler_record))
+    assert torch.equal(auto, want)
+    out, _, kw, few = cli("--sampler", "few_step")
+    assert (kw["sampler"], kw["steps"], kw["shift"]) == ("few_step", [1000.0, 750.0, 500.0, 250.0], 5.0)
+    assert "sampler few_step, 4 steps, shift 5" in out and "recorded" not in out
+    assert (few - want).abs().max() > 0.1
+    _, _, kw, _ = cli("--sampler", "euler", "--steps", "1000,500", "--shift", "3")
+    assert (kw["sampler"], kw["steps"], kw["shift"]) == ("euler", [1000.0, 500.0], 3.0)
+    out, _, kw, _ = cli("--steps", "1000,500")  # auto: the record's, and the CLI says so
+    assert kw["steps"] == sampler_options(model.sampler_record)["steps"]
+    assert "--steps not used (pass --sampler few_step or euler" in out
+    code, help_text, _ = run_cli(capsys, "generate", "--help")
+    help_text = " ".join(help_text.split())
+    assert code == 0
+    assert "--sampler {auto,few_step,euler}" in help_text and "records one" in help_text
+
+
+def test_generate_refuses_an_unreadable_sampler_record_before_reading_weights(capsys, tmp_path, tiny_wan_dir):
+    ckpt = tmp_path / "m.safetensors"
+    ckpt.write_bytes(b"not read")
+    (tmp_path / "m.json").write_text('{"sampler": {"name": "ddim", "steps": 4}}')
+    code, _, err = run_cli(capsys, *gen_args(ckpt, tiny_wan_dir, "--prompt", "x", "--frames", 3,
+                                             "--out", tmp_path / "v.mp4"))
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "m.json" in err and "sampler name must be one of" in err
+
+
 def test_interrupt_during_start_up_is_one_line_and_130(capsys, monkeypatch):
     import fademem_core.cli as cli
 

@@ -71,3 +71,21 @@ def test_sampler_options_auto_takes_the_record_else_the_given_options():
         sampler_options(record, "ddim")
     with pytest.raises(ValueError, match="steps must be an integer >= 1"):
         sampler_options(None, "euler", 0)
+
+
+def test_sampler_options_take_the_timesteps_themselves_too():
+    """The command line's --steps: a list of timesteps, used as given (not the record's)."""
+    record = SamplerRecord("euler", 12, 5.0)
+    assert sampler_options(None, "euler", (1000, 400.5), 2.0) == {"sampler": "euler", "steps": [1000.0, 400.5],
+                                                                  "shift": 2.0}
+    assert sampler_options(record, "few_step", [900, 100]) == {"sampler": "few_step", "steps": [900.0, 100.0],
+                                                               "shift": 5.0}
+    assert sampler_options(record, "auto", [900, 100], 2.0) == sampler_options(record)  # the record wins
+    with pytest.raises(ValueError, match="strictly decreasing"):
+        sampler_options(None, "euler", [250, 500])
+    with pytest.raises(ValueError, match="timesteps in"):
+        sampler_options(None, "few_step", [1000, 0])
+    with pytest.raises(ValueError, match="steps must be an integer"):
+        sampler_options(None, "few_step", True)
+    with pytest.raises(ValueError, match="shift must be a positive number"):
+        sampler_options(None, "few_step", 4, 0.0)

@@ -23,7 +23,7 @@ from ..rollout.batch import output_name
 from ..rollout.prompts import read_prompt_file, read_schedule_file, schedule_to_latent_frames
 from ..wan import FPS, latent_frames_for_seconds, video_frames_for_latents
 from .journal import Journal, check_journal, fingerprint, journal_path, read_journal, usable_frames
-from .options import add_policy_options, add_sampling_options, build_policy, parse_steps
+from .options import add_policy_options, add_sampling_options, build_policy, sampling_kw
 
 
 
@@ -195,7 +195,7 @@ def run(args: argparse.Namespace) -> int:
     checkpoint = existing_file(args.checkpoint, "--checkpoint")
     lora = existing_file(args.lora, "--lora") if args.lora else None
     wan_dir = _check_wan_dir(args.wan_dir)
-    steps = parse_steps(args.steps)
+    sample_kw, sampler_line = sampling_kw(args, checkpoint)  # the record beside it, no weights yet
     policy = build_policy(args)
     policy.visible_frames(args.chunk)  # windows smaller than a chunk fail here
     num_frames = latent_frames(args)
@@ -217,7 +217,7 @@ def run(args: argparse.Namespace) -> int:
     if len(todo) < len(mine):
         print(f"skipping {len(mine) - len(todo)} prompt(s) whose video exists "
               f"(pass --overwrite to redo them)")
-    prints = {i: fingerprint(args, items[i], source, policy, steps) for i in todo}
+    prints = {i: fingerprint(args, items[i], source, policy, sample_kw) for i in todo}
     resuming = {i for i in todo if args.resume and check_journal(journal_path(outputs[i]), prints[i])}
 
     model = vae = prefix = None
@@ -230,14 +230,14 @@ def run(args: argparse.Namespace) -> int:
         new_video = 4 * num_frames if prefix is not None else video_frames_for_latents(num_frames)
         say(f"model {checkpoint.name}{' + ' + lora.name if lora else ''} on {device}; "
             f"policy {policy}; {num_frames} new latent frames = {new_video} video "
-            f"frames at {args.width}x{args.height}")
+            f"frames at {args.width}x{args.height}; {sampler_line}")
 
     def work(index: int, item: Any) -> str:
         if index not in texts:
             return f"kept {outputs[index]} (exists)"
         journal = (prints[index], index in resuming)
         path = _render_one(model, vae, texts[index], policy, num_frames, prefix, journal, args,
-                           steps, outputs[index], f"[{index}]" if len(items) > 1 else "")
+                           sample_kw, outputs[index], f"[{index}]" if len(items) > 1 else "")
         return f"wrote {path}"
 
     return _report(run_sharded(items, work, info=info), len(items), say)
@@ -321,7 +321,7 @@ def _encode(items: list[Any], todo: list[int], wan_dir: Path, device: Any) -> di
 
 
 def _render_one(model: Any, vae: Any, text: Any, policy: Any, num_frames: int, prefix: Any,
-                journal: tuple[dict, bool], args: argparse.Namespace, steps: tuple[float, ...],
+                journal: tuple[dict, bool], args: argparse.Namespace, sample_kw: dict[str, Any],
                 out: Path, label: str) -> Path:
     """Sample one video, decoding each chunk through the streaming VAE into ``out``.
 
@@ -363,7 +363,7 @@ def _render_one(model: Any, vae: Any, text: Any, policy: Any, num_frames: int, p
             progress=progress, keep_partial=args.keep_partial, keep_latents=False,
             write_from=0 if args.include_input else inputs,
             on_chunk=lambda info: None if info.primed else record.append(info.x0[:1]),
-            seed=args.seed, steps=steps, shift=args.shift, chunk=args.chunk,
+            seed=args.seed, chunk=args.chunk, **sample_kw,
             context_noise=args.context_noise, context_input=args.context_input,
             switch=args.switch, prefix=full_prefix)
     except RolloutStopped as stop:

@@ -93,8 +93,9 @@ class Journal:
 
 
 def fingerprint(args: Any, item: Any, source: Path | None, policy: Any,
-                steps: tuple[float, ...]) -> dict:
-    """What decides the frames of a run (a resumed run must match it)."""
+                sample_kw: dict[str, Any]) -> dict:
+    """What decides the frames of a run (a resumed run must match it); ``sample_kw``: the
+    sampler, steps and shift that run (``options.sampling_kw``)."""
     def stamp(p: Any) -> list | None:
         if p is None:
             return None
@@ -105,7 +106,8 @@ def fingerprint(args: Any, item: Any, source: Path | None, policy: Any,
     return json.loads(json.dumps({
         "checkpoint": stamp(args.checkpoint), "lora": stamp(args.lora),
         "lora_strength": args.lora_strength, "prompt": item, "input": stamp(source),
-        "seed": args.seed, "steps": list(steps), "shift": args.shift, "chunk": args.chunk,
+        "seed": args.seed, "sampler": sample_kw["sampler"], "steps": list(sample_kw["steps"]),
+        "shift": sample_kw["shift"], "chunk": args.chunk,
         "context_noise": args.context_noise, "switch": args.switch, "dtype": args.dtype,
         "height": args.height, "width": args.width, "policy": repr(policy),
     }))

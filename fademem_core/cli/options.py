@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
-from ..checks import CONTEXT_INPUTS, check_beta, check_budget
+from ..checks import CONTEXT_INPUTS, SAMPLER_CHOICES, check_beta, check_budget
 from ..memory.policies import policy_from_name, policy_parameters
 from ..memory.storage import OPERATORS
 from ..memory.positions import POSITION_STRATEGIES
-from ..rollout.timesteps import check_steps
+from ..model.recorded import read_record, sampler_record
+from ..rollout.timesteps import check_steps, sampler_options
 from .common import CliError, checked, int_at_least, nonneg_float, positive_float
 
 POLICY_CHOICES = ("fademem", "sink_window", "sliding_window", "full", "self_forcing",
@@ -72,10 +74,17 @@ def add_sampling_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int_at_least(0), default=0, help="random seed (default 0)")
     g.add_argument("--chunk", type=int_at_least(1), default=3,
                    help="latent frames generated per chunk (default 3)")
-    g.add_argument("--steps", default="1000,750,500,250",
+    g.add_argument("--sampler", choices=SAMPLER_CHOICES, default="auto",
+                   help="auto (default): the sampler the weights were trained for when the JSON "
+                        "beside the checkpoint records one (the embedded tiny_world weights: "
+                        "Euler ODE, 12 steps, shift 5; --steps and --shift are then NOT used), "
+                        "else few_step. few_step: the distilled generators' schedule (LongLive, "
+                        "Self-Forcing); euler: the Euler ODE of a base flow model. few_step and "
+                        "euler use --steps and --shift")
+    g.add_argument("--steps", default=None,
                    help="comma-separated denoising timesteps before the shift "
                         "(default 1000,750,500,250)")
-    g.add_argument("--shift", type=positive_float, default=5.0,
+    g.add_argument("--shift", type=positive_float, default=None,
                    help="flow-matching timestep shift (default 5.0)")
     g.add_argument("--context-noise", type=nonneg_float, default=0.0,
                    help="timestep label of the clean pass that writes a chunk into memory "
@@ -94,6 +103,27 @@ def parse_steps(text: str) -> tuple[float, ...]:
     except ValueError:
         raise CliError(f"--steps must be comma-separated numbers, got {text!r}") from None
     return tuple(check_steps(steps))
+
+
+def sampling_kw(args: argparse.Namespace, checkpoint: Path) -> tuple[dict[str, Any], str]:
+    """``generate``'s sampler, steps and shift from ``--sampler``/``--steps``/``--shift`` and the
+    record beside ``checkpoint`` (the rule of
+    :func:`~fademem_core.rollout.timesteps.sampler_options`), read before any weights, and one
+    line saying what runs and where it comes from."""
+    try:
+        record = sampler_record(read_record(checkpoint), checkpoint.with_suffix(".json").name)
+    except ValueError as e:
+        raise CliError(str(e)) from None
+    steps = None if args.steps is None else parse_steps(args.steps)
+    kw = sampler_options(record, args.sampler, steps, args.shift)
+    recorded = args.sampler == "auto" and record is not None
+    line = f"sampler {kw['sampler']}, {len(kw['steps'])} steps, shift {kw['shift']:g}"
+    if not recorded:
+        return kw, line
+    unused = [flag for flag, v in (("--steps", args.steps), ("--shift", args.shift)) if v is not None]
+    note = (f"; {' and '.join(unused)} not used (pass --sampler few_step or euler to use them)"
+            if unused else "")
+    return kw, f"{line} (recorded with the weights{note})"
 
 
 def build_policy(args: argparse.Namespace) -> Any:

@@ -5,7 +5,7 @@ import math
 import numbers
 from typing import Any, Sequence
 
-from ..checks import SAMPLER_CHOICES, check_choice
+from ..checks import SAMPLER_CHOICES, check_choice, check_int
 
 NUM_TRAIN_TIMESTEPS = 1000
 DEFAULT_STEPS = (1000, 750, 500, 250)
@@ -30,26 +30,32 @@ def check_steps(steps: object) -> list[float]:
 
 def even_timesteps(n: int) -> list[float]:
     """``n`` timesteps evenly spaced from 1000 down, before the shift (4 -> 1000, 750, 500, 250)."""
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
-        raise ValueError(f"steps must be an integer >= 1, got {n!r}")
+    check_int("steps", n, 1)
     return [NUM_TRAIN_TIMESTEPS * (n - i) / n for i in range(n)]
 
 
-def sampler_options(record: Any = None, sampler: str = "auto", steps: int | None = None,
+def sampler_options(record: Any = None, sampler: str = "auto",
+                    steps: int | Sequence[float] | None = None,
                     shift: float | None = None) -> dict[str, Any]:
     """``generate``'s ``sampler``/``steps``/``shift`` for a model.
 
     ``record``: what the weights were trained for (``CausalWan.sampler_record``, a
     :class:`fademem_core.model.recorded.SamplerRecord`, or None).  ``sampler="auto"`` with a
     record gives the record's sampler, step count and shift (``steps``/``shift`` are then not
-    used); otherwise ``sampler`` (``"auto"``: ``"few_step"``) runs ``steps`` (default 4) evenly
-    spaced steps at ``shift`` (default 5.0).  The one place the CLI demo and the nodes turn a
-    weights file's record into options."""
+    used); otherwise ``sampler`` (``"auto"``: ``"few_step"``) runs ``steps`` at ``shift``
+    (default 5.0): a count of evenly spaced steps (default 4), or the timesteps themselves
+    (``check_steps``).  The one place the CLI, the demo and the nodes turn a weights file's
+    record into options."""
     sampler = check_choice("sampler", sampler, SAMPLER_CHOICES)
     if sampler == "auto" and record is not None:
         return {"sampler": record.name, "steps": even_timesteps(record.steps), "shift": float(record.shift)}
-    return {"sampler": "few_step" if sampler == "auto" else sampler,
-            "steps": even_timesteps(len(DEFAULT_STEPS) if steps is None else steps),
+    if steps is None or isinstance(steps, (bool, numbers.Integral)):
+        timesteps = even_timesteps(len(DEFAULT_STEPS) if steps is None else steps)
+    else:
+        timesteps = check_steps(steps)
+    if shift is not None:
+        timestep_schedule(timesteps, shift)  # refuses a bad shift now, not at the first chunk
+    return {"sampler": "few_step" if sampler == "auto" else sampler, "steps": timesteps,
             "shift": 5.0 if shift is None else float(shift)}
 
 
