@@ -95,3 +95,32 @@ def test_teacher_forced_residual_is_the_models_one_step_error(model, scenes) -> 
     assert np.isfinite(r) and r > 0  # an untrained model does not render the world
     with pytest.raises(ValueError, match="one scene per video"):
         quality.check_rendering(torch.zeros(3, 16, 6, 8, 8), scenes, r)
+
+
+def test_teacher_forced_samples_commit_the_truth(model, scenes) -> None:
+    out, truth = quality.teacher_forced_samples(model, scenes, 6, STEPS, 5.0)
+    assert torch.equal(truth, torch.stack([world.render(s, 0, 6) for s in scenes]))
+    assert out.shape == truth.shape and torch.isfinite(out).all()
+    # the residual is the probes' mean over the sampled frames, nothing else
+    want = np.mean([quality.read_frames(z).residual.mean() for z in out])
+    assert quality.teacher_forced_residual(model, scenes, 6, STEPS, 5.0) == pytest.approx(want)
+
+
+def test_one_step_errors_read_what_was_moved() -> None:
+    scenes = [world.sample_scene(40 + i, num_sprites=2) for i in range(4)]
+    truth = torch.stack([world.render(s, 0, 30) for s in scenes])
+    exact = quality.one_step_errors(truth, truth)
+    assert exact.sprite_dx == pytest.approx(0, abs=1e-5) and exact.detail == pytest.approx(0, abs=1e-5)
+    assert exact.shift == pytest.approx(0, abs=1e-5) and exact.residual < 1e-9 and exact.sprite_frames > 20
+    # the same scenes with every sprite 0.5 px further along and the drift 0.25 px off: read back
+    moved = []
+    for s in scenes:
+        p = world.frame_params(s, 0, 30)
+        p.pos[..., 0] += 0.5
+        p.shift = np.mod(p.shift + 0.25, world.SIZE)
+        moved.append(world.render_params(p))
+    err = quality.one_step_errors(torch.stack(moved), truth)
+    assert err.sprite_dx == pytest.approx(0.5, abs=1e-4) and err.shift == pytest.approx(0.25, abs=1e-4)
+    assert err.detail == pytest.approx(0, abs=1e-4) and err.residual < 1e-9
+    with pytest.raises(ValueError, match="must be equal"):
+        quality.one_step_errors(truth[:, :, :6], truth)

@@ -15,15 +15,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .probes import read_frames
+from .probes import circular_distance, read_frames
 from .scores import SHOWN, score_video, warnings_off
-from .world import Scene, render, scene_prompt, to_rgb
+from .world import SIZE, Scene, render, scene_prompt, to_rgb
 
 RESIDUAL_FACTOR = 2.0
 CLASS_MIN = 0.9
 CLASS_FRAMES = 30
 SPEED_TOL = 0.25
 CONTRAST_TOL = 0.25
+FULL = 0.9  # a sprite this much in frame has an exact centre and detail on rendered frames
 
 
 @dataclass(frozen=True)
@@ -117,8 +118,9 @@ def check_rendering(
 
 
 @torch.no_grad()
-def teacher_forced_residual(model, scenes: list[Scene], frames: int, steps: int, shift: float, seed: int = 0) -> float:
-    """Mean off-world residual of chunks sampled one at a time from a ground-truth memory.
+def teacher_forced_samples(model, scenes: list[Scene], frames: int, steps: int, shift: float,
+                           seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(sampled, truth)``, both ``[B, 16, frames, 8, 8]``: every chunk sampled from a ground-truth memory.
 
     Every chunk of ``frames`` is sampled (Euler, ``steps``) against the full memory of the
     *true* earlier frames; the true chunk is then committed.  That is the model's own error
@@ -146,6 +148,50 @@ def teacher_forced_residual(model, scenes: list[Scene], frames: int, steps: int,
             cache.commit()
     finally:
         cache.close()
+    return out, truth
+
+
+def teacher_forced_residual(model, scenes: list[Scene], frames: int, steps: int, shift: float, seed: int = 0) -> float:
+    """Mean off-world residual of :func:`teacher_forced_samples` (the demo check's floor)."""
+    out, _ = teacher_forced_samples(model, scenes, frames, steps, shift, seed)
     return float(np.mean([read_frames(z).residual.mean() for z in out]))
 
 
+@dataclass(frozen=True)
+class OneStepErrors:
+    """How far chunks sampled from the true memory are from the truth, read by the probes.
+
+    ``sprite_dx``: median horizontal centre error (latent px) over frames where a sprite is
+    fully visible in both; ``detail``: mean distance of its detail code there; ``shift``: mean
+    circular error of the background drift; ``residual``: mean off-world residual.  The
+    motion and identity a model can copy from its memory, before any rollout drift.
+    """
+
+    sprite_dx: float
+    detail: float
+    shift: float
+    residual: float
+    sprite_frames: int
+
+
+def one_step_errors(sampled: torch.Tensor, truth: torch.Tensor, skip: int = 3) -> OneStepErrors:
+    """:class:`OneStepErrors` of ``sampled`` against ``truth`` (``[B, 16, F, 8, 8]`` each),
+    ignoring the first ``skip`` frames (the first chunk has no memory to copy)."""
+    if sampled.shape != truth.shape or sampled.ndim != 5:
+        raise ValueError(f"sampled and truth must be equal [B, 16, F, 8, 8], got {tuple(sampled.shape)} "
+                         f"and {tuple(truth.shape)}")
+    dx, det, shift, res = [], [], [], []
+    for z, t in zip(sampled, truth):
+        r, g = read_frames(z), read_frames(t)
+        ok = (r.visibility >= FULL) & (g.visibility >= FULL)
+        ok[:skip] = False
+        dx.append(np.abs(r.pos[..., 0] - g.pos[..., 0])[ok])
+        det.append(np.linalg.norm(r.detail - g.detail, axis=-1)[ok])
+        shift.append(circular_distance(r.shift, g.shift, SIZE)[skip:])
+        res.append(r.residual[skip:])
+    dx_all = np.concatenate(dx)
+    with warnings_off():
+        return OneStepErrors(
+            sprite_dx=float(np.median(dx_all)) if len(dx_all) else float("nan"),
+            detail=float(np.mean(np.concatenate(det))), shift=float(np.mean(np.concatenate(shift))),
+            residual=float(np.mean(np.concatenate(res))), sprite_frames=int(len(dx_all)))

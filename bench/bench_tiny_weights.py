@@ -1,0 +1,85 @@
+"""How well does a tiny-world weights file render its world?  One-step precision and rollout drift (CPU).
+
+    python bench/bench_tiny_weights.py                      # both shipped files
+    python bench/bench_tiny_weights.py my.safetensors ...   # candidates from tinyworld.train
+
+The instrument used to choose between training recipes (never between cache policies):
+
+* **one step** (:func:`~fademem_core.tinyworld.quality.one_step_errors`): every chunk of 12
+  two-sprite videos sampled from the true memory (60 frames): sprite centre error, detail
+  error, drift error, off-world residual.  What the model can copy from its memory.
+* **rollout**: 8 videos of the demo's prompt primed with their first true chunk, continued to
+  120 frames with FadeMem(12, 0.3): the demo's render check (residual, class, sprite speed,
+  contrast) and the residual per 24-frame bin.  How fast its own errors grow.
+
+The sampler is the one the weights record (their JSON), as in the demo and the nodes.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from fademem_core import FadeMem, generate, load_model, sampler_options  # noqa: E402
+from fademem_core.cli.demo import DEMO_PROMPT  # noqa: E402
+from fademem_core.tinyworld import WEIGHTS, WEIGHTS_FT, quality, world  # noqa: E402
+from fademem_core.tinyworld.probes import read_frames  # noqa: E402
+
+BIN = 24
+
+
+def report(path: Path, rollout_frames: int = 120) -> list[str]:
+    """The printable lines for one weights file."""
+    model = load_model(path, device="cpu", dtype=torch.float32)
+    kw = sampler_options(model.sampler_record, "auto" if model.sampler_record else "euler", 12)
+    steps = len(kw["steps"])
+    t0 = time.process_time()
+    scenes = [world.sample_scene(500 + i, num_sprites=2) for i in range(12)]
+    one = quality.one_step_errors(*quality.teacher_forced_samples(model, scenes, 60, steps, kw["shift"]))
+    demo = [world.sample_scene(s, **DEMO_PROMPT) for s in range(32)]
+    text = torch.cat([world.scene_prompt(s, model.text_dim) for s in demo[:8]])
+    first = torch.stack([world.render(s, 0, 3) for s in demo[:8]])
+    video = generate(model, text, FadeMem(budget=12, beta=0.3), rollout_frames - 3, 64, 64, seed=1,
+                     prefix=first, include_prefix=True, **kw)
+    teacher = quality.teacher_forced_residual(model, demo[:8], 30, steps, kw["shift"])  # the demo's bar
+    check = quality.check_rendering(video, demo[:8], teacher, world=demo)
+    resid = np.stack([read_frames(v).residual for v in video]).mean(0)
+    bins = resid[: len(resid) // BIN * BIN].reshape(-1, BIN).mean(1)
+    return [
+        f"{path.name}: sampler {kw['sampler']} {steps} steps, shift {kw['shift']:g}; "
+        f"{time.process_time() - t0:.0f} s CPU",
+        f"  one step from the true memory: sprite centre error {one.sprite_dx:.3f} px (median, "
+        f"{one.sprite_frames} frames), detail error {one.detail:.3f}, drift error {one.shift:.3f} px, "
+        f"residual {one.residual:.4f}",
+        f"  rollout (first chunk true, FadeMem(12, 0.3), {rollout_frames} frames): residual per "
+        f"{BIN} frames " + " ".join(f"{b:.3f}" for b in bins),
+        *(f"    {line}" for line in check.lines()),
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("weights", nargs="*", type=Path, help="weights files (default: the shipped two)")
+    ap.add_argument("--frames", type=int, default=120, help="rollout length in latent frames (>= 27)")
+    args = ap.parse_args(argv)
+    paths = args.weights or [WEIGHTS, WEIGHTS_FT]
+    for p in paths:
+        if not p.is_file():
+            ap.error(f"weights file not found: {str(p)!r}")
+    if args.frames < 27 or args.frames % 3:
+        ap.error(f"--frames must be a multiple of 3 and >= 27, got {args.frames}")
+    torch.set_num_threads(1)
+    for p in paths:
+        print("\n".join(report(p, args.frames)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
