@@ -37,6 +37,15 @@ def test_the_command_parses_back_to_the_same_recipe(tmp_path, kw) -> None:
     assert out == tmp_path / "w.safetensors" and back == recipe
 
 
+def test_paths_with_spaces_are_quoted_and_run_back(tmp_path) -> None:
+    init = tmp_path / "my weights" / "base model.safetensors"
+    init.parent.mkdir()
+    init.write_bytes(b"")
+    recipe = Recipe(episodes=2, threads=1, policy="full", init=init)
+    out, back = _round_trip(recipe, tmp_path / "out dir" / "w.safetensors")
+    assert out == tmp_path / "out dir" / "w.safetensors" and back == recipe
+
+
 def test_a_timed_recipe_is_fixed_before_its_command_is_written(tmp_path) -> None:
     timed = Recipe(minutes=5.0, batch=2)
     with pytest.raises(ValueError, match="episodes and threads"):

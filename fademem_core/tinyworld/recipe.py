@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,16 +119,17 @@ class Recipe:
         """The command line that reproduces this (:meth:`fixed`) run, writing to ``out``.
 
         ``--context-noise`` is written only when it is not the default, so commands recorded
-        before the option existed read the same."""
+        before the option existed read the same.  Paths are shell-quoted (a path with a space
+        still runs; a plain path is written as is)."""
         if self.episodes is None or self.threads is None:
             raise ValueError(f"a reproducing command needs episodes and threads fixed, got {self!r}")
-        return (f"python -m {MODULE} --out {out} --episodes {self.episodes} --seed {self.seed} "
+        return (f"python -m {MODULE} --out {shlex.quote(str(out))} --episodes {self.episodes} --seed {self.seed} "
                 f"--batch {self.batch} --lr {self.lr} --policy {self.policy} --frames {self.frames} "
                 f"--threads {self.threads} --ema {self.ema_decay}"
                 + (f" --window {self.window} --memory {self.memory_frames}" if self.window is not None else "")
                 + (f" --corrupt {self.corrupt}" if self.corrupt else "") + (f" --own {self.own}" if self.own else "")
                 + (f" --context-noise {self.context_noise}" if self.context_noise != CONTEXT_NOISE else "")
-                + (f" --init {self.init}" if self.init is not None else ""))
+                + (f" --init {shlex.quote(str(self.init))}" if self.init is not None else ""))
 
     def training(self, steps: int, final_loss: float, seconds: float) -> dict:
         """The JSON record's ``"training"`` part of this (:meth:`fixed`) run."""
