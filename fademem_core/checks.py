@@ -12,7 +12,7 @@ from typing import Sequence
 
 __all__ = ["CONTEXT_INPUTS", "MAX_HISTORY_ENTRIES", "MAX_PLAN_FRAMES", "MAX_PLAN_WORK", "SAMPLERS",
            "SAMPLER_CHOICES", "SWITCH_MODES", "WEIGHT_CHOICES", "check_beta", "check_budget", "check_choice", "check_int",
-           "check_plan_cost", "check_prompt_starts", "check_real"]
+           "check_plan_cost", "check_positive", "check_prompt_starts", "check_real"]
 
 # The choices of the engine's string options, defined once here (no torch) so the CLI's --help
 # and the node widgets list exactly what the engine accepts.
@@ -53,6 +53,11 @@ def check_real(name: str, value: object, low: float, high: float, *, low_open: b
     if v < low or v > high or (low_open and v == low) or (high_open and v == high):
         raise ValueError(f"{name} must be {expected}, got {value!r}")
     return v
+
+
+def check_positive(name: str, value: object) -> float:
+    """Return ``value`` as a finite float > 0, or raise ValueError naming it (bools refused)."""
+    return check_real(name, value, 0.0, math.inf, low_open=True, expected="a positive number")
 
 
 def check_choice(name: str, value: object, choices: Sequence[str]) -> str:

@@ -2,10 +2,13 @@
 with a message naming the value and the expected range."""
 from __future__ import annotations
 
+import math
+import re
+
 import numpy as np
 import pytest
 
-from fademem_core.checks import check_int
+from fademem_core.checks import check_int, check_positive
 
 
 @pytest.mark.parametrize("value,minimum,maximum", [
@@ -29,3 +32,15 @@ def test_check_int_accepts_the_inclusive_range(value, minimum, maximum):
 def test_check_int_refuses_what_is_outside_or_not_an_integer(value, minimum, maximum, message):
     with pytest.raises(ValueError, match=f"^{message}$"):
         check_int("n", value, minimum, maximum)
+
+
+@pytest.mark.parametrize("value", [1e-12, 0.5, 5, np.float32(2.5), 10**30])
+def test_check_positive_accepts_finite_numbers_above_zero(value):
+    got = check_positive("s", value)
+    assert got == float(value) and type(got) is float
+
+
+@pytest.mark.parametrize("value", [0, -1.0, 0.0, math.inf, math.nan, True, "5", None])
+def test_check_positive_refuses_the_rest_naming_it(value):
+    with pytest.raises(ValueError, match=rf"^s must be a positive number, got {re.escape(repr(value))}$"):
+        check_positive("s", value)

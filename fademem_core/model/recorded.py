@@ -12,13 +12,11 @@ nothing (``None``): the caller's own options apply.
 from __future__ import annotations
 
 import json
-import math
-import numbers
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..checks import SAMPLERS
+from ..checks import SAMPLERS, check_int, check_positive
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 # the weights shipped inside the package (no download): name -> file in WEIGHTS_DIR
@@ -71,8 +69,6 @@ def sampler_record(record: dict[str, Any], source: str = "the weights' record") 
     name, steps, shift = spec.get("name"), spec.get("steps"), spec.get("shift", 5.0)
     if name not in SAMPLERS:
         raise ValueError(f"{source}: sampler name must be one of {SAMPLERS}, got {name!r}")
-    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
-        raise ValueError(f"{source}: sampler steps must be an integer >= 1, got {steps!r}")
-    if isinstance(shift, bool) or not isinstance(shift, numbers.Real) or not math.isfinite(shift) or shift <= 0:
-        raise ValueError(f"{source}: sampler shift must be a positive number, got {shift!r}")
-    return SamplerRecord(str(name), int(steps), float(shift))
+    steps = check_int(f"{source}: sampler steps", steps, 1)
+    shift = check_positive(f"{source}: sampler shift", shift)
+    return SamplerRecord(str(name), steps, shift)

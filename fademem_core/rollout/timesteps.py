@@ -1,11 +1,10 @@
 """The few-step timestep schedule of the rollout (flow matching with a timestep shift)."""
 from __future__ import annotations
 
-import math
 import numbers
 from typing import Any, Sequence
 
-from ..checks import SAMPLER_CHOICES, check_choice, check_int
+from ..checks import SAMPLER_CHOICES, check_choice, check_int, check_positive
 
 NUM_TRAIN_TIMESTEPS = 1000
 DEFAULT_STEPS = (1000, 750, 500, 250)
@@ -65,8 +64,7 @@ def timestep_schedule(steps: Sequence[float] = DEFAULT_STEPS, shift: float = 5.0
     ``timestep_schedule((1000, 750, 500, 250), 5.0) == [1000.0, 937.5, 833.33..., 625.0]``.
     """
     vals = check_steps(steps)
-    if isinstance(shift, bool) or not isinstance(shift, numbers.Real) or not math.isfinite(shift) or shift <= 0:
-        raise ValueError(f"shift must be a positive number, got {shift!r}")
+    shift = check_positive("shift", shift)
     return [NUM_TRAIN_TIMESTEPS * _shifted(t / NUM_TRAIN_TIMESTEPS, shift) for t in vals]
 
 
