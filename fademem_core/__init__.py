@@ -59,6 +59,7 @@ _EXPORTS = {
     "timestep_schedule": "rollout.timesteps",
     "even_timesteps": "rollout.timesteps",
     "sampler_options": "rollout.timesteps",
+    "sampler_summary": "rollout.timesteps",
     "check_prompt_starts": "checks",
     "resolve_switch": "rollout.switching",
     # option choices (pure Python): what the CLI and the node widgets offer

@@ -49,9 +49,11 @@ def sampler_kw(model, sampler: str, steps: int, shift: float) -> dict:
 
 def describe_sampler(model, sampler: str, kw: dict) -> str:
     """One line for the node text: which sampler ran and where its settings came from."""
+    from fademem_core import sampler_summary
+
     recorded = sampler == "auto" and getattr(model, "sampler_record", None) is not None
     where = "recorded with the weights" if recorded else "the widgets"
-    return f"sampler {kw['sampler']}, {len(kw['steps'])} steps, shift {kw['shift']:g} ({where})"
+    return f"{sampler_summary(kw)} ({where})"
 
 
 def sampler_input() -> tuple[list, dict]:

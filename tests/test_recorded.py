@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from fademem_core import SamplerRecord, embedded_weights, load_model, sampler_options
+from fademem_core import SamplerRecord, embedded_weights, load_model, sampler_options, sampler_summary
 from fademem_core.model.recorded import EMBEDDED_WEIGHTS, read_record, sampler_record
 
 
@@ -89,3 +89,10 @@ def test_sampler_options_take_the_timesteps_themselves_too():
         sampler_options(None, "few_step", True)
     with pytest.raises(ValueError, match="shift must be a positive number"):
         sampler_options(None, "few_step", 4, 0.0)
+
+
+def test_sampler_summary_names_what_sampler_options_chose():
+    kw = sampler_options(SamplerRecord("euler", 12, 5.0))
+    assert sampler_summary(kw) == "sampler euler, 12 steps, shift 5"
+    kw = sampler_options(None, "few_step", (1000.0, 500.0), 2.5)
+    assert sampler_summary(kw) == "sampler few_step, 2 steps, shift 2.5"

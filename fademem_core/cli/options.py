@@ -10,7 +10,7 @@ from ..memory.policies import policy_from_name, policy_parameters
 from ..memory.storage import OPERATORS
 from ..memory.positions import POSITION_STRATEGIES
 from ..model.recorded import read_record, sampler_record
-from ..rollout.timesteps import check_steps, sampler_options
+from ..rollout.timesteps import check_steps, sampler_options, sampler_summary
 from .common import CliError, checked, int_at_least, nonneg_float, positive_float
 
 POLICY_CHOICES = ("fademem", "sink_window", "sliding_window", "full", "self_forcing",
@@ -117,7 +117,7 @@ def sampling_kw(args: argparse.Namespace, checkpoint: Path) -> tuple[dict[str, A
     steps = None if args.steps is None else parse_steps(args.steps)
     kw = sampler_options(record, args.sampler, steps, args.shift)
     recorded = args.sampler == "auto" and record is not None
-    line = f"sampler {kw['sampler']}, {len(kw['steps'])} steps, shift {kw['shift']:g}"
+    line = sampler_summary(kw)
     if not recorded:
         return kw, line
     unused = [flag for flag, v in (("--steps", args.steps), ("--shift", args.shift)) if v is not None]

@@ -10,7 +10,7 @@ NUM_TRAIN_TIMESTEPS = 1000
 DEFAULT_STEPS = (1000, 750, 500, 250)
 
 __all__ = ["DEFAULT_STEPS", "NUM_TRAIN_TIMESTEPS", "check_steps", "context_sigma", "even_timesteps",
-           "sampler_options", "timestep_schedule"]
+           "sampler_options", "sampler_summary", "timestep_schedule"]
 
 
 def check_steps(steps: object) -> list[float]:
@@ -56,6 +56,12 @@ def sampler_options(record: Any = None, sampler: str = "auto",
         timestep_schedule(timesteps, shift)  # refuses a bad shift now, not at the first chunk
     return {"sampler": "few_step" if sampler == "auto" else sampler, "steps": timesteps,
             "shift": 5.0 if shift is None else float(shift)}
+
+
+def sampler_summary(options: dict[str, Any]) -> str:
+    """One line naming what :func:`sampler_options` chose: ``"sampler euler, 12 steps, shift 5"``
+    (the CLI's run line and the nodes' text say the same)."""
+    return f"sampler {options['sampler']}, {len(options['steps'])} steps, shift {options['shift']:g}"
 
 
 def timestep_schedule(steps: Sequence[float] = DEFAULT_STEPS, shift: float = 5.0) -> list[float]:
