@@ -48,6 +48,21 @@ def test_fine_tuning_starts_from_the_given_weights(tmp_path) -> None:
     assert 0 < float((wf[w] - wb[w]).abs().max()) < 0.05
 
 
+def test_the_start_record_is_kept_when_there_is_one_and_a_broken_one_stops_the_run(tmp_path) -> None:
+    base = tmp_path / "base.safetensors"
+    tw.train(base, Recipe(episodes=1, batch=2, frames=6))
+    base.with_suffix(".json").unlink()  # weights without a record: trained on, no history
+    ft = tmp_path / "ft.safetensors"
+    tw.train(ft, Recipe(episodes=1, batch=2, frames=6, init=base, lr=1e-4))
+    rec = json.loads(ft.with_suffix(".json").read_text())
+    assert rec["init_record"] is None and f"--init {base}" in rec["command"]
+    base.with_suffix(".json").write_text("[1, 2]")  # refused when the start is loaded, before training
+    again = tmp_path / "again.safetensors"
+    with pytest.raises(ValueError, match="expected a JSON object"):
+        tw.train(again, Recipe(episodes=1, batch=2, frames=6, init=base, lr=1e-4))
+    assert not again.exists()
+
+
 def test_bad_arguments_write_nothing(tmp_path) -> None:
     with pytest.raises(SystemExit):
         tw.main(["--out", str(tmp_path / "w.pt"), "--episodes", "1"])

@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from ..model.loading import save_model
+from ..model.recorded import read_record
 from . import world
 from .loop import Run, run_training
 from .recipe import TRAIN_POLICIES, Recipe
@@ -98,12 +99,13 @@ def _record(out: Path, recipe: Recipe, run: Run) -> dict:
 
 
 def _read_record(weights: Path) -> dict | None:
-    path = weights.with_suffix(".json")
+    """How the starting weights were made, from their record; None when there is none or it is
+    unreadable (read after the run: the trained weights are written regardless)."""
     try:
-        rec = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        rec = read_record(weights)
+    except ValueError:
         return None
-    return {k: rec.get(k) for k in ("command", "training", "init_record")}
+    return {k: rec.get(k) for k in ("command", "training", "init_record")} if rec else None
 
 
 def parser() -> argparse.ArgumentParser:
