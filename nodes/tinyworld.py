@@ -64,14 +64,13 @@ class FadeMemTinyWorldPrompt(FadeMemNode):
         })
 
     def encode(self, model, family, sprite_a, sprite_b):
-        from fademem_core import NUM_FAMILIES, prompt_embedding
+        from fademem_core import prompt_embedding
 
-        check_int("family", family, 0, NUM_FAMILIES - 1)
         classes = (_class(sprite_a, "sprite_a"), _class(sprite_b, "sprite_b"))
         text_dim = getattr(model, "text_dim", None)
         if not isinstance(text_dim, int):
             raise ValueError(f"model must come from FadeMem Model Loader, got {type(model).__name__}")
-        emb = prompt_embedding(family, classes, text_dim=text_dim)  # ValueError for a Wan model
+        emb = prompt_embedding(family, classes, text_dim=text_dim)  # checks family; ValueError for a Wan model
         return ([[emb, {}]],)
 
 
