@@ -5,7 +5,8 @@
 
 Protocol (issue 11, point 4): every video is primed with the first ``--prefix`` latent frames
 of its ground truth (clean context passes through the engine, the cache policy deciding what
-stays), then the model continues to ``--frames`` with the Euler sampler; all policies get the
+stays), then the model continues to ``--frames`` with the sampler its weights record (a flow
+model: Euler with ``--steps``, default 6; a distilled generator: its few-step schedule); all policies get the
 same prefixes and the same noise.  Two weight files: TF (the base model, trained with the full
 memory) and FT (the base fine-tuned with FadeMem(12, 0.3, anchor) in the loop).
 
@@ -38,6 +39,7 @@ from fademem_core import FadeMem, FullCache, SinkWindow, SlidingWindow, load_mod
 from fademem_core.memory.policies import DeepForcing, FadeMemRelease, InfinityRope, MemFlow, MemRope  # noqa: E402
 from fademem_core.tinyworld import WEIGHTS, WEIGHTS_FT, plots, world  # noqa: E402
 from fademem_core.tinyworld.probes import read_frames  # noqa: E402
+from fademem_core.model.recorded import read_record, sampler_record  # noqa: E402
 from fademem_core.tinyworld.rollout import primed_rollout  # noqa: E402
 from fademem_core.tinyworld.scores import event_rate, memory_events, score_video, warnings_off  # noqa: E402
 
@@ -137,15 +139,26 @@ def validity(rows: dict[str, dict[str, np.ndarray]], metric: str = "recall") -> 
             "needed": 3 * half, "valid": valid}
 
 
+def sampler_of(path: Path, euler_steps: int) -> tuple[str, int]:
+    """``(sampler, steps)`` the benchmark runs a weights file with: a distilled generator's
+    recorded few-step schedule, else Euler with ``euler_steps`` (fewer than the record's 12, to
+    fit the time bar)."""
+    rec = sampler_record(read_record(path), str(path))
+    if rec is not None and rec.name == "few_step":
+        return "few_step", rec.steps
+    return "euler", euler_steps
+
+
 def run_weights(label: str, path: Path, pols: dict, args, scenes, text, truth, stats) -> tuple[dict, dict, dict]:
     """Every policy on one weight file (runs in a worker process)."""
     torch.set_num_threads(args.threads)
     model = load_model(path, device="cpu", dtype=torch.float32)
     prefix = truth[:, :, :args.prefix]
+    sampler, steps = sampler_of(path, args.steps)
     rows, strips, seconds = {}, {}, {}
     for name, pol in pols.items():
         t0 = time.process_time()
-        z = primed_rollout(model, text, pol, prefix, args.frames, steps=args.steps, seed=args.seed)
+        z = primed_rollout(model, text, pol, prefix, args.frames, steps=steps, seed=args.seed, sampler=sampler)
         seconds[name] = time.process_time() - t0
         rows[name] = per_video(z, scenes, args.prefix, *stats)
         strips[name] = world.to_rgb(z[0][:, strip_frames(args)])
@@ -184,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--videos", type=int, default=None)
     ap.add_argument("--frames", type=int, default=None)
     ap.add_argument("--prefix", type=int, default=None, help="ground-truth latent frames that prime each video")
-    ap.add_argument("--steps", type=int, default=None, help="Euler steps per chunk")
+    ap.add_argument("--steps", type=int, default=None, help="Euler steps per chunk (flow-model weights)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1, help="torch threads per worker process")
     ap.add_argument("--workers", type=int, default=2, help="processes (one weight file each)")
@@ -212,8 +225,10 @@ def main(argv: list[str] | None = None) -> int:
     truth = torch.stack([world.render(s, 0, args.frames) for s in scenes])
     truth_rows = per_video(truth, scenes, args.prefix, 1.0, 1.0)
     stats = (ci(truth_rows["motion"])["mean"], ci(truth_rows["drift"])["mean"])
+    samplers = {label: sampler_of(path, args.steps) for label, path in weights.items()}
     print(f"machine: {machine()}\n{args.videos} videos x {args.frames} latent frames, primed with "
-          f"{args.prefix}, Euler {args.steps} steps, seed {args.seed}", flush=True)
+          f"{args.prefix}, seed {args.seed}; " + ", ".join(f"{k}: {s} {n} steps" for k, (s, n) in samplers.items()),
+          flush=True)
     t0 = time.time()
     pols = policies(args.quick)
     results, strips = {}, {"world (truth)": world.to_rgb(truth[0][:, strip_frames(args)])}
@@ -231,17 +246,19 @@ def main(argv: list[str] | None = None) -> int:
     truth_ci = {k: ci(per_video(truth, scenes, args.prefix, *stats)[k]) for k, _, _ in METRICS}
     wall = time.time() - t0
     print(f"total wall {wall:.0f} s", flush=True)
-    write_outputs(args, results, truth_ci, strips, wall)
+    write_outputs(args, results, truth_ci, strips, wall, samplers)
     return 0
 
 
-def write_outputs(args, results: dict, truth_ci: dict, strips: dict, wall: float) -> None:
+def write_outputs(args, results: dict, truth_ci: dict, strips: dict, wall: float,
+                  samplers: dict[str, tuple[str, int]]) -> None:
     from consistency_report import write_report  # bench/ sibling: tables, plots, the doc section
 
     args.out.mkdir(parents=True, exist_ok=True)
     record = {
         "machine": machine(), "videos": args.videos, "frames": args.frames, "prefix": args.prefix,
-        "steps": args.steps, "seed": args.seed, "wall_seconds": round(wall, 1),
+        "samplers": {k: {"name": s, "steps": n} for k, (s, n) in samplers.items()},
+        "seed": args.seed, "wall_seconds": round(wall, 1),
         "command": "python bench/bench_consistency.py" + (" --quick" if args.quick else ""),
         "world": truth_ci,
         "weights": {k: {"validity": v["validity"], "validity_nearest": v["validity_nearest"], "rows": v["rows"]}

@@ -42,13 +42,15 @@ def report(path: Path, rollout_frames: int = 120) -> list[str]:
     steps = len(kw["steps"])
     t0 = time.process_time()
     scenes = [world.sample_scene(500 + i, num_sprites=2) for i in range(12)]
-    one = quality.one_step_errors(*quality.teacher_forced_samples(model, scenes, 60, steps, kw["shift"]))
+    one = quality.one_step_errors(*quality.teacher_forced_samples(model, scenes, 60, steps, kw["shift"],
+                                                                sampler=kw["sampler"]))
     demo = [world.sample_scene(s, **DEMO_PROMPT) for s in range(32)]
     text = torch.cat([world.scene_prompt(s, model.text_dim) for s in demo[:8]])
     first = torch.stack([world.render(s, 0, 3) for s in demo[:8]])
     video = generate(model, text, FadeMem(budget=12, beta=0.3), rollout_frames - 3, 64, 64, seed=1,
                      prefix=first, include_prefix=True, **kw)
-    teacher = quality.teacher_forced_residual(model, demo[:8], 30, steps, kw["shift"])  # the demo's bar
+    teacher = quality.teacher_forced_residual(model, demo[:8], 30, steps, kw["shift"],  # the demo's bar
+                                              sampler=kw["sampler"])
     check = quality.check_rendering(video, demo[:8], teacher, world=demo)
     resid = np.stack([read_frames(v).residual for v in video]).mean(0)
     bins = resid[: len(resid) // BIN * BIN].reshape(-1, BIN).mean(1)

@@ -50,8 +50,9 @@ def write_report(path: Path, record: dict, charts: dict) -> None:
         "",
         f"Regenerate: `{record['command']}` ({record['wall_seconds'] / 60:.1f} min wall here; `--quick` "
         f"under 2). Machine: {record['machine']}. {record['videos']} videos x {record['frames']} latent "
-        f"frames, each primed with its first {record['prefix']} ground-truth frames, then Euler "
-        f"{record['steps']} steps per chunk; same prefixes and noise for every policy. Every bounded "
+        f"frames, each primed with its first {record['prefix']} ground-truth frames, then "
+        + ", ".join(f"{k}: {v['name']} {v['steps']} steps" for k, v in record["samplers"].items())
+        + " per chunk; same prefixes and noise for every policy. Every bounded "
         "policy sees 15 latent frames (12 history + the 3-frame chunk) unless its name says otherwise. "
         "Cells: mean ± 95 % bootstrap half-width over videos (metrics over the generated frames only).",
         "",

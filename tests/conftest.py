@@ -21,6 +21,22 @@ def model():
 
 
 @pytest.fixture(scope="module")
+def world_model():
+    """A tiny-world architecture model (``spec.init_transformer(0)``) moved off its
+    zero-initialised output layers by seeded noise, so that its outputs differ by input."""
+    import torch
+
+    from fademem_core.model.causal_wan import CausalWan
+    from fademem_core.tinyworld.spec import init_transformer
+
+    tr = init_transformer(0)
+    with torch.no_grad():
+        for p in tr.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    return CausalWan(tr)
+
+
+@pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory) -> Path:
     """That tiny model written as a safetensors checkpoint."""
     from fademem_core.model.loading import save_model, tiny_model

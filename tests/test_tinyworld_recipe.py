@@ -26,12 +26,15 @@ def _round_trip(recipe: Recipe, out: Path) -> tuple[Path, Recipe]:
     {"policy": "teacher_forcing", "window": 6, "frames": 30, "context_noise": 0.3},
     {"policy": "full", "own": 0.5, "lr": 3e-4, "ema_decay": 0.99, "seed": 7, "batch": 2},
     {"policy": "fademem", "own": 1.0, "context_noise": 0.0, "init": "INIT"},
+    {"policy": "window", "frames": 12, "init": "INIT"},
+    {"policy": "fademem", "frames": 12, "init": "INIT", "teacher": "TEACHER", "rollout": 60},
 ])
 def test_the_command_parses_back_to_the_same_recipe(tmp_path, kw) -> None:
-    if kw.get("init") == "INIT":
-        init = tmp_path / "base.safetensors"
-        init.write_bytes(b"")
-        kw = {**kw, "init": init}
+    for key, name in (("init", "base.safetensors"), ("teacher", "teacher.safetensors")):
+        if kw.get(key) == key.upper():
+            path = tmp_path / name
+            path.write_bytes(b"")
+            kw = {**kw, key: path}
     recipe = Recipe(episodes=3, threads=1, **kw)
     out, back = _round_trip(recipe, tmp_path / "w.safetensors")
     assert out == tmp_path / "w.safetensors" and back == recipe
@@ -80,7 +83,23 @@ def test_the_memory_in_the_loop_is_the_named_policy() -> None:
     ft = Recipe(episodes=1, policy="fademem").memory()
     assert isinstance(ft, FadeMem) and (ft.budget, ft.beta, ft.anchor) == (12, 0.3, True)
     assert Recipe(episodes=1, policy="teacher_forcing").memory() is None
-    assert set(TRAIN_POLICIES) == {"full", "fademem", "teacher_forcing"}
+    assert Recipe(episodes=1, policy="window").memory() is None
+    assert set(TRAIN_POLICIES) == {"full", "fademem", "teacher_forcing", "window"}
+
+
+def test_a_distilled_generator_records_the_few_step_sampler_it_is_trained_for(tmp_path) -> None:
+    from fademem_core.tinyworld.distill import GEN_STEPS
+    from fademem_core.tinyworld.spec import SAMPLER, SAMPLER_STEPS
+
+    (tmp_path / "t.safetensors").write_bytes(b"")
+    dmd = Recipe(episodes=1, threads=1, frames=12, init=tmp_path / "t.safetensors",
+                 teacher=tmp_path / "t.safetensors", rollout=36)
+    assert dmd.sampler() == {"name": "few_step", "steps": GEN_STEPS, "shift": 5.0}
+    assert Recipe(episodes=1).sampler() == {"name": SAMPLER, "steps": SAMPLER_STEPS, "shift": 5.0}
+    rec = dmd.training(steps=1, final_loss=0.1, seconds=1.0)
+    assert (rec["teacher"], rec["rollout_frames"], rec["policy"]) == ("t.safetensors", 36, "FullCache(positions='absolute')")
+    assert "teacher" not in Recipe(episodes=1).training(1, 0.1, 1.0)
+    assert Recipe(episodes=1, policy="window").training(1, 0.1, 1.0)["policy"].startswith("window teacher")
 
 
 TF = {"policy": "teacher_forcing"}
@@ -106,8 +125,22 @@ TF = {"policy": "teacher_forcing"}
     ({"context_noise": float("nan")}, r"context noise must be in \[0, 1\), got nan"),
     ({"init": Path("/nonexistent/base.safetensors")}, r"init weights not found: '/nonexistent/base.safetensors'"),
     ({"policy": "sliding"}, r"policy must be one of .*, got 'sliding'"),
+    ({"policy": "window", "own": 0.5}, r"--policy window .* takes no --window, --own or --teacher"),
+    ({"teacher": "T"}, r"--teacher and --rollout go together, got teacher .*, rollout None"),
+    ({"rollout": 36}, r"--teacher and --rollout go together, got teacher None, rollout 36"),
+    ({"teacher": "T", "rollout": 36, "init": "T", **TF}, r"--teacher distils .* got policy 'teacher_forcing'"),
+    ({"teacher": "T", "rollout": 36}, r"--teacher distils a trained generator \(--init\).* init None"),
+    ({"teacher": "T", "rollout": 36, "init": "T", "own": 0.5}, r"--teacher distils .* own 0.5"),
+    ({"teacher": "/nonexistent/t.safetensors", "rollout": 36, "init": "T"},
+     r"teacher weights not found: '/nonexistent/t.safetensors'"),
+    ({"teacher": "T", "rollout": 6, "init": "T", "frames": 12}, r"rollout must be a multiple of 3 in \[frames=12, 240\], got 6"),
+    ({"teacher": "T", "rollout": 37, "init": "T", "frames": 12}, r"rollout must be .* got 37"),
+    ({"teacher": "T", "rollout": 243, "init": "T", "frames": 12}, r"rollout must be .* got 243"),
 ])
-def test_each_bad_option_is_named(kw, match) -> None:
+def test_each_bad_option_is_named(tmp_path, kw, match) -> None:
+    stand_in = tmp_path / "t.safetensors"  # "T": a weights file that exists
+    stand_in.write_bytes(b"")
+    kw = {k: stand_in if v == "T" else v for k, v in kw.items()}
     with pytest.raises(ValueError, match=match):
         Recipe(**{"episodes": 1, **kw})
 

@@ -11,18 +11,13 @@ from fademem_core.rollout.sampler import even_timesteps
 from fademem_core.tinyworld import quality, world
 from fademem_core.tinyworld.reference import reference_rollout
 from fademem_core.tinyworld.rollout import primed_rollout
-from fademem_core.tinyworld.spec import init_transformer
 
 STEPS = 4
 
 
 @pytest.fixture(scope="module")
-def model() -> CausalWan:
-    tr = init_transformer(0)
-    with torch.no_grad():  # move off the zero-initialised output layers so outputs differ
-        for p in tr.parameters():
-            p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
-    return CausalWan(tr)
+def model(world_model) -> CausalWan:
+    return world_model
 
 
 @pytest.fixture(scope="module")
@@ -34,10 +29,11 @@ def _text(scenes):
     return torch.cat([world.scene_prompt(s) for s in scenes])
 
 
-def test_unprimed_rollout_is_generate_with_the_euler_sampler(model, scenes) -> None:
+@pytest.mark.parametrize("sampler", ["euler", "few_step"])
+def test_unprimed_rollout_is_generate_with_the_same_sampler(model, scenes, sampler) -> None:
     empty = torch.zeros(2, 16, 0, 8, 8)
-    a = primed_rollout(model, _text(scenes), FadeMem(budget=4), empty, 12, steps=STEPS, seed=3)
-    b = generate(model, _text(scenes), FadeMem(budget=4), 12, 64, 64, seed=3, sampler="euler",
+    a = primed_rollout(model, _text(scenes), FadeMem(budget=4), empty, 12, steps=STEPS, seed=3, sampler=sampler)
+    b = generate(model, _text(scenes), FadeMem(budget=4), 12, 64, 64, seed=3, sampler=sampler,
                  steps=even_timesteps(STEPS))
     torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
@@ -124,3 +120,17 @@ def test_one_step_errors_read_what_was_moved() -> None:
     assert err.detail == pytest.approx(0, abs=1e-4) and err.residual < 1e-9
     with pytest.raises(ValueError, match="must be equal"):
         quality.one_step_errors(truth[:, :, :6], truth)
+
+
+def test_teacher_forced_few_step_chunks_are_generate_primed_with_the_truth(model, scenes) -> None:
+    """Each chunk of the few-step teacher-forced samples is what ``generate`` makes next after
+    the true frames before it (generate draws the same noise for a primed chunk as for a made one)."""
+    out, truth = quality.teacher_forced_samples(model, scenes, 9, STEPS, 5.0, seed=4, sampler="few_step")
+    text = _text(scenes)
+    for k in range(3):
+        want = generate(model, text, FullCache(), 3, 64, 64, seed=4, sampler="few_step",
+                        steps=even_timesteps(STEPS), shift=5.0,
+                        prefix=truth[:, :, :3 * k] if k else None)
+        assert torch.allclose(out[:, :, 3 * k:3 * k + 3], want, atol=1e-6), k
+    with pytest.raises(ValueError, match="sampler"):
+        quality.teacher_forced_samples(model, scenes, 3, STEPS, 5.0, sampler="ddim")

@@ -166,7 +166,8 @@ def world_check(setup: TinySetup, latents: torch.Tensor) -> list[str]:
 
     scenes = [world.sample_scene(seed, **DEMO_PROMPT) for seed in range(32)]
     kw = setup.sample_kw
-    teacher = quality.teacher_forced_residual(setup.model, scenes[:8], 30, len(kw["steps"]), kw["shift"])
+    teacher = quality.teacher_forced_residual(setup.model, scenes[:8], 30, len(kw["steps"]), kw["shift"],
+                                              sampler=kw["sampler"])
     check = quality.check_rendering(latents, scenes[:1], teacher, world=scenes)
     return check.lines() + [f"verdict: {'renders the world' if check.passed else 'FAILS the check'}"]
 

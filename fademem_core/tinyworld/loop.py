@@ -3,8 +3,11 @@
 :func:`run_training` runs a :class:`~.recipe.Recipe`: per episode a batch of ground-truth clips
 (:func:`make_episode`), then either :func:`walk_episode` (chunk by chunk through the engine's
 :class:`~fademem_core.model.CausalWan` with the recipe's cache policy, one optimizer step per
-chunk) or :func:`teacher_forcing_step` (one masked pass per clip or window, one step).  The
-losses and noise laws are :mod:`.losses`; the weights saved are an :class:`Ema` of them.
+chunk) or :func:`teacher_forcing_step` (one masked pass per clip or window, one step).  Two
+more kinds of episode distil instead of regress (:mod:`.distill`): :func:`window_step` trains
+DMD's teacher on true windows, :func:`distill_step` one DMD iteration of the generator on its
+own rollout.  The losses and noise laws are :mod:`.losses`; the weights saved are an
+:class:`Ema` of them.
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ import numpy as np
 import torch
 
 from . import world
+from .distill import dmd_loss, self_forcing_rollout, true_windows, window_loss
 from .losses import CONTEXT_NOISE, chunk_loss, commit_chunk, memory_window, own_chunk, teacher_forcing_loss
 from .recipe import Recipe
 from .spec import CHUNK, init_transformer
@@ -89,6 +93,66 @@ def teacher_forcing_step(model, ema, opt, clips, text, gen, lr: float, window: i
     return loss.item()
 
 
+def _step(opt: torch.optim.Optimizer, loss: torch.Tensor, params: list[torch.nn.Parameter]) -> None:
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+
+
+def window_step(model, ema, opt, rng: np.random.Generator, gen: torch.Generator, batch: int, frames: int,
+                lr: float) -> float:
+    """One optimizer step of DMD's window teacher on ``batch`` true windows of ``frames`` frames."""
+    for g in opt.param_groups:
+        g["lr"] = lr
+    params = list(model.transformer.parameters())
+    clips, text = true_windows(rng, batch, frames, model.text_dim)
+    loss = window_loss(model.transformer, clips, text, gen)
+    _step(opt, loss, params)
+    ema.update(params)
+    return loss.item()
+
+
+CRITIC_STEPS = 2  # critic updates per generator update (DMD2's two time-scale rule, kept small)
+CRITIC_LR = 2.0  # the critic's learning rate, times the generator's
+
+
+class Distiller:
+    """DMD's pair beside the generator: the frozen window teacher and the critic (initialised as
+    the teacher) with its optimizer.  Adam without momentum, as DMD2 and Self-Forcing use."""
+
+    def __init__(self, teacher: Path, lr: float) -> None:
+        from ..model.loading import load_model
+
+        self.teacher = load_model(teacher, device="cpu", dtype=torch.float32).transformer.requires_grad_(False)
+        self.critic = copy.deepcopy(self.teacher).requires_grad_(True)
+        self.opt = torch.optim.AdamW(self.critic.parameters(), lr=CRITIC_LR * lr, weight_decay=0.0,
+                                     betas=(0.0, 0.999))
+        self.iterations = 0
+
+
+def distill_step(model, ema, opt, dist: Distiller, text: torch.Tensor, policy, frames: int, rollout: int,
+                 gen: torch.Generator, rng: np.random.Generator) -> float | None:
+    """One DMD iteration: the generator rolls out ``frames`` to ``rollout`` frames (uniform, in
+    chunks) with ``policy``'s memory; every ``CRITIC_STEPS``-th iteration its last ``frames``
+    frames take a :func:`~.distill.dmd_loss` step; the critic always takes a flow-matching step
+    on them.  Returns the generator's loss, or None on a critic-only iteration."""
+    chunks = int(rng.integers(frames // CHUNK, rollout // CHUNK + 1))
+    train_generator = dist.iterations % CRITIC_STEPS == CRITIC_STEPS - 1
+    dist.iterations += 1
+    with torch.set_grad_enabled(train_generator):
+        window = self_forcing_rollout(model, text, policy, chunks, frames // CHUNK, gen, rng)
+    loss = None
+    if train_generator:
+        params = list(model.transformer.parameters())
+        g = dmd_loss(window, text, dist.teacher, dist.critic, gen)
+        _step(opt, g, params)
+        ema.update(params)
+        loss = g.item()
+    _step(dist.opt, window_loss(dist.critic, window.detach(), text, gen), list(dist.critic.parameters()))
+    return loss
+
+
 class Ema:
     """Exponential moving average of the weights (decay ramps up from 0)."""
 
@@ -138,6 +202,21 @@ class Run:
     seconds: float
 
 
+def _episode(r: Recipe, model, ema, opt, dist: Distiller | None, pol, rng: np.random.Generator,
+             gen: torch.Generator, lr_of) -> list[float]:
+    """One episode of ``r``'s kind; the losses of the generator's optimizer steps in it."""
+    if r.policy == "window":
+        return [window_step(model, ema, opt, rng, gen, r.batch, r.frames, lr_of(0))]
+    clips, text = make_episode(rng, r.batch, r.frames, model.text_dim)
+    if dist is not None:  # DMD keeps its learning rate constant
+        g = distill_step(model, ema, opt, dist, text, pol, r.frames, r.rollout, gen, rng)
+        return [] if g is None else [g]
+    if pol is None:
+        return [teacher_forcing_step(model, ema, opt, clips, text, gen, lr_of(0), r.window,
+                                     r.memory_frames, rng, r.corrupt, r.context_noise)]
+    return walk_episode(model, ema, opt, clips, text, pol, gen, lr_of, r.own, r.context_noise)
+
+
 def run_training(recipe: Recipe) -> Run:
     """Train as ``recipe`` says (on the current torch threads); prints progress."""
     r = recipe
@@ -145,27 +224,25 @@ def run_training(recipe: Recipe) -> Run:
     model = start_model(r.init, r.seed)
     tr = model.transformer
     ema = Ema(tr, r.ema_decay)
-    opt = torch.optim.AdamW(tr.parameters(), lr=r.lr, weight_decay=0.01, betas=(0.9, 0.99))
+    dist = None if r.teacher is None else Distiller(r.teacher, r.lr)
+    opt = (torch.optim.AdamW(tr.parameters(), lr=r.lr, weight_decay=0.01, betas=(0.9, 0.99)) if dist is None
+           else torch.optim.AdamW(tr.parameters(), lr=r.lr, weight_decay=0.0, betas=(0.0, 0.999)))
     rng = np.random.default_rng(r.seed)
     gen = torch.Generator().manual_seed(r.seed)
-    per_episode = 1 if pol is None else r.frames // CHUNK
+    per_episode = 1 if pol is None or dist is not None else r.frames // CHUNK
     total = r.episodes
     t0 = time.time()
     losses: list[float] = []
     done = 0
     while total is None or done < total:
-        clips, text = make_episode(rng, r.batch, r.frames, model.text_dim)
         lr_of = lambda j: lr_at(len(losses) + j, (total or 10**6) * per_episode, r.lr)  # noqa: E731
-        if pol is None:
-            losses.append(teacher_forcing_step(model, ema, opt, clips, text, gen, lr_of(0), r.window,
-                                               r.memory_frames, rng, r.corrupt, r.context_noise))
-        else:
-            losses += walk_episode(model, ema, opt, clips, text, pol, gen, lr_of, r.own, r.context_noise)
+        losses += _episode(r, model, ema, opt, dist, pol, rng, gen, lr_of)
         done += 1
         if total is None:  # fix the episode count from the measured speed
             total = max(1, int(r.minutes * 60 / (time.time() - t0)))
             print(f"{time.time() - t0:.1f} s/episode -> {total} episodes", flush=True)
-        if pol is not None or done % 25 == 0 or done == total:
-            print(f"episode {done}/{total} loss {np.mean(losses[-max(per_episode, 25):]):.4f} "
+        if per_episode > 1 or done % 25 == 0 or done == total:
+            recent = losses[-max(per_episode, 25):]  # empty before a distilled generator's first step
+            print(f"episode {done}/{total} loss {np.mean(recent) if recent else float('nan'):.4f} "
                   f"({time.time() - t0:.0f} s)", flush=True)
     return Run(ema.module, losses, done, per_episode, round(time.time() - t0, 1))

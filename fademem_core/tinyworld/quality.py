@@ -119,16 +119,20 @@ def check_rendering(
 
 @torch.no_grad()
 def teacher_forced_samples(model, scenes: list[Scene], frames: int, steps: int, shift: float,
-                           seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+                           seed: int = 0, sampler: str = "euler") -> tuple[torch.Tensor, torch.Tensor]:
     """``(sampled, truth)``, both ``[B, 16, frames, 8, 8]``: every chunk sampled from a ground-truth memory.
 
-    Every chunk of ``frames`` is sampled (Euler, ``steps``) against the full memory of the
-    *true* earlier frames; the true chunk is then committed.  That is the model's own error
-    with no accumulated drift: the floor a free rollout is measured against.
+    Every chunk of ``frames`` is sampled (``sampler``: ``"euler"`` or ``"few_step"``, ``steps``)
+    against the full memory of the *true* earlier frames; the true chunk is then committed.
+    That is the model's own error with no accumulated drift: the floor a free rollout is
+    measured against.
     """
+    from ..checks import SAMPLERS, check_choice
     from ..memory.policies import FullCache
     from ..rollout.sampler import denoise_chunk, even_timesteps, timestep_schedule
     from .spec import CHUNK
+
+    euler = check_choice("sampler", sampler, SAMPLERS) == "euler"
 
     truth = torch.stack([render(s, 0, frames) for s in scenes])
     b, c, _, h, w = truth.shape
@@ -143,7 +147,9 @@ def teacher_forced_samples(model, scenes: list[Scene], frames: int, steps: int, 
             n = min(CHUNK, frames - start)
             positions = cache.begin_chunk(start, n)
             x = torch.randn(b, c, n, h, w, generator=gen)
-            out[:, :, start:start + n] = denoise_chunk(model, x, kv, cache, positions, times, euler=True)
+            out[:, :, start:start + n] = denoise_chunk(
+                model, x, kv, cache, positions, times, euler,
+                fresh_noise=lambda n=n: torch.randn(b, c, n, h, w, generator=gen))
             model.forward_chunk(truth[:, :, start:start + n], 0.0, kv, cache, positions, write=True)
             cache.commit()
     finally:
@@ -151,9 +157,10 @@ def teacher_forced_samples(model, scenes: list[Scene], frames: int, steps: int, 
     return out, truth
 
 
-def teacher_forced_residual(model, scenes: list[Scene], frames: int, steps: int, shift: float, seed: int = 0) -> float:
+def teacher_forced_residual(model, scenes: list[Scene], frames: int, steps: int, shift: float, seed: int = 0,
+                            sampler: str = "euler") -> float:
     """Mean off-world residual of :func:`teacher_forced_samples` (the demo check's floor)."""
-    out, _ = teacher_forced_samples(model, scenes, frames, steps, shift, seed)
+    out, _ = teacher_forced_samples(model, scenes, frames, steps, shift, seed, sampler)
     return float(np.mean([read_frames(z).residual.mean() for z in out]))
 
 

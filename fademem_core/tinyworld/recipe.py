@@ -9,9 +9,9 @@ from pathlib import Path
 import torch
 
 from .losses import CONTEXT_NOISE
-from .spec import CHUNK, CLIP_FRAMES, SHIFT
+from .spec import CHUNK, CLIP_FRAMES, SAMPLER, SAMPLER_STEPS, SHIFT
 
-TRAIN_POLICIES = ("full", "fademem", "teacher_forcing")
+TRAIN_POLICIES = ("full", "fademem", "teacher_forcing", "window")
 MODULE = "fademem_core.tinyworld.train"
 
 
@@ -32,7 +32,9 @@ class Recipe:
     policy:
         The memory in the loop (:meth:`memory`): ``full`` (the base, LongLive/Self-Forcing's
         full context), ``fademem`` (FadeMem-FT, the paper's light fine-tuning with the FadeMem
-        memory) or ``teacher_forcing`` (no cache: one masked full-sequence pass per clip).
+        memory), ``teacher_forcing`` (no cache: one masked full-sequence pass per clip) or
+        ``window`` (DMD's teacher: a bidirectional flow model of true ``frames``-frame windows,
+        :func:`~.distill.window_loss`; not a causal generator).
     init:
         Start from these weights (fine-tuning or a further stage) instead of a fresh model.
     frames:
@@ -67,6 +69,8 @@ class Recipe:
     corrupt: float = 0.0
     own: float = 0.0
     context_noise: float = CONTEXT_NOISE
+    teacher: Path | None = None
+    rollout: int | None = None
 
     def __post_init__(self) -> None:
         self._check_length()
@@ -75,6 +79,7 @@ class Recipe:
             raise ValueError(f"init weights not found: {str(self.init)!r}")
         if self.policy not in TRAIN_POLICIES:
             raise ValueError(f"policy must be one of {TRAIN_POLICIES}, got {self.policy!r}")
+        self._check_distillation()
 
     def _check_length(self) -> None:
         episodes, minutes, frames, window = self.episodes, self.minutes, self.frames, self.window
@@ -102,12 +107,39 @@ class Recipe:
         if not 0.0 <= self.context_noise < 1.0:
             raise ValueError(f"context noise must be in [0, 1), got {self.context_noise!r}")
 
+    def _check_distillation(self) -> None:
+        teacher, rollout, frames = self.teacher, self.rollout, self.frames
+        if self.policy == "window" and (self.window is not None or self.own or teacher is not None):
+            raise ValueError("--policy window trains a teacher on true windows of --frames frames; "
+                             "it takes no --window, --own or --teacher")
+        if (teacher is None) != (rollout is None):
+            raise ValueError(f"--teacher and --rollout go together, got teacher {teacher!r}, rollout {rollout!r}")
+        if teacher is None:
+            return
+        if self.policy not in ("full", "fademem") or self.own or self.init is None:
+            raise ValueError(f"--teacher distils a trained generator (--init) with --policy full or fademem "
+                             f"and no --own, got policy {self.policy!r}, own {self.own!r}, init {self.init!r}")
+        if not Path(teacher).is_file():
+            raise ValueError(f"teacher weights not found: {str(teacher)!r}")
+        if rollout < frames or rollout % CHUNK or rollout > CLIP_FRAMES:
+            raise ValueError(f"rollout must be a multiple of {CHUNK} in [frames={frames}, {CLIP_FRAMES}], "
+                             f"got {rollout!r}")
+
+    def sampler(self) -> dict:
+        """What the weights are trained to be sampled with (the record's ``"sampler"``): the
+        few-step sampler for a distilled generator, Euler for a flow model."""
+        from .distill import GEN_STEPS
+
+        if self.teacher is not None:
+            return {"name": "few_step", "steps": GEN_STEPS, "shift": SHIFT}
+        return {"name": SAMPLER, "steps": SAMPLER_STEPS, "shift": SHIFT}
+
     def memory(self):
         """The memory in the training loop: ``full`` (base), ``fademem`` (FadeMem-FT: 12, 0.3,
-        anchor) or ``teacher_forcing`` (no cache: one masked pass per clip; None)."""
+        anchor) or ``teacher_forcing`` / ``window`` (no cache; None)."""
         from ..memory.policies import FadeMem, FullCache
 
-        if self.policy == "teacher_forcing":
+        if self.policy in ("teacher_forcing", "window"):
             return None
         return FullCache() if self.policy == "full" else FadeMem(budget=12, beta=0.3, anchor=True)
 
@@ -129,14 +161,19 @@ class Recipe:
                 + (f" --window {self.window} --memory {self.memory_frames}" if self.window is not None else "")
                 + (f" --corrupt {self.corrupt}" if self.corrupt else "") + (f" --own {self.own}" if self.own else "")
                 + (f" --context-noise {self.context_noise}" if self.context_noise != CONTEXT_NOISE else "")
+                + (f" --teacher {shlex.quote(str(self.teacher))} --rollout {self.rollout}"
+                   if self.teacher is not None else "")
                 + (f" --init {shlex.quote(str(self.init))}" if self.init is not None else ""))
 
-    def training(self, steps: int, final_loss: float, seconds: float) -> dict:
+    def training(self, steps: int, final_loss: float | None, seconds: float) -> dict:
         """The JSON record's ``"training"`` part of this (:meth:`fixed`) run."""
         pol = self.memory()
+        kind = {"teacher_forcing": "teacher_forcing (masked forward, no cache)",
+                "window": "window teacher (bidirectional flow model, no cache)"}
+        distilled = {} if self.teacher is None else {"teacher": Path(self.teacher).name, "rollout_frames": self.rollout}
         return {
             "clip_frames": self.frames, "chunk": CHUNK, "shift": SHIFT,
-            "policy": "teacher_forcing (masked forward, no cache)" if pol is None else repr(pol),
+            "policy": kind[self.policy] if pol is None else repr(pol), **distilled,
             "window": self.window, "memory_frames": self.memory_frames, "corrupt": self.corrupt,
             "own_chunks": self.own, "init": None if self.init is None else Path(self.init).name,
             "episodes": self.episodes, "steps": steps, "batch": self.batch, "lr": self.lr, "seed": self.seed,

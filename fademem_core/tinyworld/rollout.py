@@ -2,7 +2,7 @@
 
 The memory is first built from a ground-truth prefix by clean context passes (exactly what the
 sampler's clean pass writes for its own chunks), then the model continues chunk by chunk with
-the Euler sampler.  Every policy sees the same prefix and the same noise, so differences
+the sampler its weights are trained for (Euler for a flow model, few-step for a distilled one).  Every policy sees the same prefix and the same noise, so differences
 between policies are differences of memory.  (The continuation issue's ``prefix=`` option of
 ``generate`` will do the same; this loop is the benchmark's own until it lands.)
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from ..checks import SAMPLERS, check_choice
 from ..model.causal_wan import VAE_SPATIAL, CausalWan
 from ..rollout.sampler import denoise_chunk, even_timesteps, timestep_schedule
 from .spec import CHUNK, SAMPLER_STEPS, SHIFT
@@ -26,12 +27,14 @@ def primed_rollout(
     shift: float = SHIFT,
     seed: int = 0,
     chunk: int = CHUNK,
+    sampler: str = "euler",
 ) -> torch.Tensor:
     """Latents ``[B, 16, num_frames, h, w]``: ``prefix [B, 16, P, h, w]`` then the model's frames.
 
     ``P`` must be a multiple of ``chunk`` (0 allowed: then this is ``generate(...,
-    sampler="euler", steps=even_timesteps(steps))``).  Noise: one CPU generator seeded with
-    ``seed``, one draw ``[B, 16, n, h, w]`` per generated chunk.
+    sampler=sampler, steps=even_timesteps(steps))``).  Noise: one CPU generator seeded with
+    ``seed``, one draw ``[B, 16, n, h, w]`` per generated chunk (and, few-step, one more per
+    step after the first).
     """
     if prefix.ndim != 5 or prefix.shape[1] != model.in_channels:
         raise ValueError(f"prefix must be [B, {model.in_channels}, P, h, w], got {tuple(prefix.shape)}")
@@ -40,6 +43,7 @@ def primed_rollout(
         raise ValueError(f"prefix length must be a multiple of {chunk} and <= num_frames {num_frames}, got {p}")
     if text.shape[0] != b:
         raise ValueError(f"text batch {text.shape[0]} does not match prefix batch {b}")
+    euler = check_choice("sampler", sampler, SAMPLERS) == "euler"
     times = timestep_schedule(even_timesteps(steps), shift)
     geometry = model.geometry(b, h * VAE_SPATIAL, w * VAE_SPATIAL)  # pixels
     cache = policy.make_cache(geometry, chunk, max_frames=num_frames)
@@ -55,7 +59,8 @@ def primed_rollout(
                 x0 = prefix[:, :, start:start + n].to(model.device)
             else:
                 x = torch.randn(b, c, n, h, w, generator=gen).to(model.device)
-                x0 = denoise_chunk(model, x, kv, cache, positions, times, euler=True)
+                x0 = denoise_chunk(model, x, kv, cache, positions, times, euler,
+                                   lambda: torch.randn(b, c, n, h, w, generator=gen).to(model.device))
                 out[:, :, start:start + n] = x0.float().cpu()
             model.forward_chunk(x0, 0.0, kv, cache, positions, write=True)
             cache.commit()

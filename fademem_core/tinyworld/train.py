@@ -18,6 +18,14 @@ policy, exactly as a rollout does.  Per chunk:
    decides what stays: the full cache keeps all 240 frames, so every relative distance the
    benchmark asks for is in the training distribution).
 
+Two more kinds of run distil instead of regress (:mod:`.distill`, Self-Forcing's DMD):
+``--policy window --frames 12`` trains the teacher, a bidirectional flow model of true
+12-frame windows of the world (one step per episode); ``--teacher T --rollout R --init G``
+then moves the generator ``G`` by DMD on its own few-step rollouts of up to ``R`` frames with
+the ``--policy`` memory, matching their last ``--frames`` frames to ``T`` (one rollout per
+episode; the generator steps every second episode, a critic every episode).  A distilled
+generator's record names the few-step sampler it was trained for.
+
 An EMA of the weights is saved with a JSON record (command, seed, threads, torch, final loss,
 seconds).  ``--minutes`` times the first episode and fixes the episode count from it (the
 JSON records it, so ``--episodes N`` reproduces the run); ``--episodes`` alone is exact.
@@ -44,7 +52,7 @@ from ..model.recorded import read_record
 from . import world
 from .loop import Run, run_training
 from .recipe import TRAIN_POLICIES, Recipe
-from .spec import CLIP_FRAMES, MODEL_CONFIG, SAMPLER, SAMPLER_STEPS, SHIFT
+from .spec import CLIP_FRAMES, MODEL_CONFIG
 
 
 def save_weights(transformer: torch.nn.Module, out: Path, info: dict) -> None:
@@ -75,13 +83,10 @@ def train(out: Path, recipe: Recipe) -> dict:
 
 def _record(out: Path, recipe: Recipe, run: Run) -> dict:
     """The JSON record of a finished run (``recipe`` fixed): what, how to sample, how to redo."""
-    pol = recipe.memory()
     recent = max(run.per_episode * min(run.episodes, 3), 25)
     return {
-        "what": ("tiny causal Wan (diffusers WanTransformer3DModel), a base flow model trained on "
-                 "fademem_core.tinyworld " + ("by teacher forcing (masked full-sequence pass)" if pol is None
-                                              else f"through the engine with {pol!r} memory in the loop")),
-        "sampler": {"name": SAMPLER, "steps": SAMPLER_STEPS, "shift": SHIFT},
+        "what": _what(recipe),
+        "sampler": recipe.sampler(),
         "world": {
             "latent": [16, 8, 8], "pixels_equivalent": [64, 64], "classes": world.NUM_CLASSES,
             "families": world.NUM_FAMILIES, "max_sprites": world.MAX_SPRITES,
@@ -89,13 +94,28 @@ def _record(out: Path, recipe: Recipe, run: Run) -> dict:
             "first_entry": list(world.FIRST_ENTRY), "prompt_length": world.PROMPT_LENGTH,
         },
         "config": MODEL_CONFIG,
-        "training": recipe.training(len(run.losses), float(np.mean(run.losses[-recent:])), run.seconds),
+        "training": recipe.training(len(run.losses), float(np.mean(run.losses[-recent:])) if run.losses else None,
+                                    run.seconds),
         "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "command": recipe.command(out),
         # a fine-tune or continued run: how its starting weights were made
         "init_record": None if recipe.init is None else _read_record(Path(recipe.init)),
         "parameters": sum(p.numel() for p in run.weights.parameters()),
     }
+
+
+def _what(recipe: Recipe) -> str:
+    """The record's one-line description of what the run made."""
+    pol = recipe.memory()
+    if recipe.policy == "window":
+        return (f"DMD's teacher for fademem_core.tinyworld: a bidirectional flow model of true "
+                f"{recipe.frames}-frame windows (diffusers WanTransformer3DModel, not a causal generator)")
+    if recipe.teacher is not None:
+        return ("tiny causal Wan (diffusers WanTransformer3DModel), a few-step generator distilled on "
+                f"fademem_core.tinyworld by DMD on its own rollouts with {pol!r} memory")
+    return ("tiny causal Wan (diffusers WanTransformer3DModel), a base flow model trained on "
+            "fademem_core.tinyworld " + ("by teacher forcing (masked full-sequence pass)" if pol is None
+                                         else f"through the engine with {pol!r} memory in the loop"))
 
 
 def _read_record(weights: Path) -> dict | None:
@@ -133,6 +153,11 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--context-noise", type=float, default=Recipe.context_noise,
                     help="top sigma of the light noise on committed/context chunks (uniform up to it, "
                          "0 for 30 %%), in [0, 1)")
+    ap.add_argument("--teacher", type=Path, default=None,
+                    help="distil (DMD on the generator's own rollouts) against this window teacher "
+                         "(weights trained with --policy window); needs --init and --rollout")
+    ap.add_argument("--rollout", type=int, default=None,
+                    help="with --teacher: the longest own rollout in latent frames (its last --frames are matched)")
     return ap
 
 
@@ -145,7 +170,7 @@ def parse(argv: list[str] | None = None) -> tuple[Path, Recipe]:
     return a.out, Recipe(episodes=a.episodes, minutes=a.minutes, seed=a.seed, batch=a.batch, lr=a.lr,
                          policy=a.policy, init=a.init, frames=a.frames, threads=a.threads, ema_decay=a.ema,
                          window=a.window, memory_frames=a.memory, corrupt=a.corrupt, own=a.own,
-                         context_noise=a.context_noise)
+                         context_noise=a.context_noise, teacher=a.teacher, rollout=a.rollout)
 
 
 def main(argv: list[str] | None = None) -> int:
