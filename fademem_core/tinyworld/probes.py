@@ -89,12 +89,12 @@ def read_frames(latents: torch.Tensor) -> Reading:
     )
     family = energy.argmax(axis=1)
     fam = np.asarray(FAMILIES, dtype=np.float64)[family]  # [F, 2, 2]
-    # cos(theta) has coefficient 32 exp(i r') at +k, with theta = 2pi(k.x - kx s)/8 + r
+    # cos(theta) has coefficient 32 exp(i r') at +k, with theta = 2pi(k.x - kx s - ky q)/8 + r
     phases = []
     for ch, k in ((4, 0), (5, 1)):
         kx, ky = fam[:, k, 0], fam[:, k, 1]
         coeffs = np.array([_coeff(z[ch][i : i + 1], kx[i], ky[i])[0] for i in range(f)])
-        phases.append(np.mod(np.angle(coeffs) + 2 * math.pi * kx * shift / SIZE, 2 * math.pi))
+        phases.append(np.mod(np.angle(coeffs) + 2 * math.pi * (kx * shift + ky * q) / SIZE, 2 * math.pi))
     r4, r5 = phases
 
     present = np.zeros((f, MAX_SPRITES), dtype=bool)

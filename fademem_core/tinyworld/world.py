@@ -10,7 +10,8 @@ ch     content
 0, 1   cos/sin of ``2*pi*(x - s)/8``: a horizontal wave that drifts slowly (``s`` = drift)
 2, 3   cos/sin of ``2*pi*(y - q)/8``: a static vertical wave (``q``: per-video layout)
 4, 5   a texture: one plane wave each, frequencies and phases ``r4, r5`` from the scene's
-       *family* (in the prompt), drifting with ``s``
+       *family* (in the prompt), drifting with ``s`` and offset by ``q`` like channels 0-3
+       (never tied to the frame's absolute rows, which a RoPE-only transformer cannot see)
 6, 7   sprite A / B footprint (box-filtered 2x2 square, times ``MASK_GAIN``)
 8-11   sprite A identity code times its footprint; 12-15 the same for sprite B
 ====== ===============================================================================
@@ -49,7 +50,9 @@ CLASS_RADIUS = 1.5
 MASK_CHANNELS = (6, 7)
 CODE_CHANNELS = ((8, 9, 10, 11), (12, 13, 14, 15))
 # texture frequencies (kx, ky) of channel 4 and channel 5 per family.  kx is 1 everywhere, so the
-# texture drifts with exactly the phase of channels 0/1 (a tiny model renders that reliably)
+# texture drifts with exactly the phase of channels 0/1 (a tiny model renders that reliably); its
+# ky term runs on y - q, the phase of channels 2/3, so a token can draw the texture from what it
+# reads there (tied to the absolute row, it could only be copied: RoPE gives no absolute position)
 FAMILIES = (
     ((1, 0), (1, 1)),
     ((1, 1), (1, 2)),
@@ -272,13 +275,14 @@ def render_params(p: FrameParams) -> torch.Tensor:
     xs = xx[None] - p.shift[:, None, None]  # drifted x, [F, 8, 8]
     ax = 2 * math.pi * xs / SIZE
     out[0], out[1] = np.cos(ax), np.sin(ax)
-    ay = 2 * math.pi * (yy[None] - p.q[:, None, None]) / SIZE
+    ys = yy[None] - p.q[:, None, None]  # y from the layout offset, [F, 8, 8]
+    ay = 2 * math.pi * ys / SIZE
     out[2], out[3] = np.cos(ay), np.sin(ay)
     fam = np.asarray(FAMILIES, dtype=np.float64)[p.family]  # [F, 2, 2]
     for ch, k, r in ((4, 0, p.r4), (5, 1, p.r5)):
         kx = fam[:, k, 0][:, None, None]
         ky = fam[:, k, 1][:, None, None]
-        out[ch] = np.cos(2 * math.pi * (kx * xs + ky * yy[None]) / SIZE + r[:, None, None])
+        out[ch] = np.cos(2 * math.pi * (kx * xs + ky * ys) / SIZE + r[:, None, None])
     for slot in range(MAX_SPRITES):
         px = _box_profile(p.pos[:, slot, 0])  # [F, 8]
         py = _box_profile(p.pos[:, slot, 1])
