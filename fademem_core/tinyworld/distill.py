@@ -22,9 +22,9 @@ import numpy as np
 import torch
 
 from ..model.causal_wan import forward_masked, text_kv
-from ..rollout.sampler import even_timesteps, timestep_schedule
+from ..rollout.sampler import denoise_chunk, even_timesteps, timestep_schedule
 from . import world
-from .losses import CHANNEL_WEIGHT, noise_levels
+from .losses import noise_levels, weighted_velocity_error
 from .spec import CHUNK, CLIP_FRAMES, SHIFT
 
 GEN_STEPS = 4  # the few-step sampler the generator is distilled for (Self-Forcing's 4 steps)
@@ -56,8 +56,7 @@ def window_loss(transformer: torch.nn.Module, clean: torch.Tensor, text: torch.T
     sig = noise_levels(gen, clean.shape[0])
     noise = torch.randn(clean.shape, generator=gen)
     s = sig[:, None, None, None, None]
-    err = (window_velocity(transformer, (1 - s) * clean + s * noise, sig, text) - (noise - clean)) ** 2
-    return (err.mean(dim=(0, 2, 3, 4)) * CHANNEL_WEIGHT).sum() / CHANNEL_WEIGHT.sum()
+    return weighted_velocity_error(window_velocity(transformer, (1 - s) * clean + s * noise, sig, text), noise, clean)
 
 
 def self_forcing_rollout(model, text: torch.Tensor, policy, chunks: int, grad_chunks: int,
@@ -65,10 +64,11 @@ def self_forcing_rollout(model, text: torch.Tensor, policy, chunks: int, grad_ch
     """The generator's own rollout of ``chunks`` chunks from the prompt alone; returns the last
     ``grad_chunks`` chunks ``[B, 16, 3 * grad_chunks, 8, 8]``.
 
-    Every chunk runs the few-step schedule (``GEN_STEPS``, x0 then fresh noise, as
-    ``generate(sampler="few_step")``).  A returned chunk exits at a step drawn uniformly
-    (``rng``) and keeps that one step's graph when grad mode is on; every other step and the
-    clean pass writing each chunk's x0 into ``policy``'s memory run without gradient.
+    Every chunk runs the few-step schedule (``GEN_STEPS``, x0 then fresh noise): the sampler's
+    own :func:`~fademem_core.rollout.sampler.denoise_chunk` up to the exit step, then that step.
+    A returned chunk exits at a step drawn uniformly (``rng``) and keeps that one step's graph
+    when grad mode is on; every other step and the clean pass writing each chunk's x0 into
+    ``policy``'s memory run without gradient.
     """
     if not 1 <= grad_chunks <= chunks:
         raise ValueError(f"need 1 <= grad_chunks <= chunks, got {grad_chunks!r} of {chunks!r}")
@@ -76,20 +76,21 @@ def self_forcing_rollout(model, text: torch.Tensor, policy, chunks: int, grad_ch
     cache = policy.make_cache(model.geometry(b, h * 8, w * 8), CHUNK, max_frames=chunks * CHUNK)
     times = [float(t) for t in timestep_schedule(even_timesteps(GEN_STEPS), SHIFT)]
     kv = model.encode_text(text)
+    noise = lambda: torch.randn(b, model.in_channels, CHUNK, h, w, generator=gen)  # noqa: E731
     out = []
     try:
         for c in range(chunks):
             positions = cache.begin_chunk(c * CHUNK, CHUNK)
             keep = c >= chunks - grad_chunks
             last = int(rng.integers(GEN_STEPS)) if keep else GEN_STEPS - 1
-            x = torch.randn(b, model.in_channels, CHUNK, h, w, generator=gen)
-            for j in range(last + 1):
-                with torch.set_grad_enabled(torch.is_grad_enabled() and keep and j == last):
-                    x0 = x - times[j] / 1000.0 * model.forward_chunk(x, times[j], kv, cache, positions,
-                                                                     write=False, first_step=j == 0)
-                if j < last:
-                    nxt = times[j + 1] / 1000.0
-                    x = (1 - nxt) * x0.detach() + nxt * torch.randn(x0.shape, generator=gen)
+            x = noise()
+            if last:  # the steps before the exit: the sampler's own, no graph
+                with torch.no_grad():
+                    x0 = denoise_chunk(model, x, kv, cache, positions, times[:last], False, noise)
+                x = (1 - times[last] / 1000.0) * x0 + times[last] / 1000.0 * noise()
+            with torch.set_grad_enabled(torch.is_grad_enabled() and keep):
+                x0 = x - times[last] / 1000.0 * model.forward_chunk(x, times[last], kv, cache, positions,
+                                                                    write=False, first_step=last == 0)
             with torch.no_grad():
                 model.forward_chunk(x0.detach(), 0.0, kv, cache, positions, write=True)
                 cache.commit()

@@ -34,6 +34,19 @@ def make_episode(rng: np.random.Generator, batch: int, frames: int, text_dim: in
     return clips, torch.cat([world.scene_prompt(s, text_dim) for s in scenes])
 
 
+def optimizer_step(opt: torch.optim.Optimizer, loss: torch.Tensor, params: list[torch.nn.Parameter],
+                   lr: float | None = None) -> None:
+    """Backward ``loss``, clip the gradient norm of ``params`` to 1 and step ``opt`` (at ``lr``
+    when given; None keeps the optimizer's learning rate): every training step of this module."""
+    if lr is not None:
+        for g in opt.param_groups:
+            g["lr"] = lr
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+
+
 def walk_episode(model, ema, opt, clips, text, policy, gen, lr_of, own: float = 0.0,
                  context_noise: float = CONTEXT_NOISE) -> list[float]:
     """One episode: every chunk of ``clips`` trained against the memory, then committed to it.
@@ -53,13 +66,9 @@ def walk_episode(model, ema, opt, clips, text, policy, gen, lr_of, own: float = 
             n = min(CHUNK, f - start)
             positions = cache.begin_chunk(start, n)
             part = clips[:, :, start:start + n]
-            for g in opt.param_groups:
-                g["lr"] = lr_of(len(losses))
             loss = chunk_loss(model, part, text, cache, positions, gen)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()  # before the clean pass writes into the memory's buffers
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
+            # backward before the clean pass writes into the memory's buffers
+            optimizer_step(opt, loss, params, lr_of(len(losses)))
             ema.update(params)
             if own and float(torch.rand(1, generator=gen)) < own:
                 part = own_chunk(model, part, text, cache, positions, gen)
@@ -76,8 +85,6 @@ def teacher_forcing_step(model, ema, opt, clips, text, gen, lr: float, window: i
     """One optimizer step of :func:`~.losses.teacher_forcing_loss` on a batch of clips: the whole
     clips, or (``window``) a window of them drawn by :func:`~.losses.memory_window` with
     ``memory`` past frames."""
-    for g in opt.param_groups:
-        g["lr"] = lr
     params = list(model.transformer.parameters())
     if window is None:
         loss = teacher_forcing_loss(model, clips, text, gen, corrupt=corrupt, context_noise=context_noise)
@@ -85,30 +92,18 @@ def teacher_forcing_step(model, ema, opt, clips, text, gen, lr: float, window: i
         start, past = memory_window(rng, clips.shape[2], window, memory)
         loss = teacher_forcing_loss(model, clips[:, :, start:start + window], text, gen,
                                     clips[:, :, past] if past else None, start, past, corrupt, context_noise)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(params, 1.0)
-    opt.step()
+    optimizer_step(opt, loss, params, lr)
     ema.update(params)
     return loss.item()
-
-
-def _step(opt: torch.optim.Optimizer, loss: torch.Tensor, params: list[torch.nn.Parameter]) -> None:
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(params, 1.0)
-    opt.step()
 
 
 def window_step(model, ema, opt, rng: np.random.Generator, gen: torch.Generator, batch: int, frames: int,
                 lr: float) -> float:
     """One optimizer step of DMD's window teacher on ``batch`` true windows of ``frames`` frames."""
-    for g in opt.param_groups:
-        g["lr"] = lr
     params = list(model.transformer.parameters())
     clips, text = true_windows(rng, batch, frames, model.text_dim)
     loss = window_loss(model.transformer, clips, text, gen)
-    _step(opt, loss, params)
+    optimizer_step(opt, loss, params, lr)
     ema.update(params)
     return loss.item()
 
@@ -146,10 +141,10 @@ def distill_step(model, ema, opt, dist: Distiller, text: torch.Tensor, policy, f
     if train_generator:
         params = list(model.transformer.parameters())
         g = dmd_loss(window, text, dist.teacher, dist.critic, gen)
-        _step(opt, g, params)
+        optimizer_step(opt, g, params)
         ema.update(params)
         loss = g.item()
-    _step(dist.opt, window_loss(dist.critic, window.detach(), text, gen), list(dist.critic.parameters()))
+    optimizer_step(dist.opt, window_loss(dist.critic, window.detach(), text, gen), list(dist.critic.parameters()))
     return loss
 
 

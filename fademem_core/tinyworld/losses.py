@@ -36,7 +36,7 @@ def noise_levels(gen: torch.Generator, batch: int) -> torch.Tensor:
     return sig.clamp(1e-3, 1.0).float()
 
 
-def _weighted(v: torch.Tensor, noise: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+def weighted_velocity_error(v: torch.Tensor, noise: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
     """The channel-weighted mean squared error of velocity ``v`` against ``noise - clean``."""
     err = (v - (noise - clean)) ** 2
     return (err.mean(dim=(0, 2, 3, 4)) * CHANNEL_WEIGHT).sum() / CHANNEL_WEIGHT.sum()
@@ -50,7 +50,7 @@ def chunk_loss(model, clip: torch.Tensor, text: torch.Tensor, cache, positions, 
     s = sig[:, None, None, None, None]
     v = model.forward_chunk((1 - s) * clip + s * noise, sig * 1000.0, model.encode_text(text), cache,
                             positions, write=False)
-    return _weighted(v, noise, clip)
+    return weighted_velocity_error(v, noise, clip)
 
 
 @torch.no_grad()
@@ -123,7 +123,7 @@ def teacher_forcing_loss(model, clips: torch.Tensor, text: torch.Tensor, gen: to
     clean = (1 - cs) * context + cs * torch.randn(clips.shape, generator=gen)
     x = torch.cat(past + [clean, (1 - s) * clips + s * noise], 2)
     v = model.forward_masked(x, ts, text_kv, positions, mask)[:, :, k + f:]
-    return _weighted(v, noise, clips)
+    return weighted_velocity_error(v, noise, clips)
 
 
 @torch.no_grad()

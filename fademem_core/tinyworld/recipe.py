@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from .distill import GEN_STEPS
 from .losses import CONTEXT_NOISE
 from .spec import CHUNK, CLIP_FRAMES, SAMPLER, SAMPLER_STEPS, SHIFT
 
@@ -128,8 +129,6 @@ class Recipe:
     def sampler(self) -> dict:
         """What the weights are trained to be sampled with (the record's ``"sampler"``): the
         few-step sampler for a distilled generator, Euler for a flow model."""
-        from .distill import GEN_STEPS
-
         if self.teacher is not None:
             return {"name": "few_step", "steps": GEN_STEPS, "shift": SHIFT}
         return {"name": SAMPLER, "steps": SAMPLER_STEPS, "shift": SHIFT}
