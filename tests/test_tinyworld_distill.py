@@ -186,3 +186,20 @@ def test_a_distillation_too_short_to_step_the_generator_records_no_loss(tmp_path
     assert json.loads(out.with_suffix(".json").read_text())["training"]["final_loss"] is None
     wb, wo = load_file(base), load_file(out)
     assert all(torch.equal(wb[k], wo[k]) for k in wb)
+
+
+def test_a_quarter_of_rollouts_are_the_first_window_the_rest_uniform() -> None:
+    """The first chunk (from the prompt alone) is graded in FIRST_WINDOW of the rollouts plus
+    its uniform share: 4 to 24 chunks is 21 lengths, so 0.25 + 0.75 / 21 of draws are 4."""
+    from fademem_core.tinyworld.loop import FIRST_WINDOW, rollout_chunks
+
+    rng = np.random.default_rng(0)
+    n = 20000
+    draws = np.array([rollout_chunks(rng, 12, 72) for _ in range(n)])
+    assert draws.min() == 4 and draws.max() == 24
+    want = FIRST_WINDOW + (1 - FIRST_WINDOW) / 21
+    assert abs(np.mean(draws == 4) - want) < 4 * np.sqrt(want * (1 - want) / n)
+    later = draws[draws > 4]  # the rest: uniform over 5 .. 24
+    counts = np.bincount(later, minlength=25)[5:]
+    assert counts.min() > 0.8 * counts.mean() and counts.max() < 1.2 * counts.mean()
+    assert rollout_chunks(rng, 12, 12) == 4  # a rollout no longer than the window is the window

@@ -11,6 +11,9 @@
   fixed spec :mod:`.spec`.
 * :mod:`.rollout`: ground-truth-primed rollouts (the benchmark protocol).
 * :mod:`.quality`: does a rollout render the world (the demo's check).
+* :mod:`.distill`: DMD in the small (a bidirectional window teacher, the generator's own
+  rollout, the distribution-matching step); :mod:`.denoising`: where a window model draws the
+  world and where it only cleans its input (``bench/bench_window_teacher.py``).
 * :mod:`.reference`: a slow cache-free Euler rollout (equals a full KV cache), for checks.
 
 ``WEIGHTS`` is the base model (trained with the full memory), ``WEIGHTS_FT`` the base

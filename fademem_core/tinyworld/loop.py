@@ -109,6 +109,9 @@ def window_step(model, ema, opt, rng: np.random.Generator, gen: torch.Generator,
 
 
 CRITIC_STEPS = 2  # critic updates per generator update (DMD2's two time-scale rule, kept small)
+# the share of DMD rollouts that are just the first window: a uniform rollout length leaves the
+# first chunk (drawn from the prompt alone, the hardest) almost never in the graded window
+FIRST_WINDOW = 0.25
 CRITIC_LR = 2.0  # the critic's learning rate, times the generator's
 
 
@@ -126,13 +129,22 @@ class Distiller:
         self.iterations = 0
 
 
+def rollout_chunks(rng: np.random.Generator, frames: int, rollout: int) -> int:
+    """Chunks of one DMD rollout: the first window's ``frames // CHUNK`` with probability
+    ``FIRST_WINDOW``, else uniform from that to ``rollout // CHUNK``."""
+    first = frames // CHUNK
+    if rng.random() < FIRST_WINDOW:
+        return first
+    return int(rng.integers(first, rollout // CHUNK + 1))
+
+
 def distill_step(model, ema, opt, dist: Distiller, text: torch.Tensor, policy, frames: int, rollout: int,
                  gen: torch.Generator, rng: np.random.Generator) -> float | None:
-    """One DMD iteration: the generator rolls out ``frames`` to ``rollout`` frames (uniform, in
-    chunks) with ``policy``'s memory; every ``CRITIC_STEPS``-th iteration its last ``frames``
+    """One DMD iteration: the generator rolls out ``frames`` to ``rollout`` frames
+    (:func:`rollout_chunks`) with ``policy``'s memory; every ``CRITIC_STEPS``-th iteration its last ``frames``
     frames take a :func:`~.distill.dmd_loss` step; the critic always takes a flow-matching step
     on them.  Returns the generator's loss, or None on a critic-only iteration."""
-    chunks = int(rng.integers(frames // CHUNK, rollout // CHUNK + 1))
+    chunks = rollout_chunks(rng, frames, rollout)
     train_generator = dist.iterations % CRITIC_STEPS == CRITIC_STEPS - 1
     dist.iterations += 1
     with torch.set_grad_enabled(train_generator):
