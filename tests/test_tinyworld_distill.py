@@ -191,7 +191,8 @@ def test_a_distillation_too_short_to_step_the_generator_records_no_loss(tmp_path
 def test_a_quarter_of_rollouts_are_the_first_window_the_rest_uniform() -> None:
     """The first chunk (from the prompt alone) is graded in FIRST_WINDOW of the rollouts plus
     its uniform share: 4 to 24 chunks is 21 lengths, so 0.25 + 0.75 / 21 of draws are 4."""
-    from fademem_core.tinyworld.loop import FIRST_WINDOW, rollout_chunks
+    from fademem_core.tinyworld.losses import FIRST_WINDOW
+    from fademem_core.tinyworld.loop import rollout_chunks
 
     rng = np.random.default_rng(0)
     n = 20000

@@ -22,7 +22,8 @@ import torch
 
 from . import world
 from .distill import dmd_loss, self_forcing_rollout, true_windows, window_loss
-from .losses import CONTEXT_NOISE, chunk_loss, commit_chunk, memory_window, own_chunk, teacher_forcing_loss
+from .losses import (CONTEXT_NOISE, FIRST_WINDOW, chunk_loss, commit_chunk, memory_window, own_chunk,
+                     teacher_forcing_loss)
 from .recipe import Recipe
 from .spec import CHUNK, init_transformer
 
@@ -109,9 +110,6 @@ def window_step(model, ema, opt, rng: np.random.Generator, gen: torch.Generator,
 
 
 CRITIC_STEPS = 2  # critic updates per generator update (DMD2's two time-scale rule, kept small)
-# the share of DMD rollouts that are just the first window: a uniform rollout length leaves the
-# first chunk (drawn from the prompt alone, the hardest) almost never in the graded window
-FIRST_WINDOW = 0.25
 CRITIC_LR = 2.0  # the critic's learning rate, times the generator's
 
 
@@ -141,9 +139,9 @@ def rollout_chunks(rng: np.random.Generator, frames: int, rollout: int) -> int:
 def distill_step(model, ema, opt, dist: Distiller, text: torch.Tensor, policy, frames: int, rollout: int,
                  gen: torch.Generator, rng: np.random.Generator) -> float | None:
     """One DMD iteration: the generator rolls out ``frames`` to ``rollout`` frames
-    (:func:`rollout_chunks`) with ``policy``'s memory; every ``CRITIC_STEPS``-th iteration its last ``frames``
-    frames take a :func:`~.distill.dmd_loss` step; the critic always takes a flow-matching step
-    on them.  Returns the generator's loss, or None on a critic-only iteration."""
+    (:func:`rollout_chunks`) with ``policy``'s memory; every ``CRITIC_STEPS``-th iteration its
+    last ``frames`` frames take a :func:`~.distill.dmd_loss` step; the critic always takes a
+    flow-matching step on them.  Returns the generator's loss, or None on a critic-only iteration."""
     chunks = rollout_chunks(rng, frames, rollout)
     train_generator = dist.iterations % CRITIC_STEPS == CRITIC_STEPS - 1
     dist.iterations += 1
