@@ -32,12 +32,26 @@ def test_weights_are_small_and_documented(shipped) -> None:
     t = rec["training"]
     assert f"--episodes {t['episodes']}" in rec["command"] and f"--threads {t['threads']}" in rec["command"]
     assert t["torch"] and t["seconds"] > 0 and np.isfinite(t["final_loss"])
-    if name == "ft":  # fine-tuned from the base with FadeMem in the loop
-        assert "FadeMem(budget=12, beta=0.3, anchor=True" in t["policy"] and rec["init_record"]
-    else:  # the base ends with long clips under the full memory
-        assert t["clip_frames"] == 240 and "FullCache" in t["policy"]
+    chain = []  # this file's stages, last first (each record nests the one it started from)
+    while rec:
+        chain.append(rec["training"])
+        rec = rec.get("init_record")
+    fademem = ["FadeMem(budget=12, beta=0.3, anchor=True" in s["policy"] for s in chain]
+    if name == "ft":  # the base fine-tuned with FadeMem in the loop: a FadeMem stage above the base's
+        assert any(fademem) and len(chain) > len(_chain(WEIGHTS))
+    else:  # the base trained long clips under the full memory, never under FadeMem
+        assert not any(fademem)
+        assert any(s["clip_frames"] == 240 and "FullCache" in s["policy"] for s in chain)
     with safe_open(str(path), "pt") as f:
         assert json.loads(f.metadata()["fademem_config"]) == MODEL_CONFIG
+
+
+def _chain(path) -> list[dict]:
+    rec, out = json.loads(path.with_suffix(".json").read_text()), []
+    while rec:
+        out.append(rec)
+        rec = rec.get("init_record")
+    return out
 
 
 def test_engine_rollout_equals_the_cache_free_reference(shipped) -> None:

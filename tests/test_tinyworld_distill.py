@@ -11,7 +11,7 @@ from fademem_core import FadeMem, FullCache, generate
 from fademem_core.model.causal_wan import CausalWan, forward_masked, text_kv
 from fademem_core.rollout.sampler import even_timesteps
 from fademem_core.tinyworld import distill, world
-from fademem_core.tinyworld.losses import CHANNEL_WEIGHT, noise_levels
+from fademem_core.tinyworld.losses import channel_weight, noise_levels
 from fademem_core.tinyworld.spec import init_transformer
 
 
@@ -55,11 +55,15 @@ def test_the_window_model_sees_every_frame(model) -> None:
     assert not torch.allclose(a[:, :, 0], b[:, :, 0])
 
 
-def test_window_loss_is_the_weighted_flow_matching_formula(model) -> None:
+@pytest.mark.parametrize("texture", [None, 3.0])
+def test_window_loss_is_the_weighted_flow_matching_formula(model, texture) -> None:
     tr, text = model.transformer, _text(2)
     clean = torch.stack([world.render(world.sample_scene(i), 5, 6) for i in range(2)])
+    # written out: layout 1, texture 1 (or the run's texture weight), sprites 4
+    weight = torch.tensor([1.0] * 4 + [1.0 if texture is None else texture] * 2 + [4.0] * 10)
     with torch.no_grad():
-        got = distill.window_loss(tr, clean, text, torch.Generator().manual_seed(7))
+        extra = () if texture is None else (channel_weight(texture),)
+        got = distill.window_loss(tr, clean, text, torch.Generator().manual_seed(7), *extra)
         g = torch.Generator().manual_seed(7)  # written out: one sigma per window, velocity target
         sig = noise_levels(g, 2)
         noise = torch.randn(clean.shape, generator=g)
@@ -68,7 +72,7 @@ def test_window_loss_is_the_weighted_flow_matching_formula(model) -> None:
         ones = torch.ones(6, 6, dtype=torch.bool)
         v = forward_masked(tr, xt, sig[:, None].expand(2, 6) * 1000.0, text_kv(tr, text), list(range(6)), ones)
         per_channel = ((v - (noise - clean)) ** 2).mean(dim=(0, 2, 3, 4))
-        want = (per_channel * CHANNEL_WEIGHT).sum() / CHANNEL_WEIGHT.sum()
+        want = (per_channel * weight).sum() / weight.sum()
     assert torch.allclose(got, want, rtol=1e-5, atol=1e-7)
 
 
@@ -188,17 +192,19 @@ def test_a_distillation_too_short_to_step_the_generator_records_no_loss(tmp_path
     assert all(torch.equal(wb[k], wo[k]) for k in wb)
 
 
-def test_a_quarter_of_rollouts_are_the_first_window_the_rest_uniform() -> None:
-    """The first chunk (from the prompt alone) is graded in FIRST_WINDOW of the rollouts plus
-    its uniform share: 4 to 24 chunks is 21 lengths, so 0.25 + 0.75 / 21 of draws are 4."""
-    from fademem_core.tinyworld.losses import FIRST_WINDOW
+@pytest.mark.parametrize("first", [None, 0.6])
+def test_a_share_of_rollouts_are_the_first_window_the_rest_uniform(first) -> None:
+    """The first chunk (from the prompt alone) is graded in a share ``first`` of the rollouts
+    (default a quarter) plus its uniform share: 4 to 24 chunks is 21 lengths, so
+    first + (1 - first) / 21 of draws are 4."""
     from fademem_core.tinyworld.loop import rollout_chunks
 
     rng = np.random.default_rng(0)
     n = 20000
-    draws = np.array([rollout_chunks(rng, 12, 72) for _ in range(n)])
+    draws = np.array([rollout_chunks(rng, 12, 72, *(() if first is None else (first,))) for _ in range(n)])
     assert draws.min() == 4 and draws.max() == 24
-    want = FIRST_WINDOW + (1 - FIRST_WINDOW) / 21
+    share = 0.25 if first is None else first
+    want = share + (1 - share) / 21
     assert abs(np.mean(draws == 4) - want) < 4 * np.sqrt(want * (1 - want) / n)
     later = draws[draws > 4]  # the rest: uniform over 5 .. 24
     counts = np.bincount(later, minlength=25)[5:]

@@ -72,6 +72,26 @@ def test_corrupted_context_changes_what_later_chunks_see_not_the_targets(moved) 
     assert loss(corrupt=1.0) != pytest.approx(plain, rel=1e-4)
 
 
+def test_the_texture_weight_weights_the_texture_planes_of_the_loss(moved) -> None:
+    """The loss with a channel weight is the weighted mean of the per-channel losses, written
+    out: weighting channels 4, 5 by 3 on a pass whose error sits only there moves the loss to
+    3x on that share, and the shipped weight is ``channel_weight()`` exactly."""
+    clips, text = make_episode(np.random.default_rng(8), 2, 6, moved.text_dim)
+
+    def per(weight) -> float:
+        with torch.no_grad():
+            return float(tl.teacher_forcing_loss(moved, clips, text, torch.Generator().manual_seed(0), weight=weight))
+
+    assert per(tl.channel_weight()) == per(tl.CHANNEL_WEIGHT)
+    one_hot = [per(torch.eye(16)[c]) for c in range(16)]  # each channel's own mean error
+    w = tl.channel_weight(3.0)
+    want = sum(float(w[c]) * one_hot[c] for c in range(16)) / float(w.sum())
+    assert per(w) == pytest.approx(want, rel=1e-5)
+    assert w[[4, 5]].tolist() == [3.0, 3.0] and w[:4].tolist() == [1.0] * 4 and w[6:].tolist() == [4.0] * 10
+    with pytest.raises(ValueError, match="texture weight must be a finite number > 0, got -1"):
+        tl.channel_weight(-1)
+
+
 def test_the_context_noise_top_is_what_the_context_gets(moved) -> None:
     clips, text = make_episode(np.random.default_rng(6), 2, 9, moved.text_dim)
 
@@ -84,15 +104,17 @@ def test_the_context_noise_top_is_what_the_context_gets(moved) -> None:
     assert loss(context_noise=0.5) != loss() and loss(context_noise=0.0) != loss()
 
 
-def test_memory_window_draws_sorted_frames_before_the_window() -> None:
+@pytest.mark.parametrize("first", [None, 0.7])
+def test_memory_window_draws_sorted_frames_before_the_window(first) -> None:
     rng = np.random.default_rng(0)
     starts = []
     for _ in range(400):
-        start, past = tl.memory_window(rng, 240, 12, 8)
+        start, past = tl.memory_window(rng, 240, 12, 8, *(() if first is None else (first,)))
         starts.append(start)
         assert start % CHUNK == 0 and 0 <= start <= 228
         assert past == sorted(set(past)) and len(past) == min(8, start)
         assert all(0 <= p < start for p in past)
     share0 = np.mean(np.array(starts) == 0)
-    assert 0.18 < share0 < 0.33  # a quarter of the windows train the first chunk (plus 1/77 draws)
+    want = (0.25 if first is None else first) * (1 - 1 / 77) + 1 / 77  # the share, plus uniform draws of 0
+    assert abs(share0 - want) < 4 * np.sqrt(want * (1 - want) / 400)  # default: a quarter train the first chunk
     assert max(starts) > 200

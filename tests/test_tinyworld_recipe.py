@@ -28,6 +28,9 @@ def _round_trip(recipe: Recipe, out: Path) -> tuple[Path, Recipe]:
     {"policy": "fademem", "own": 1.0, "context_noise": 0.0, "init": "INIT"},
     {"policy": "window", "frames": 12, "init": "INIT"},
     {"policy": "fademem", "frames": 12, "init": "INIT", "teacher": "TEACHER", "rollout": 60},
+    {"policy": "teacher_forcing", "window": 3, "frames": 30, "texture_weight": 4.0, "first_window": 0.5},
+    {"policy": "window", "frames": 12, "texture_weight": 2.5},
+    {"policy": "full", "frames": 12, "init": "INIT", "teacher": "TEACHER", "rollout": 36, "first_window": 1.0},
 ])
 def test_the_command_parses_back_to_the_same_recipe(tmp_path, kw) -> None:
     for key, name in (("init", "base.safetensors"), ("teacher", "teacher.safetensors")):
@@ -75,7 +78,15 @@ def test_the_training_record_holds_the_recipe() -> None:
                  context_noise=0.25).training(steps=2, final_loss=0.5, seconds=1.0)
     assert (rec["clip_frames"], rec["window"], rec["memory_frames"], rec["episodes"], rec["steps"]) == (30, 6, 3, 2, 2)
     assert rec["context_noise"] == 0.25 and rec["threads"] == 1 and rec["init"] is None
+    assert (rec["texture_weight"], rec["first_window"]) == (1.0, 0.25)
     assert rec["policy"] == "teacher_forcing (masked forward, no cache)"
+
+
+def test_the_texture_weight_is_the_loss_weight_of_the_texture_planes_only() -> None:
+    base = Recipe(episodes=1).channel_weight()
+    heavy = Recipe(episodes=1, texture_weight=4.0).channel_weight()
+    assert base.tolist() == [1.0] * 6 + [4.0] * 10  # the shipped stages' weights, written out
+    assert heavy.tolist() == [1.0] * 4 + [4.0] * 2 + [4.0] * 10
 
 
 def test_the_memory_in_the_loop_is_the_named_policy() -> None:
@@ -123,6 +134,10 @@ TF = {"policy": "teacher_forcing"}
     ({"context_noise": 1.0}, r"context noise must be in \[0, 1\), got 1.0"),
     ({"context_noise": -0.1}, r"context noise must be in \[0, 1\), got -0.1"),
     ({"context_noise": float("nan")}, r"context noise must be in \[0, 1\), got nan"),
+    ({"texture_weight": 0.0}, r"texture weight must be a finite number > 0, got 0.0"),
+    ({"texture_weight": float("inf")}, r"texture weight must be a finite number > 0, got inf"),
+    ({"first_window": 1.5, "window": 6, "frames": 30, **TF}, r"first window must be in \[0, 1\] .* got 1.5"),
+    ({"first_window": 0.5}, r"first window .* with --window \(teacher forcing\) or --teacher \(DMD\), got 0.5"),
     ({"init": Path("/nonexistent/base.safetensors")}, r"init weights not found: '/nonexistent/base.safetensors'"),
     ({"policy": "sliding"}, r"policy must be one of .*, got 'sliding'"),
     ({"policy": "window", "own": 0.5}, r"--policy window .* takes no --window, --own or --teacher"),
@@ -183,6 +198,7 @@ def test_the_shipped_commands_parse_and_are_written_back_word_for_word(tmp_path,
         assert set(rec["training"]) <= set(ours)  # early stages predate some options
         # not "init": a stage's record names its starting file as it was called then (renamed since)
         for key in ("clip_frames", "window", "memory_frames", "corrupt", "own_chunks", "episodes",
-                    "batch", "lr", "seed", "ema", "context_noise", "threads", "policy"):
+                    "batch", "lr", "seed", "ema", "context_noise", "threads", "policy", "texture_weight",
+                    "first_window"):
             if key in rec["training"]:
                 assert ours[key] == rec["training"][key], (key, rec["command"])

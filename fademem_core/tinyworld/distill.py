@@ -24,7 +24,7 @@ import torch
 from ..model.causal_wan import forward_masked, text_kv
 from ..rollout.sampler import denoise_chunk, even_timesteps, timestep_schedule
 from . import world
-from .losses import noise_levels, weighted_velocity_error
+from .losses import CHANNEL_WEIGHT, noise_levels, weighted_velocity_error
 from .spec import CHUNK, CLIP_FRAMES, SHIFT
 
 GEN_STEPS = 4  # the few-step sampler the generator is distilled for (Self-Forcing's 4 steps)
@@ -50,13 +50,14 @@ def window_velocity(transformer: torch.nn.Module, x: torch.Tensor, sigma: torch.
 
 
 def window_loss(transformer: torch.nn.Module, clean: torch.Tensor, text: torch.Tensor,
-                gen: torch.Generator) -> torch.Tensor:
-    """Channel-weighted flow-matching loss of a window model on ``clean`` windows (one sigma per
-    window, :func:`~.losses.noise_levels`; target ``noise - clean``)."""
+                gen: torch.Generator, weight: torch.Tensor = CHANNEL_WEIGHT) -> torch.Tensor:
+    """Flow-matching loss of a window model on ``clean`` windows, channels weighted by ``weight``
+    (one sigma per window, :func:`~.losses.noise_levels`; target ``noise - clean``)."""
     sig = noise_levels(gen, clean.shape[0])
     noise = torch.randn(clean.shape, generator=gen)
     s = sig[:, None, None, None, None]
-    return weighted_velocity_error(window_velocity(transformer, (1 - s) * clean + s * noise, sig, text), noise, clean)
+    v = window_velocity(transformer, (1 - s) * clean + s * noise, sig, text)
+    return weighted_velocity_error(v, noise, clean, weight)
 
 
 def self_forcing_rollout(model, text: torch.Tensor, policy, chunks: int, grad_chunks: int,

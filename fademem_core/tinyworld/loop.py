@@ -22,8 +22,8 @@ import torch
 
 from . import world
 from .distill import dmd_loss, self_forcing_rollout, true_windows, window_loss
-from .losses import (CONTEXT_NOISE, FIRST_WINDOW, chunk_loss, commit_chunk, memory_window, own_chunk,
-                     teacher_forcing_loss)
+from .losses import (CHANNEL_WEIGHT, CONTEXT_NOISE, FIRST_WINDOW, chunk_loss, commit_chunk, memory_window,
+                     own_chunk, teacher_forcing_loss)
 from .recipe import Recipe
 from .spec import CHUNK, init_transformer
 
@@ -49,14 +49,15 @@ def optimizer_step(opt: torch.optim.Optimizer, loss: torch.Tensor, params: list[
 
 
 def walk_episode(model, ema, opt, clips, text, policy, gen, lr_of, own: float = 0.0,
-                 context_noise: float = CONTEXT_NOISE) -> list[float]:
+                 context_noise: float = CONTEXT_NOISE, weight: torch.Tensor = CHANNEL_WEIGHT) -> list[float]:
     """One episode: every chunk of ``clips`` trained against the memory, then committed to it.
 
     ``own``: the share of chunks committed as the model's own sample instead of the truth (the
     loss of every chunk still targets the truth), so the memory holds what a rollout would
     write and the model learns to pull a drifting video back to the world instead of
     amplifying its own errors (Self-Forcing's point, with the world's truth as the target).
-    ``context_noise``: the top sigma of the commit's light noise (:func:`~.losses.commit_chunk`).
+    ``context_noise``: the top sigma of the commit's light noise (:func:`~.losses.commit_chunk`);
+    ``weight``: the loss weight per channel (:func:`~.losses.channel_weight`).
     """
     b, _, f, h, w = clips.shape
     cache = policy.make_cache(model.geometry(b, h * 8, w * 8), CHUNK, max_frames=f)
@@ -67,7 +68,7 @@ def walk_episode(model, ema, opt, clips, text, policy, gen, lr_of, own: float = 
             n = min(CHUNK, f - start)
             positions = cache.begin_chunk(start, n)
             part = clips[:, :, start:start + n]
-            loss = chunk_loss(model, part, text, cache, positions, gen)
+            loss = chunk_loss(model, part, text, cache, positions, gen, weight)
             # backward before the clean pass writes into the memory's buffers
             optimizer_step(opt, loss, params, lr_of(len(losses)))
             ema.update(params)
@@ -82,28 +83,31 @@ def walk_episode(model, ema, opt, clips, text, policy, gen, lr_of, own: float = 
 
 def teacher_forcing_step(model, ema, opt, clips, text, gen, lr: float, window: int | None = None,
                          memory: int = 0, rng: np.random.Generator | None = None,
-                         corrupt: float = 0.0, context_noise: float = CONTEXT_NOISE) -> float:
+                         corrupt: float = 0.0, context_noise: float = CONTEXT_NOISE,
+                         weight: torch.Tensor = CHANNEL_WEIGHT, first: float = FIRST_WINDOW) -> float:
     """One optimizer step of :func:`~.losses.teacher_forcing_loss` on a batch of clips: the whole
     clips, or (``window``) a window of them drawn by :func:`~.losses.memory_window` with
-    ``memory`` past frames."""
+    ``memory`` past frames, a share ``first`` of them at frame 0."""
     params = list(model.transformer.parameters())
     if window is None:
-        loss = teacher_forcing_loss(model, clips, text, gen, corrupt=corrupt, context_noise=context_noise)
+        loss = teacher_forcing_loss(model, clips, text, gen, corrupt=corrupt, context_noise=context_noise,
+                                    weight=weight)
     else:
-        start, past = memory_window(rng, clips.shape[2], window, memory)
+        start, past = memory_window(rng, clips.shape[2], window, memory, first)
         loss = teacher_forcing_loss(model, clips[:, :, start:start + window], text, gen,
-                                    clips[:, :, past] if past else None, start, past, corrupt, context_noise)
+                                    clips[:, :, past] if past else None, start, past, corrupt, context_noise,
+                                    weight)
     optimizer_step(opt, loss, params, lr)
     ema.update(params)
     return loss.item()
 
 
 def window_step(model, ema, opt, rng: np.random.Generator, gen: torch.Generator, batch: int, frames: int,
-                lr: float) -> float:
+                lr: float, weight: torch.Tensor = CHANNEL_WEIGHT) -> float:
     """One optimizer step of DMD's window teacher on ``batch`` true windows of ``frames`` frames."""
     params = list(model.transformer.parameters())
     clips, text = true_windows(rng, batch, frames, model.text_dim)
-    loss = window_loss(model.transformer, clips, text, gen)
+    loss = window_loss(model.transformer, clips, text, gen, weight)
     optimizer_step(opt, loss, params, lr)
     ema.update(params)
     return loss.item()
@@ -127,22 +131,24 @@ class Distiller:
         self.iterations = 0
 
 
-def rollout_chunks(rng: np.random.Generator, frames: int, rollout: int) -> int:
+def rollout_chunks(rng: np.random.Generator, frames: int, rollout: int, first: float = FIRST_WINDOW) -> int:
     """Chunks of one DMD rollout: the first window's ``frames // CHUNK`` with probability
-    ``FIRST_WINDOW``, else uniform from that to ``rollout // CHUNK``."""
-    first = frames // CHUNK
-    if rng.random() < FIRST_WINDOW:
-        return first
-    return int(rng.integers(first, rollout // CHUNK + 1))
+    ``first``, else uniform from that to ``rollout // CHUNK``."""
+    window = frames // CHUNK
+    if rng.random() < first:
+        return window
+    return int(rng.integers(window, rollout // CHUNK + 1))
 
 
 def distill_step(model, ema, opt, dist: Distiller, text: torch.Tensor, policy, frames: int, rollout: int,
-                 gen: torch.Generator, rng: np.random.Generator) -> float | None:
+                 gen: torch.Generator, rng: np.random.Generator, weight: torch.Tensor = CHANNEL_WEIGHT,
+                 first: float = FIRST_WINDOW) -> float | None:
     """One DMD iteration: the generator rolls out ``frames`` to ``rollout`` frames
     (:func:`rollout_chunks`) with ``policy``'s memory; every ``CRITIC_STEPS``-th iteration its
     last ``frames`` frames take a :func:`~.distill.dmd_loss` step; the critic always takes a
-    flow-matching step on them.  Returns the generator's loss, or None on a critic-only iteration."""
-    chunks = rollout_chunks(rng, frames, rollout)
+    flow-matching step on them (channels weighted by ``weight``).  Returns the generator's loss,
+    or None on a critic-only iteration."""
+    chunks = rollout_chunks(rng, frames, rollout, first)
     train_generator = dist.iterations % CRITIC_STEPS == CRITIC_STEPS - 1
     dist.iterations += 1
     with torch.set_grad_enabled(train_generator):
@@ -154,7 +160,8 @@ def distill_step(model, ema, opt, dist: Distiller, text: torch.Tensor, policy, f
         optimizer_step(opt, g, params)
         ema.update(params)
         loss = g.item()
-    optimizer_step(dist.opt, window_loss(dist.critic, window.detach(), text, gen), list(dist.critic.parameters()))
+    optimizer_step(dist.opt, window_loss(dist.critic, window.detach(), text, gen, weight),
+                   list(dist.critic.parameters()))
     return loss
 
 
@@ -210,16 +217,17 @@ class Run:
 def _episode(r: Recipe, model, ema, opt, dist: Distiller | None, pol, rng: np.random.Generator,
              gen: torch.Generator, lr_of) -> list[float]:
     """One episode of ``r``'s kind; the losses of the generator's optimizer steps in it."""
+    weight = r.channel_weight()
     if r.policy == "window":
-        return [window_step(model, ema, opt, rng, gen, r.batch, r.frames, lr_of(0))]
+        return [window_step(model, ema, opt, rng, gen, r.batch, r.frames, lr_of(0), weight)]
     clips, text = make_episode(rng, r.batch, r.frames, model.text_dim)
     if dist is not None:  # DMD keeps its learning rate constant
-        g = distill_step(model, ema, opt, dist, text, pol, r.frames, r.rollout, gen, rng)
+        g = distill_step(model, ema, opt, dist, text, pol, r.frames, r.rollout, gen, rng, weight, r.first_window)
         return [] if g is None else [g]
     if pol is None:
         return [teacher_forcing_step(model, ema, opt, clips, text, gen, lr_of(0), r.window,
-                                     r.memory_frames, rng, r.corrupt, r.context_noise)]
-    return walk_episode(model, ema, opt, clips, text, pol, gen, lr_of, r.own, r.context_noise)
+                                     r.memory_frames, rng, r.corrupt, r.context_noise, weight, r.first_window)]
+    return walk_episode(model, ema, opt, clips, text, pol, gen, lr_of, r.own, r.context_noise, weight)
 
 
 def run_training(recipe: Recipe) -> Run:

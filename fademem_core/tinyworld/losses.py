@@ -10,10 +10,12 @@ Both training modes of :mod:`.loop` draw their noise here, in a fixed order from
   :func:`memory_window` drawing the window and the far-past frames it sees.
 
 The velocity target is ``v = noise - x0``; the sprite channels are weighted up
-(``CHANNEL_WEIGHT``) because they cover few pixels.
+(``CHANNEL_WEIGHT``) because they cover few pixels, and a run may weight the texture up too
+(:func:`channel_weight`).
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import numpy as np
@@ -22,6 +24,7 @@ import torch
 from ..rollout.sampler import denoise_chunk, even_timesteps, timestep_schedule
 from .forward import memory_teacher_forcing_mask
 from .spec import CHUNK, SHIFT, warp
+from .world import TEXTURE_CHANNELS
 
 CONTEXT_NOISE = 0.1  # default top of the context noise (robustness to the model's own output)
 # sprite channels are few pixels: weight them up so identity is learned, not just background
@@ -39,13 +42,29 @@ def noise_levels(gen: torch.Generator, batch: int) -> torch.Tensor:
     return sig.clamp(1e-3, 1.0).float()
 
 
-def weighted_velocity_error(v: torch.Tensor, noise: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
-    """The channel-weighted mean squared error of velocity ``v`` against ``noise - clean``."""
+def channel_weight(texture: float = 1.0) -> torch.Tensor:
+    """The loss weight per channel: ``CHANNEL_WEIGHT`` with the texture planes at ``texture``.
+
+    A texture weighted 1 (as the layout) is learned as a channel to denoise, not one to draw
+    from the layout and the family: measured, the window teacher cleaned a noisy texture but
+    drew chance from pure noise, and weighting it 4x made it start computing it (README)."""
+    if not (math.isfinite(texture) and texture > 0):
+        raise ValueError(f"texture weight must be a finite number > 0, got {texture!r}")
+    w = CHANNEL_WEIGHT.clone()
+    w[list(TEXTURE_CHANNELS)] = float(texture)
+    return w
+
+
+def weighted_velocity_error(v: torch.Tensor, noise: torch.Tensor, clean: torch.Tensor,
+                            weight: torch.Tensor = CHANNEL_WEIGHT) -> torch.Tensor:
+    """The mean squared error of velocity ``v`` against ``noise - clean``, channels weighted by
+    ``weight [16]`` (normalised by its sum)."""
     err = (v - (noise - clean)) ** 2
-    return (err.mean(dim=(0, 2, 3, 4)) * CHANNEL_WEIGHT).sum() / CHANNEL_WEIGHT.sum()
+    return (err.mean(dim=(0, 2, 3, 4)) * weight).sum() / weight.sum()
 
 
-def chunk_loss(model, clip: torch.Tensor, text: torch.Tensor, cache, positions, gen: torch.Generator) -> torch.Tensor:
+def chunk_loss(model, clip: torch.Tensor, text: torch.Tensor, cache, positions, gen: torch.Generator,
+               weight: torch.Tensor = CHANNEL_WEIGHT) -> torch.Tensor:
     """Weighted velocity loss of one noisy chunk ``clip [B, 16, n, h, w]`` against the memory."""
     b = clip.shape[0]
     sig = noise_levels(gen, b)
@@ -53,7 +72,7 @@ def chunk_loss(model, clip: torch.Tensor, text: torch.Tensor, cache, positions, 
     s = sig[:, None, None, None, None]
     v = model.forward_chunk((1 - s) * clip + s * noise, sig * 1000.0, model.encode_text(text), cache,
                             positions, write=False)
-    return weighted_velocity_error(v, noise, clip)
+    return weighted_velocity_error(v, noise, clip, weight)
 
 
 @torch.no_grad()
@@ -85,7 +104,7 @@ def _context_noise(gen: torch.Generator, shape: tuple[int, ...], top: float = CO
 def teacher_forcing_loss(model, clips: torch.Tensor, text: torch.Tensor, gen: torch.Generator,
                          memory: torch.Tensor | None = None, start: int = 0,
                          memory_positions: Sequence[int] = (), corrupt: float = 0.0,
-                         context_noise: float = CONTEXT_NOISE) -> torch.Tensor:
+                         context_noise: float = CONTEXT_NOISE, weight: torch.Tensor = CHANNEL_WEIGHT) -> torch.Tensor:
     """Weighted velocity loss of every chunk of ``clips`` at once (the engine's masked forward).
 
     Same noise laws as the in-loop walk (one sigma per chunk, light context noise up to
@@ -99,6 +118,7 @@ def teacher_forcing_loss(model, clips: torch.Tensor, text: torch.Tensor, gen: to
     ``corrupt``: the share of chunks whose context copy is the model's own one-step estimate
     (:func:`_own_estimates`) instead of the truth, the targets staying the truth: a model that
     only copies its context learns to copy its own errors; this one learns to correct them.
+    ``weight``: the loss weight per channel (:func:`channel_weight`).
     """
     b, _, f, _, _ = clips.shape
     k = 0 if memory is None else memory.shape[2]
@@ -126,7 +146,7 @@ def teacher_forcing_loss(model, clips: torch.Tensor, text: torch.Tensor, gen: to
     clean = (1 - cs) * context + cs * torch.randn(clips.shape, generator=gen)
     x = torch.cat(past + [clean, (1 - s) * clips + s * noise], 2)
     v = model.forward_masked(x, ts, text_kv, positions, mask)[:, :, k + f:]
-    return weighted_velocity_error(v, noise, clips)
+    return weighted_velocity_error(v, noise, clips, weight)
 
 
 @torch.no_grad()
@@ -144,11 +164,13 @@ def _own_estimates(model, clips, past, text_kv, positions, mask, gen) -> torch.T
     return noisy - s * v
 
 
-def memory_window(rng: np.random.Generator, frames: int, window: int, memory: int) -> tuple[int, list[int]]:
+def memory_window(rng: np.random.Generator, frames: int, window: int, memory: int,
+                  first: float = FIRST_WINDOW) -> tuple[int, list[int]]:
     """A chunk-aligned window start in a clip of ``frames`` and up to ``memory`` sorted frames
-    of the past before it (uniformly drawn).  ``FIRST_WINDOW`` of the windows start at frame 0
-    (the first chunk, generated from the prompt alone, is 1 in 4 trained chunks, not 1 in 80)."""
+    of the past before it (uniformly drawn).  A share ``first`` of the windows start at frame 0
+    (at ``FIRST_WINDOW`` the first chunk, generated from the prompt alone, is 1 in 4 trained
+    chunks, not 1 in 80)."""
     starts = (frames - window) // CHUNK + 1
-    start = 0 if rng.random() < FIRST_WINDOW else int(rng.integers(starts)) * CHUNK
+    start = 0 if rng.random() < first else int(rng.integers(starts)) * CHUNK
     k = min(memory, start)
     return start, sorted(int(i) for i in rng.choice(start, size=k, replace=False)) if k else []

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from .distill import GEN_STEPS
-from .losses import CONTEXT_NOISE
+from .losses import CONTEXT_NOISE, FIRST_WINDOW, channel_weight
 from .spec import CHUNK, CLIP_FRAMES, SAMPLER, SAMPLER_STEPS, SHIFT
 
 TRAIN_POLICIES = ("full", "fademem", "teacher_forcing", "window")
@@ -53,6 +53,12 @@ class Recipe:
     context_noise:
         The top sigma of the light noise on committed / context chunks (uniform up to it,
         exactly 0 for 30 %, :func:`~.losses._context_noise`), in [0, 1).
+    texture_weight:
+        The loss weight of the texture planes (:func:`~.losses.channel_weight`; the layout 1,
+        the sprites 4), > 0.
+    first_window:
+        The share of teacher-forcing windows (``window``) or DMD rollouts (``teacher``) that
+        start at frame 0, where the chunk is drawn from the prompt alone, in [0, 1].
     """
 
     episodes: int | None = None
@@ -72,6 +78,8 @@ class Recipe:
     context_noise: float = CONTEXT_NOISE
     teacher: Path | None = None
     rollout: int | None = None
+    texture_weight: float = 1.0
+    first_window: float = FIRST_WINDOW
 
     def __post_init__(self) -> None:
         self._check_length()
@@ -107,6 +115,11 @@ class Recipe:
             raise ValueError(f"memory frames must be >= 0 and need a window, got {memory!r}")
         if not 0.0 <= self.context_noise < 1.0:
             raise ValueError(f"context noise must be in [0, 1), got {self.context_noise!r}")
+        channel_weight(self.texture_weight)  # raises, naming the value
+        first = self.first_window
+        if not 0.0 <= first <= 1.0 or (first != FIRST_WINDOW and self.window is None and self.teacher is None):
+            raise ValueError(f"first window must be in [0, 1] with --window (teacher forcing) or --teacher (DMD), "
+                             f"got {first!r}")
 
     def _check_distillation(self) -> None:
         teacher, rollout, frames = self.teacher, self.rollout, self.frames
@@ -125,6 +138,10 @@ class Recipe:
         if rollout < frames or rollout % CHUNK or rollout > CLIP_FRAMES:
             raise ValueError(f"rollout must be a multiple of {CHUNK} in [frames={frames}, {CLIP_FRAMES}], "
                              f"got {rollout!r}")
+
+    def channel_weight(self) -> torch.Tensor:
+        """The loss weight per channel of this run (:func:`~.losses.channel_weight`)."""
+        return channel_weight(self.texture_weight)
 
     def sampler(self) -> dict:
         """What the weights are trained to be sampled with (the record's ``"sampler"``): the
@@ -149,8 +166,8 @@ class Recipe:
     def command(self, out: Path) -> str:
         """The command line that reproduces this (:meth:`fixed`) run, writing to ``out``.
 
-        ``--context-noise`` is written only when it is not the default, so commands recorded
-        before the option existed read the same.  Paths are shell-quoted (a path with a space
+        ``--context-noise``, ``--texture-weight`` and ``--first-window`` are written only when
+        they are not the default, so commands recorded before the options existed read the same.  Paths are shell-quoted (a path with a space
         still runs; a plain path is written as is)."""
         if self.episodes is None or self.threads is None:
             raise ValueError(f"a reproducing command needs episodes and threads fixed, got {self!r}")
@@ -160,6 +177,8 @@ class Recipe:
                 + (f" --window {self.window} --memory {self.memory_frames}" if self.window is not None else "")
                 + (f" --corrupt {self.corrupt}" if self.corrupt else "") + (f" --own {self.own}" if self.own else "")
                 + (f" --context-noise {self.context_noise}" if self.context_noise != CONTEXT_NOISE else "")
+                + (f" --texture-weight {self.texture_weight}" if self.texture_weight != 1.0 else "")
+                + (f" --first-window {self.first_window}" if self.first_window != FIRST_WINDOW else "")
                 + (f" --teacher {shlex.quote(str(self.teacher))} --rollout {self.rollout}"
                    if self.teacher is not None else "")
                 + (f" --init {shlex.quote(str(self.init))}" if self.init is not None else ""))
@@ -177,6 +196,7 @@ class Recipe:
             "own_chunks": self.own, "init": None if self.init is None else Path(self.init).name,
             "episodes": self.episodes, "steps": steps, "batch": self.batch, "lr": self.lr, "seed": self.seed,
             "ema": self.ema_decay, "context_noise": self.context_noise,
+            "texture_weight": self.texture_weight, "first_window": self.first_window,
             "final_loss": final_loss, "seconds": seconds,
             "threads": self.threads, "torch": torch.__version__,
         }

@@ -153,6 +153,11 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--context-noise", type=float, default=Recipe.context_noise,
                     help="top sigma of the light noise on committed/context chunks (uniform up to it, "
                          "0 for 30 %%), in [0, 1)")
+    ap.add_argument("--texture-weight", type=float, default=Recipe.texture_weight,
+                    help="loss weight of the texture channels 4, 5 (layout 1, sprites 4); > 0")
+    ap.add_argument("--first-window", type=float, default=Recipe.first_window,
+                    help="share of --window windows or --teacher rollouts that start at frame 0 "
+                         "(drawn from the prompt alone), in [0, 1]")
     ap.add_argument("--teacher", type=Path, default=None,
                     help="distil (DMD on the generator's own rollouts) against this window teacher "
                          "(weights trained with --policy window); needs --init and --rollout")
@@ -170,7 +175,8 @@ def parse(argv: list[str] | None = None) -> tuple[Path, Recipe]:
     return a.out, Recipe(episodes=a.episodes, minutes=a.minutes, seed=a.seed, batch=a.batch, lr=a.lr,
                          policy=a.policy, init=a.init, frames=a.frames, threads=a.threads, ema_decay=a.ema,
                          window=a.window, memory_frames=a.memory, corrupt=a.corrupt, own=a.own,
-                         context_noise=a.context_noise, teacher=a.teacher, rollout=a.rollout)
+                         context_noise=a.context_noise, teacher=a.teacher, rollout=a.rollout,
+                         texture_weight=a.texture_weight, first_window=a.first_window)
 
 
 def main(argv: list[str] | None = None) -> int:

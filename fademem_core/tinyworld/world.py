@@ -47,6 +47,7 @@ MAX_SPRITES = 2
 SPRITE_SIZE = 2.0  # side of the square, latent pixels (integer: keeps centroids exact)
 MASK_GAIN = 2.0
 CLASS_RADIUS = 1.5
+TEXTURE_CHANNELS = (4, 5)
 MASK_CHANNELS = (6, 7)
 CODE_CHANNELS = ((8, 9, 10, 11), (12, 13, 14, 15))
 # texture frequencies (kx, ky) of channel 4 and channel 5 per family.  kx is 1 everywhere, so the
@@ -279,7 +280,7 @@ def render_params(p: FrameParams) -> torch.Tensor:
     ay = 2 * math.pi * ys / SIZE
     out[2], out[3] = np.cos(ay), np.sin(ay)
     fam = np.asarray(FAMILIES, dtype=np.float64)[p.family]  # [F, 2, 2]
-    for ch, k, r in ((4, 0, p.r4), (5, 1, p.r5)):
+    for k, (ch, r) in enumerate(zip(TEXTURE_CHANNELS, (p.r4, p.r5))):
         kx = fam[:, k, 0][:, None, None]
         ky = fam[:, k, 1][:, None, None]
         out[ch] = np.cos(2 * math.pi * (kx * xs + ky * ys) / SIZE + r[:, None, None])
