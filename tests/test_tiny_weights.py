@@ -32,10 +32,7 @@ def test_weights_are_small_and_documented(shipped) -> None:
     t = rec["training"]
     assert f"--episodes {t['episodes']}" in rec["command"] and f"--threads {t['threads']}" in rec["command"]
     assert t["torch"] and t["seconds"] > 0 and np.isfinite(t["final_loss"])
-    chain = []  # this file's stages, last first (each record nests the one it started from)
-    while rec:
-        chain.append(rec["training"])
-        rec = rec.get("init_record")
+    chain = [r["training"] for r in _chain(path)]
     fademem = ["FadeMem(budget=12, beta=0.3, anchor=True" in s["policy"] for s in chain]
     if name == "ft":  # the base fine-tuned with FadeMem in the loop: a FadeMem stage above the base's
         assert any(fademem) and len(chain) > len(_chain(WEIGHTS))
@@ -47,6 +44,7 @@ def test_weights_are_small_and_documented(shipped) -> None:
 
 
 def _chain(path) -> list[dict]:
+    """The records of ``path``'s stages, last first (each record nests the one it started from)."""
     rec, out = json.loads(path.with_suffix(".json").read_text()), []
     while rec:
         out.append(rec)

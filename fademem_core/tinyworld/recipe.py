@@ -167,8 +167,8 @@ class Recipe:
         """The command line that reproduces this (:meth:`fixed`) run, writing to ``out``.
 
         ``--context-noise``, ``--texture-weight`` and ``--first-window`` are written only when
-        they are not the default, so commands recorded before the options existed read the same.  Paths are shell-quoted (a path with a space
-        still runs; a plain path is written as is)."""
+        they are not the default, so commands recorded before the options existed read the same.
+        Paths are shell-quoted (a path with a space still runs; a plain path is written as is)."""
         if self.episodes is None or self.threads is None:
             raise ValueError(f"a reproducing command needs episodes and threads fixed, got {self!r}")
         return (f"python -m {MODULE} --out {shlex.quote(str(out))} --episodes {self.episodes} --seed {self.seed} "
