@@ -8,6 +8,10 @@ The instrument used to choose between training recipes (never between cache poli
 * **one step** (:func:`~fademem_core.tinyworld.quality.one_step_errors`): every chunk of 12
   two-sprite videos sampled from the true memory (60 frames): sprite centre error, detail
   error, drift error, off-world residual.  What the model can copy from its memory.
+* **continuation**: 32 two-sprite videos primed with 48 / 96 / 150 true frames, FullCache: the
+  mean visibility the model gives, over the next chunk, the sprites that the world keeps fully
+  in view (1.0 is the world; a model that drops what its memory shows reads near 0).  The
+  number that showed session 6's first-chunk stages had unlearned it (README).
 * **rollout**: 8 videos of the demo's prompt primed with their first true chunk, continued to
   120 frames with FadeMem(12, 0.3): the demo's render check (residual, class, sprite speed,
   contrast) and the residual per 24-frame bin.  How fast its own errors grow.
@@ -27,12 +31,33 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fademem_core import FadeMem, generate, load_model, sampler_options  # noqa: E402
+from fademem_core import FadeMem, FullCache, generate, load_model, sampler_options  # noqa: E402
 from fademem_core.cli.demo import DEMO_PROMPT  # noqa: E402
 from fademem_core.tinyworld import WEIGHTS, WEIGHTS_FT, quality, world  # noqa: E402
 from fademem_core.tinyworld.probes import read_frames  # noqa: E402
+from fademem_core.tinyworld.rollout import primed_rollout  # noqa: E402
 
 BIN = 24
+PRIMES = (48, 96, 150)
+FULL = 0.9  # "fully in view" (the probes' exact-centre threshold, quality.FULL)
+
+
+def continuation(model, kw: dict, videos: int = 32) -> list[float]:
+    """Per prefix length in ``PRIMES``: the mean visibility the model draws, over the chunk
+    after the prefix (FullCache), for the sprites the world keeps fully in view from the
+    prefix's last frame through that chunk."""
+    scenes = [world.sample_scene(700 + i, num_sprites=2) for i in range(videos)]
+    text = torch.cat([world.scene_prompt(s, model.text_dim) for s in scenes])
+    truth = torch.stack([world.render(s, 0, max(PRIMES) + 3) for s in scenes])
+    seen = np.stack([read_frames(v).visibility for v in truth]) >= FULL  # [N, F, S]
+    out = []
+    for p in PRIMES:
+        z = primed_rollout(model, text, FullCache(), truth[:, :, :p], p + 3, steps=len(kw["steps"]),
+                           shift=kw["shift"], sampler=kw["sampler"])
+        drawn = np.stack([read_frames(v).visibility for v in z[:, :, p:p + 3]])
+        keep = seen[:, p - 1:p, :] & seen[:, p:p + 3, :]
+        out.append(float(drawn[keep].mean()) if keep.any() else float("nan"))
+    return out
 
 
 def report(path: Path, rollout_frames: int = 120) -> list[str]:
@@ -52,6 +77,7 @@ def report(path: Path, rollout_frames: int = 120) -> list[str]:
     teacher = quality.teacher_forced_residual(model, demo[:8], 30, steps, kw["shift"],  # the demo's bar
                                               sampler=kw["sampler"])
     check = quality.check_rendering(video, demo[:8], teacher, world=demo)
+    cont = continuation(model, kw)
     resid = np.stack([read_frames(v).residual for v in video]).mean(0)
     bins = resid[: len(resid) // BIN * BIN].reshape(-1, BIN).mean(1)
     return [
@@ -60,6 +86,8 @@ def report(path: Path, rollout_frames: int = 120) -> list[str]:
         f"  one step from the true memory: sprite centre error {one.sprite_dx:.3f} px (median, "
         f"{one.sprite_frames} frames), detail error {one.detail:.3f}, drift error {one.shift:.3f} px, "
         f"residual {one.residual:.4f}",
+        "  continuation (FullCache, sprites the world keeps in view): visibility drawn after "
+        + ", ".join(f"{p} true frames {c:.2f}" for p, c in zip(PRIMES, cont)),
         f"  rollout (first chunk true, FadeMem(12, 0.3), {rollout_frames} frames): residual per "
         f"{BIN} frames " + " ".join(f"{b:.3f}" for b in bins),
         *(f"    {line}" for line in check.lines()),

@@ -83,6 +83,62 @@ def test_the_walks_context_noise_changes_what_later_chunks_see() -> None:
     assert default[1:] != pytest.approx(other[1:], rel=1e-5)
 
 
+def test_first_chunk_steps_follow_chunks_at_the_drawn_share(monkeypatch) -> None:
+    model, ema, opt, clips, text = _parts(seed=6, frames=15)
+    taken = []
+    real = loop.first_chunk_step
+
+    def spy(model_, ema_, opt_, clips_, text_, gen_, lr, *a):
+        taken.append((clips_, lr))
+        return real(model_, ema_, opt_, clips_, text_, gen_, lr, *a)
+
+    monkeypatch.setattr(loop, "first_chunk_step", spy)
+    lrs = [1e-3, 2e-3, 3e-3, 4e-3, 5e-3]
+    losses = loop.walk_episode(model, ema, opt, clips, text, FullCache(), torch.Generator().manual_seed(0),
+                               lambda step: lrs[step], first=1.0)
+    assert len(losses) == 5 and ema.steps == 10  # a chunk's step, then one on the first chunk, 5 times
+    assert [lr for _, lr in taken] == lrs and all(c is clips for c, _ in taken)
+    taken.clear()
+    m, e, o, c, t = _parts(seed=6, frames=15)
+    loop.walk_episode(m, e, o, c, t, FullCache(), torch.Generator().manual_seed(0), lambda step: 1e-3)
+    assert not taken and e.steps == 5  # the default takes none
+    counts = []
+    for seed in range(20):
+        m, e, o, c, t = _parts(seed=6, frames=15)
+        loop.walk_episode(m, e, o, c, t, FullCache(), torch.Generator().manual_seed(seed), lambda step: 1e-3,
+                          first=0.4)
+        counts.append(e.steps - 5)
+    share = np.mean(counts) / 5  # 100 draws at 0.4: sigma 0.049
+    assert abs(share - 0.4) < 4 * 0.049, counts
+
+
+def test_a_first_chunk_step_descends_the_loss_of_the_first_chunk_seen_alone() -> None:
+    model, ema, opt, clips, text = _parts(seed=7, frames=9)
+    gen = torch.Generator().manual_seed(3)
+    state = gen.get_state()
+    loss = loop.first_chunk_step(model, ema, opt, clips, text, gen, 1e-3, context_noise=0.0)
+    # written out: one sigma, no context noise drawn twice, then the noise; the chunk sees nothing
+    # but itself, so its velocity is one plain forward of the noisy chunk with an empty memory
+    ref_model, _, _, _, _ = _parts(seed=7, frames=9)
+    g = torch.Generator().manual_seed(0)
+    g.set_state(state)
+    u = torch.rand(2, generator=g, dtype=torch.float64)
+    pick = torch.rand(2, generator=g) < 0.75
+    sig = torch.where(pick, 5 * u / (1 + 4 * u), u).clamp(1e-3, 1.0).float()
+    torch.rand(2, 1, generator=g), torch.rand(2, 1, generator=g)
+    part = clips[:, :, :3]
+    noise = torch.randn(part.shape, generator=g)
+    s = sig[:, None, None, None, None]
+    cache = FullCache().make_cache(ref_model.geometry(2, 64, 64), 3, max_frames=3)
+    with torch.no_grad():
+        v = ref_model.forward_chunk((1 - s) * part + s * noise, sig * 1000.0, ref_model.encode_text(text),
+                                    cache, cache.begin_chunk(0, 3), write=False)
+    cache.close()
+    w = torch.tensor([1.0] * 6 + [4.0] * 10)
+    want = ((((v - (noise - part)) ** 2).mean(dim=(0, 2, 3, 4)) * w).sum() / w.sum()).item()
+    assert loss == pytest.approx(want, rel=1e-4, abs=1e-6) and ema.steps == 1
+
+
 def test_lr_warms_up_then_falls_to_a_tenth() -> None:
     total, peak = 1000, 2e-3
     lr = [loop.lr_at(s, total, peak) for s in range(total + 50)]

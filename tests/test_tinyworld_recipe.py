@@ -31,6 +31,8 @@ def _round_trip(recipe: Recipe, out: Path) -> tuple[Path, Recipe]:
     {"policy": "teacher_forcing", "window": 3, "frames": 30, "texture_weight": 4.0, "first_window": 0.5},
     {"policy": "window", "frames": 12, "texture_weight": 2.5},
     {"policy": "full", "frames": 12, "init": "INIT", "teacher": "TEACHER", "rollout": 36, "first_window": 1.0},
+    {"policy": "fademem", "own": 0.5, "first_steps": 0.25, "texture_weight": 4.0},
+    {"policy": "teacher_forcing", "window": 6, "memory_frames": 12, "return_windows": 0.3, "first_window": 0.5},
 ])
 def test_the_command_parses_back_to_the_same_recipe(tmp_path, kw) -> None:
     for key, name in (("init", "base.safetensors"), ("teacher", "teacher.safetensors")):
@@ -80,6 +82,15 @@ def test_the_training_record_holds_the_recipe() -> None:
     assert rec["context_noise"] == 0.25 and rec["threads"] == 1 and rec["init"] is None
     assert (rec["texture_weight"], rec["first_window"]) == (1.0, 0.25)
     assert rec["policy"] == "teacher_forcing (masked forward, no cache)"
+    assert "first_steps" not in rec  # written only when taken: older records read the same
+    mixed = Recipe(episodes=2, threads=1, first_steps=0.25)
+    assert mixed.training(steps=160, final_loss=0.5, seconds=1.0)["first_steps"] == 0.25
+    assert mixed.command(Path("w.safetensors")).endswith("--ema 0.999 --first-steps 0.25")
+    assert "return_windows" not in rec
+    at_returns = Recipe(episodes=2, threads=1, policy="teacher_forcing", window=6, memory_frames=8,
+                        return_windows=0.3)
+    assert at_returns.training(steps=2, final_loss=0.5, seconds=1.0)["return_windows"] == 0.3
+    assert at_returns.command(Path("w.safetensors")).endswith("--window 6 --memory 8 --return-windows 0.3")
 
 
 def test_the_texture_weight_is_the_loss_weight_of_the_texture_planes_only() -> None:
@@ -138,6 +149,12 @@ TF = {"policy": "teacher_forcing"}
     ({"texture_weight": float("inf")}, r"texture weight must be a finite number > 0, got inf"),
     ({"first_window": 1.5, "window": 6, "frames": 30, **TF}, r"first window must be in \[0, 1\] .* got 1.5"),
     ({"first_window": 0.5}, r"first window .* with --window \(teacher forcing\) or --teacher \(DMD\), got 0.5"),
+    ({"first_steps": 1.5}, r"first steps must be in \[0, 1\] .* got 1.5"),
+    ({"first_steps": 0.25, **TF}, r"first steps .*memory in the loop.* got 0.25 with policy 'teacher_forcing'"),
+    ({"first_steps": 0.25, "teacher": "T", "rollout": 36, "init": "T"}, r"first steps .*no --teacher.* got 0.25"),
+    ({"return_windows": 0.3}, r"return windows must be in \[0, 1\] with --window .* got 0.3"),
+    ({"return_windows": -0.1, "window": 6, **TF}, r"return windows must be in \[0, 1\] .* got -0.1"),
+    ({"return_windows": 0.3, "window": 6, "frames": 30, **TF}, r"return windows need .* got window 6, frames 30"),
     ({"init": Path("/nonexistent/base.safetensors")}, r"init weights not found: '/nonexistent/base.safetensors'"),
     ({"policy": "sliding"}, r"policy must be one of .*, got 'sliding'"),
     ({"policy": "window", "own": 0.5}, r"--policy window .* takes no --window, --own or --teacher"),
@@ -199,6 +216,6 @@ def test_the_shipped_commands_parse_and_are_written_back_word_for_word(tmp_path,
         # not "init": a stage's record names its starting file as it was called then (renamed since)
         for key in ("clip_frames", "window", "memory_frames", "corrupt", "own_chunks", "episodes",
                     "batch", "lr", "seed", "ema", "context_noise", "threads", "policy", "texture_weight",
-                    "first_window"):
+                    "first_window", "first_steps", "return_windows"):
             if key in rec["training"]:
                 assert ours[key] == rec["training"][key], (key, rec["command"])

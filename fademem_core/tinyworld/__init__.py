@@ -7,8 +7,8 @@
 * :mod:`.scores`: long-horizon consistency scores and memory events (recall after a return).
 * :mod:`.train`: training through the engine with the cache policy in the loop
   (``python -m fademem_core.tinyworld.train --out PATH --minutes N``): the options are a
-  :class:`~.recipe.Recipe`, the loops :mod:`.loop`, the losses :mod:`.losses`, the model's
-  fixed spec :mod:`.spec`.
+  :class:`~.recipe.Recipe`, the loops :mod:`.loop`, the losses :mod:`.losses`, windows at a
+  sprite's return :mod:`.returns`, the model's fixed spec :mod:`.spec`.
 * :mod:`.rollout`: ground-truth-primed rollouts (the benchmark protocol).
 * :mod:`.quality`: does a rollout render the world (the demo's check).
 * :mod:`.distill`: DMD in the small (a bidirectional window teacher, the generator's own

@@ -3,7 +3,8 @@
 :func:`run_training` runs a :class:`~.recipe.Recipe`: per episode a batch of ground-truth clips
 (:func:`make_episode`), then either :func:`walk_episode` (chunk by chunk through the engine's
 :class:`~fademem_core.model.CausalWan` with the recipe's cache policy, one optimizer step per
-chunk) or :func:`teacher_forcing_step` (one masked pass per clip or window, one step).  Two
+chunk) or :func:`teacher_forcing_step` (one masked pass per clip or window, one step; a share
+of the windows placed at a sprite's return by :func:`return_window_step`).  Two
 more kinds of episode distil instead of regress (:mod:`.distill`): :func:`window_step` trains
 DMD's teacher on true windows, :func:`distill_step` one DMD iteration of the generator on its
 own rollout.  The losses and noise laws are :mod:`.losses`; the weights saved are an
@@ -25,6 +26,7 @@ from .distill import dmd_loss, self_forcing_rollout, true_windows, window_loss
 from .losses import (CHANNEL_WEIGHT, CONTEXT_NOISE, FIRST_WINDOW, chunk_loss, commit_chunk, memory_window,
                      own_chunk, teacher_forcing_loss)
 from .recipe import Recipe
+from .returns import return_window
 from .spec import CHUNK, init_transformer
 
 
@@ -49,7 +51,8 @@ def optimizer_step(opt: torch.optim.Optimizer, loss: torch.Tensor, params: list[
 
 
 def walk_episode(model, ema, opt, clips, text, policy, gen, lr_of, own: float = 0.0,
-                 context_noise: float = CONTEXT_NOISE, weight: torch.Tensor = CHANNEL_WEIGHT) -> list[float]:
+                 context_noise: float = CONTEXT_NOISE, weight: torch.Tensor = CHANNEL_WEIGHT,
+                 first: float = 0.0) -> list[float]:
     """One episode: every chunk of ``clips`` trained against the memory, then committed to it.
 
     ``own``: the share of chunks committed as the model's own sample instead of the truth (the
@@ -58,6 +61,9 @@ def walk_episode(model, ema, opt, clips, text, policy, gen, lr_of, own: float = 
     amplifying its own errors (Self-Forcing's point, with the world's truth as the target).
     ``context_noise``: the top sigma of the commit's light noise (:func:`~.losses.commit_chunk`);
     ``weight``: the loss weight per channel (:func:`~.losses.channel_weight`).
+    ``first``: the chance, after each chunk, of one more step on the clips' first chunk alone
+    (:func:`first_chunk_step`), at the same learning rate; only the chunks' losses are returned
+    (the learning-rate schedule counts chunks).
     """
     b, _, f, h, w = clips.shape
     cache = policy.make_cache(model.geometry(b, h * 8, w * 8), CHUNK, max_frames=f)
@@ -76,9 +82,25 @@ def walk_episode(model, ema, opt, clips, text, policy, gen, lr_of, own: float = 
                 part = own_chunk(model, part, text, cache, positions, gen)
             commit_chunk(model, part, text, cache, positions, gen, context_noise)
             losses.append(loss.item())
+            # drawn only when asked for, so runs without it keep their random stream
+            if first and float(torch.rand(1, generator=gen)) < first:
+                first_chunk_step(model, ema, opt, clips, text, gen, lr_of(len(losses) - 1), context_noise, weight)
     finally:
         cache.close()
     return losses
+
+
+def first_chunk_step(model, ema, opt, clips, text, gen, lr: float, context_noise: float = CONTEXT_NOISE,
+                     weight: torch.Tensor = CHANNEL_WEIGHT) -> float:
+    """One optimizer step on the first chunk of ``clips`` alone, drawn from the prompt with no
+    memory (:func:`~.losses.teacher_forcing_loss` on frames ``0..CHUNK``).  A walk trains it once
+    in ``frames // CHUNK`` chunks, too seldom to keep it: measured, a loop stage undid what a
+    first-chunk stage had taught, and a first-chunk stage undid the loop's sprites (README)."""
+    params = list(model.transformer.parameters())
+    loss = teacher_forcing_loss(model, clips[:, :, :CHUNK], text, gen, context_noise=context_noise, weight=weight)
+    optimizer_step(opt, loss, params, lr)
+    ema.update(params)
+    return loss.item()
 
 
 def teacher_forcing_step(model, ema, opt, clips, text, gen, lr: float, window: int | None = None,
@@ -94,12 +116,31 @@ def teacher_forcing_step(model, ema, opt, clips, text, gen, lr: float, window: i
                                     weight=weight)
     else:
         start, past = memory_window(rng, clips.shape[2], window, memory, first)
-        loss = teacher_forcing_loss(model, clips[:, :, start:start + window], text, gen,
-                                    clips[:, :, past] if past else None, start, past, corrupt, context_noise,
-                                    weight)
+        loss = _window_loss(model, clips, text, gen, start, window, past, corrupt, context_noise, weight)
     optimizer_step(opt, loss, params, lr)
     ema.update(params)
     return loss.item()
+
+
+def return_window_step(model, ema, opt, rng: np.random.Generator, gen: torch.Generator, batch: int, frames: int,
+                       lr: float, window: int, memory: int, corrupt: float = 0.0,
+                       context_noise: float = CONTEXT_NOISE, weight: torch.Tensor = CHANNEL_WEIGHT) -> float:
+    """One teacher-forcing step on a batch of windows at a sprite's return
+    (:func:`~.returns.return_window`), ``memory`` frames of the far past in view."""
+    params = list(model.transformer.parameters())
+    clips, text, start, past = return_window(rng, batch, frames, window, memory, model.text_dim)
+    loss = _window_loss(model, clips, text, gen, start, window, past, corrupt, context_noise, weight)
+    optimizer_step(opt, loss, params, lr)
+    ema.update(params)
+    return loss.item()
+
+
+def _window_loss(model, clips, text, gen, start: int, window: int, past: list[int], corrupt: float,
+                 context_noise: float, weight: torch.Tensor) -> torch.Tensor:
+    """:func:`~.losses.teacher_forcing_loss` of frames ``start .. start + window`` of ``clips``,
+    frames ``past`` of them as the far-past memory."""
+    return teacher_forcing_loss(model, clips[:, :, start:start + window], text, gen,
+                                clips[:, :, past] if past else None, start, past, corrupt, context_noise, weight)
 
 
 def window_step(model, ema, opt, rng: np.random.Generator, gen: torch.Generator, batch: int, frames: int,
@@ -220,6 +261,10 @@ def _episode(r: Recipe, model, ema, opt, dist: Distiller | None, pol, rng: np.ra
     weight = r.channel_weight()
     if r.policy == "window":
         return [window_step(model, ema, opt, rng, gen, r.batch, r.frames, lr_of(0), weight)]
+    # drawn only when asked for, so runs without return windows keep their random stream
+    if r.return_windows and rng.random() < r.return_windows:
+        return [return_window_step(model, ema, opt, rng, gen, r.batch, r.frames, lr_of(0), r.window,
+                                   r.memory_frames, r.corrupt, r.context_noise, weight)]
     clips, text = make_episode(rng, r.batch, r.frames, model.text_dim)
     if dist is not None:  # DMD keeps its learning rate constant
         g = distill_step(model, ema, opt, dist, text, pol, r.frames, r.rollout, gen, rng, weight, r.first_window)
@@ -227,7 +272,8 @@ def _episode(r: Recipe, model, ema, opt, dist: Distiller | None, pol, rng: np.ra
     if pol is None:
         return [teacher_forcing_step(model, ema, opt, clips, text, gen, lr_of(0), r.window,
                                      r.memory_frames, rng, r.corrupt, r.context_noise, weight, r.first_window)]
-    return walk_episode(model, ema, opt, clips, text, pol, gen, lr_of, r.own, r.context_noise, weight)
+    return walk_episode(model, ema, opt, clips, text, pol, gen, lr_of, r.own, r.context_noise, weight,
+                        r.first_steps)
 
 
 def run_training(recipe: Recipe) -> Run:

@@ -10,6 +10,7 @@ import torch
 
 from .distill import GEN_STEPS
 from .losses import CONTEXT_NOISE, FIRST_WINDOW, channel_weight
+from .returns import check_return_window
 from .spec import CHUNK, CLIP_FRAMES, SAMPLER, SAMPLER_STEPS, SHIFT
 
 TRAIN_POLICIES = ("full", "fademem", "teacher_forcing", "window")
@@ -59,6 +60,12 @@ class Recipe:
     first_window:
         The share of teacher-forcing windows (``window``) or DMD rollouts (``teacher``) that
         start at frame 0, where the chunk is drawn from the prompt alone, in [0, 1].
+    first_steps:
+        Memory in the loop: the chance after each chunk's step of one more step on the first
+        chunk alone (:func:`~.loop.first_chunk_step`), in [0, 1]; 0 (default) takes none.
+    return_windows:
+        Teacher forcing on windows: the share of steps whose windows sit at a sprite's return
+        (:func:`~.returns.return_window`, the same ``window`` and ``memory_frames``), in [0, 1].
     """
 
     episodes: int | None = None
@@ -80,6 +87,8 @@ class Recipe:
     rollout: int | None = None
     texture_weight: float = 1.0
     first_window: float = FIRST_WINDOW
+    first_steps: float = 0.0
+    return_windows: float = 0.0
 
     def __post_init__(self) -> None:
         self._check_length()
@@ -120,6 +129,15 @@ class Recipe:
         if not 0.0 <= first <= 1.0 or (first != FIRST_WINDOW and self.window is None and self.teacher is None):
             raise ValueError(f"first window must be in [0, 1] with --window (teacher forcing) or --teacher (DMD), "
                              f"got {first!r}")
+        steps = self.first_steps
+        if not 0.0 <= steps <= 1.0 or (steps and (self.policy not in ("full", "fademem") or self.teacher is not None)):
+            raise ValueError(f"first steps must be in [0, 1] with a memory in the loop (--policy full/fademem, "
+                             f"no --teacher), got {steps!r} with policy {self.policy!r}")
+        share = self.return_windows
+        if not 0.0 <= share <= 1.0 or (share and self.window is None):
+            raise ValueError(f"return windows must be in [0, 1] with --window (teacher forcing), got {share!r}")
+        if share:
+            check_return_window(self.window, self.frames)
 
     def _check_distillation(self) -> None:
         teacher, rollout, frames = self.teacher, self.rollout, self.frames
@@ -166,8 +184,9 @@ class Recipe:
     def command(self, out: Path) -> str:
         """The command line that reproduces this (:meth:`fixed`) run, writing to ``out``.
 
-        ``--context-noise``, ``--texture-weight`` and ``--first-window`` are written only when
-        they are not the default, so commands recorded before the options existed read the same.
+        ``--context-noise``, ``--texture-weight``, ``--first-window``, ``--first-steps`` and
+        ``--return-windows`` are written only when they are not the default, so commands
+        recorded before the options existed read the same.
         Paths are shell-quoted (a path with a space still runs; a plain path is written as is)."""
         if self.episodes is None or self.threads is None:
             raise ValueError(f"a reproducing command needs episodes and threads fixed, got {self!r}")
@@ -179,6 +198,8 @@ class Recipe:
                 + (f" --context-noise {self.context_noise}" if self.context_noise != CONTEXT_NOISE else "")
                 + (f" --texture-weight {self.texture_weight}" if self.texture_weight != 1.0 else "")
                 + (f" --first-window {self.first_window}" if self.first_window != FIRST_WINDOW else "")
+                + (f" --first-steps {self.first_steps}" if self.first_steps else "")
+                + (f" --return-windows {self.return_windows}" if self.return_windows else "")
                 + (f" --teacher {shlex.quote(str(self.teacher))} --rollout {self.rollout}"
                    if self.teacher is not None else "")
                 + (f" --init {shlex.quote(str(self.init))}" if self.init is not None else ""))
@@ -197,6 +218,8 @@ class Recipe:
             "episodes": self.episodes, "steps": steps, "batch": self.batch, "lr": self.lr, "seed": self.seed,
             "ema": self.ema_decay, "context_noise": self.context_noise,
             "texture_weight": self.texture_weight, "first_window": self.first_window,
+            **({"first_steps": self.first_steps} if self.first_steps else {}),
+            **({"return_windows": self.return_windows} if self.return_windows else {}),
             "final_loss": final_loss, "seconds": seconds,
             "threads": self.threads, "torch": torch.__version__,
         }

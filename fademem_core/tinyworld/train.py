@@ -158,6 +158,12 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--first-window", type=float, default=Recipe.first_window,
                     help="share of --window windows or --teacher rollouts that start at frame 0 "
                          "(drawn from the prompt alone), in [0, 1]")
+    ap.add_argument("--first-steps", type=float, default=Recipe.first_steps,
+                    help="memory in the loop: chance after each chunk of one more step on the first "
+                         "chunk alone (from the prompt), in [0, 1]")
+    ap.add_argument("--return-windows", type=float, default=Recipe.return_windows,
+                    help="with --window: share of steps whose windows sit at a sprite's return "
+                         "(the far past in --memory), in [0, 1]")
     ap.add_argument("--teacher", type=Path, default=None,
                     help="distil (DMD on the generator's own rollouts) against this window teacher "
                          "(weights trained with --policy window); needs --init and --rollout")
@@ -176,7 +182,8 @@ def parse(argv: list[str] | None = None) -> tuple[Path, Recipe]:
                          policy=a.policy, init=a.init, frames=a.frames, threads=a.threads, ema_decay=a.ema,
                          window=a.window, memory_frames=a.memory, corrupt=a.corrupt, own=a.own,
                          context_noise=a.context_noise, teacher=a.teacher, rollout=a.rollout,
-                         texture_weight=a.texture_weight, first_window=a.first_window)
+                         texture_weight=a.texture_weight, first_window=a.first_window,
+                         first_steps=a.first_steps, return_windows=a.return_windows)
 
 
 def main(argv: list[str] | None = None) -> int:

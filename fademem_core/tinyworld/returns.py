@@ -1,0 +1,67 @@
+"""Teacher-forcing windows placed where a sprite comes back: the moment memory is for.
+
+A sprite's return is the one frame of a video whose content (its per-video detail) only a
+memory of the far past can supply; in uniformly placed windows it is about one chunk in a
+hundred, too rare for the model to learn to look for it (measured: the shipped weights drew
+returns at chance, whatever their memory held; README).  :func:`return_window` renders a
+batch of clips shifted in time so that each clip's chosen return lands at the same frame, the
+window covering the chunk before it and the return's own chunk, the memory frames drawn from
+everything before the window (the previous appearance among them: every absence is shorter
+than the past the window sees).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from . import world
+from .spec import CHUNK
+
+# longer than any sprite's lap: crossing (SIZE + SPRITE_SIZE) / 0.3 frames + the longest absence
+LAP = int((world.SIZE + world.SPRITE_SIZE) / 0.3) + world.MAX_ABSENCE + 1
+# the earliest window start: past it, a return's previous appearance always lies in the frames seen
+LOWEST_START = world.MAX_ABSENCE + 2 * CHUNK
+
+
+def check_return_window(window: int, frames: int) -> None:
+    """Raise, naming the values, unless return windows of ``window`` fit clips of ``frames``."""
+    if window < 2 * CHUNK or frames < LOWEST_START + window:
+        raise ValueError(f"return windows need --window >= {2 * CHUNK} and --frames >= {LOWEST_START} + window, "
+                         f"got window {window!r}, frames {frames!r}")
+
+
+def return_entries(scene: world.Scene, frames: int) -> list[tuple[int, int]]:
+    """``(slot, frame)`` of every return in frames ``0 .. frames``: a frame where a sprite is
+    in view again (any part) after having been in view before and out of it since."""
+    vis = world.frame_params(scene, 0, frames).visibility > 0  # [F, S]
+    out = []
+    for s in range(vis.shape[1]):
+        v = vis[:, s]
+        starts = np.flatnonzero(v[1:] & ~v[:-1]) + 1
+        out += [(s, int(t)) for t in starts if v[:t].any()]
+    return sorted(out, key=lambda e: e[1])
+
+
+def return_window(rng: np.random.Generator, batch: int, frames: int, window: int, memory: int,
+                  text_dim: int) -> tuple[torch.Tensor, torch.Tensor, int, list[int]]:
+    """``(clips [B, 16, start + window, 8, 8], prompts, start, past)``: one random return per
+    clip at frame ``start + CHUNK + phase`` (``phase`` drawn per batch in ``0 .. CHUNK-1``),
+    ``start`` chunk-aligned and drawn so the window ends within ``frames``, and ``memory``
+    sorted frames of ``0 .. start`` every chunk of the window sees (:func:`~.losses.memory_window`'s
+    role).  A clip is its scene rendered from ``return - (start + CHUNK + phase)``, a frame
+    ``>= 0`` (the video goes on for ever: its sprites loop).
+    """
+    check_return_window(window, frames)
+    start = int(rng.integers(LOWEST_START // CHUNK, (frames - window) // CHUNK + 1)) * CHUNK
+    at = start + CHUNK + int(rng.integers(CHUNK))
+    clips, prompts = [], []
+    for _ in range(batch):
+        scene = world.sample_scene(rng)
+        # never empty: a sprite's lap (crossing + absence) is shorter than LAP, and it loops forever
+        entries = [t for _, t in return_entries(scene, at + LAP) if t >= at]
+        t = entries[int(rng.integers(len(entries)))]
+        clips.append(world.render(scene, t - at, start + window))
+        prompts.append(world.scene_prompt(scene, text_dim))
+    k = min(memory, start)
+    past = sorted(int(i) for i in rng.choice(start, size=k, replace=False)) if k else []
+    return torch.stack(clips), torch.cat(prompts), start, past

@@ -1,0 +1,67 @@
+"""Return windows: a return found where the motion formula puts it, windows built around one."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from fademem_core.tinyworld import loop, returns, world
+from fademem_core.tinyworld.probes import read_frames
+from fademem_core.tinyworld.recipe import Recipe
+
+
+def _one_sprite_scene() -> world.Scene:
+    sprite = world.Sprite(cls=2, detail=world.DETAILS[1], speed=0.5, direction=1, enter=10.0, absence=40,
+                          y_center=2.5, y_amp=0.0, y_period=40.0, y_phase=0.0)
+    return world.Scene(family=0, q=1.0, r4=0.3, r5=2.1, drift0=0.0, drift_speed=0.05, sprites=(sprite, None))
+
+
+def test_returns_are_where_the_motion_formula_puts_them() -> None:
+    # written out: the centre is -1 + 0.5 (t - 10) on a loop of 8 + 2 + 0.5 * 40 = 30 pixels, so
+    # the square is in view for t in (10, 30) + 60 k: entries at frames 11, 71, 131, 191; the
+    # first is no return (never seen before)
+    assert returns.return_entries(_one_sprite_scene(), 200) == [(0, 71), (0, 131), (0, 191)]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_every_clip_of_a_return_window_has_a_return_in_its_second_chunk(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    clips, text, start, past = returns.return_window(rng, 6, 240, 9, 10, 32)
+    assert clips.shape == (6, 16, start + 9, 8, 8) and text.shape == (6, world.PROMPT_LENGTH, 32)
+    assert start % 3 == 0 and returns.LOWEST_START <= start <= 240 - 9
+    assert past == sorted(set(past)) and len(past) == 10 and max(past) < start
+    common = None
+    for clip in clips:  # read back by the probes, independent of how the clip was placed
+        vis = read_frames(clip).visibility > 0
+        found = {a for a in range(start + 3, start + 6) for s in range(2)
+                 if vis[a, s] and not vis[a - world.MIN_ABSENCE:a, s].any() and vis[:start, s].any()}
+        assert found, "no return in the window's second chunk after a seen, long absence"
+        common = found if common is None else common & found
+    assert common  # one frame for the whole batch (the chunk phase is drawn per batch)
+
+
+def test_bad_return_windows_are_named() -> None:
+    with pytest.raises(ValueError, match=r"--window >= 6 .* got window 3, frames 240"):
+        returns.return_window(np.random.default_rng(0), 2, 240, 3, 4, 32)
+    with pytest.raises(ValueError, match=rf"--frames >= {returns.LOWEST_START} \+ window, got window 6, frames 120"):
+        returns.check_return_window(6, 120)
+
+
+@pytest.mark.parametrize("share", [0.0, 1.0])
+def test_a_run_takes_return_windows_at_its_share(monkeypatch, share: float) -> None:
+    calls = []
+    real = loop.return_window_step
+
+    def spy(*a):
+        calls.append(a)
+        return real(*a)
+
+    monkeypatch.setattr(loop, "return_window_step", spy)
+    r = Recipe(episodes=3, batch=2, policy="teacher_forcing", frames=132, window=6, memory_frames=4,
+               return_windows=share, ema_decay=0.9)
+    run = loop.run_training(r)
+    assert len(run.losses) == 3 and all(np.isfinite(run.losses))
+    assert len(calls) == (3 if share else 0)
+    if share:
+        _, ema, _, rng, gen, batch, frames, lr, window, memory = calls[0][:10]
+        assert (batch, frames, window, memory) == (2, 132, 6, 4) and isinstance(gen, torch.Generator)
