@@ -83,12 +83,12 @@ def test_rollout_draws_the_prompted_classes(shipped) -> None:
 CLASS_SEEN_MIN = 12
 CLASS_MIN = 0.5
 RESIDUAL_MAX = 0.3
-CONTINUED_MIN = 0.5  # the shipped pair draw 0.7-0.8 (32 videos); session 6's weights 0.0-0.4
+CONTINUED_MIN = 0.5  # shipped: 0.6-0.8 (32 videos, 6 Euler steps); session 6's base 0.1-0.2
 
 
 def test_the_sprites_the_memory_shows_are_drawn_on(shipped) -> None:
-    # session 6's weights drew 0.0-0.4 of a sprite that the true past left fully in view (README,
-    # "the sprites vanish under the full memory"): every chunk after such a past must carry it on
+    # session 6's base drew 0.1-0.2 of a sprite that the true past left fully in view (README,
+    # "Why the sprites vanished under the full memory"): every chunk after such a past must carry it on
     _, _, model = shipped
     scenes = [world.sample_scene(700 + i, num_sprites=2) for i in range(12)]
     text = torch.cat([world.scene_prompt(s) for s in scenes])
