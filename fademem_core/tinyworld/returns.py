@@ -2,12 +2,12 @@
 
 A sprite's return is the one frame of a video whose content (its per-video detail) only a
 memory of the far past can supply; in uniformly placed windows it is about one chunk in a
-hundred, too rare for the model to learn to look for it (measured: the shipped weights drew
-returns at chance, whatever their memory held; README).  :func:`return_window` renders a
-batch of clips shifted in time so that each clip's chosen return lands at the same frame, the
-window covering the chunk before it and the return's own chunk, the memory frames drawn from
-everything before the window (the previous appearance among them: every absence is shorter
-than the past the window sees).
+hundred, too rare a part of the loss to teach the lookup (measured: models trained without
+these windows drew the detail of a return at chance whatever their memory held; README).
+:func:`return_window` renders a batch of clips shifted in time so that each clip's chosen
+return lands at the same frame, the window covering the chunk before it and the return's own
+chunk, and draws the memory frames from everything before the window: a range that always
+holds the previous appearance (every absence is shorter than the past the window sees).
 """
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ import torch
 from . import world
 from .spec import CHUNK
 
-# longer than any sprite's lap: crossing (SIZE + SPRITE_SIZE) / 0.3 frames + the longest absence
+# longer than any sprite's lap: crossing at the slowest speed (0.3 px/frame, world.sample_sprite)
+# plus the longest absence
 LAP = int((world.SIZE + world.SPRITE_SIZE) / 0.3) + world.MAX_ABSENCE + 1
 # the earliest window start: past it, a return's previous appearance always lies in the frames seen
 LOWEST_START = world.MAX_ABSENCE + 2 * CHUNK
