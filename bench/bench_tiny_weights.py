@@ -39,7 +39,6 @@ from fademem_core.tinyworld.rollout import primed_rollout  # noqa: E402
 
 BIN = 24
 PRIMES = (48, 96, 150)
-FULL = 0.9  # "fully in view" (the probes' exact-centre threshold, quality.FULL)
 
 
 def continuation(model, kw: dict, videos: int = 32) -> list[float]:
@@ -49,7 +48,7 @@ def continuation(model, kw: dict, videos: int = 32) -> list[float]:
     scenes = [world.sample_scene(700 + i, num_sprites=2) for i in range(videos)]
     text = torch.cat([world.scene_prompt(s, model.text_dim) for s in scenes])
     truth = torch.stack([world.render(s, 0, max(PRIMES) + 3) for s in scenes])
-    seen = np.stack([read_frames(v).visibility for v in truth]) >= FULL  # [N, F, S]
+    seen = np.stack([read_frames(v).visibility for v in truth]) >= quality.FULL  # [N, F, S]
     out = []
     for p in PRIMES:
         z = primed_rollout(model, text, FullCache(), truth[:, :, :p], p + 3, steps=len(kw["steps"]),

@@ -172,5 +172,11 @@ def memory_window(rng: np.random.Generator, frames: int, window: int, memory: in
     chunks, not 1 in 80)."""
     starts = (frames - window) // CHUNK + 1
     start = 0 if rng.random() < first else int(rng.integers(starts)) * CHUNK
+    return start, past_frames(rng, start, memory)
+
+
+def past_frames(rng: np.random.Generator, start: int, memory: int) -> list[int]:
+    """Up to ``memory`` sorted distinct frames of ``0 .. start`` (uniformly drawn): the far past
+    a window starting at ``start`` sees."""
     k = min(memory, start)
-    return start, sorted(int(i) for i in rng.choice(start, size=k, replace=False)) if k else []
+    return sorted(int(i) for i in rng.choice(start, size=k, replace=False)) if k else []

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from . import world
+from .losses import past_frames
 from .spec import CHUNK
 
 # longer than any sprite's lap: crossing at the slowest speed (0.3 px/frame, world.sample_sprite)
@@ -48,9 +49,9 @@ def return_window(rng: np.random.Generator, batch: int, frames: int, window: int
     """``(clips [B, 16, start + window, 8, 8], prompts, start, past)``: one random return per
     clip at frame ``start + CHUNK + phase`` (``phase`` drawn per batch in ``0 .. CHUNK-1``),
     ``start`` chunk-aligned and drawn so the window ends within ``frames``, and ``memory``
-    sorted frames of ``0 .. start`` every chunk of the window sees (:func:`~.losses.memory_window`'s
-    role).  A clip is its scene rendered from ``return - (start + CHUNK + phase)``, a frame
-    ``>= 0`` (the video goes on for ever: its sprites loop).
+    sorted frames of ``0 .. start`` every chunk of the window sees (:func:`~.losses.past_frames`).
+    A clip is its scene rendered from ``return - (start + CHUNK + phase)``, a frame ``>= 0``
+    (the video goes on for ever: its sprites loop).
     """
     check_return_window(window, frames)
     start = int(rng.integers(LOWEST_START // CHUNK, (frames - window) // CHUNK + 1)) * CHUNK
@@ -63,6 +64,4 @@ def return_window(rng: np.random.Generator, batch: int, frames: int, window: int
         t = entries[int(rng.integers(len(entries)))]
         clips.append(world.render(scene, t - at, start + window))
         prompts.append(world.scene_prompt(scene, text_dim))
-    k = min(memory, start)
-    past = sorted(int(i) for i in rng.choice(start, size=k, replace=False)) if k else []
-    return torch.stack(clips), torch.cat(prompts), start, past
+    return torch.stack(clips), torch.cat(prompts), start, past_frames(rng, start, memory)
