@@ -12,6 +12,12 @@ The instrument used to choose between training recipes (never between cache poli
   mean visibility the model gives, over the next chunk, the sprites that the world keeps fully
   in view (1.0 is the world; a model that drops what its memory shows reads near 0).  The
   number that showed session 6's first-chunk stages had unlearned it (README).
+* **lookup** (:mod:`~fademem_core.tinyworld.lookup`): 64 videos, each with a sprite forced to
+  return at frame 150, the true past in the memory: does the estimate from pure noise put the
+  returning sprite's own codebook detail under it (chance 0.25)?  FullCache against
+  SlidingWindow(15), and their paired difference with its 95 % bootstrap half-width.  Whether
+  the model reads the far past at all, with every video a return (the benchmark's rollouts
+  draw about one return per video).
 * **rollout**: 8 videos of the demo's prompt primed with their first true chunk, continued to
   120 frames with FadeMem(12, 0.3): the demo's render check (residual, class, sprite speed,
   contrast) and the residual per 24-frame bin.  How fast its own errors grow.
@@ -31,11 +37,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fademem_core import FadeMem, FullCache, generate, load_model, sampler_options  # noqa: E402
+from fademem_core import FadeMem, FullCache, SlidingWindow, generate, load_model, sampler_options  # noqa: E402
 from fademem_core.cli.demo import DEMO_PROMPT  # noqa: E402
-from fademem_core.tinyworld import WEIGHTS, WEIGHTS_FT, quality, world  # noqa: E402
+from fademem_core.tinyworld import WEIGHTS, WEIGHTS_FT, lookup, quality, world  # noqa: E402
 from fademem_core.tinyworld.probes import read_frames  # noqa: E402
 from fademem_core.tinyworld.rollout import primed_rollout  # noqa: E402
+from bench_consistency import BUDGET, CHUNK, CONTROL_FULL, CONTROL_NONE, ci, paired_gap  # noqa: E402
 
 BIN = 24
 PRIMES = (48, 96, 150)
@@ -59,6 +66,13 @@ def continuation(model, kw: dict, videos: int = 32) -> list[float]:
     return out
 
 
+def lookups(model) -> dict[str, np.ndarray]:
+    """:func:`~fademem_core.tinyworld.lookup.lookup` hits on 64 forced returns at frame 150,
+    FullCache against SlidingWindow(15)."""
+    return {name: lookup.lookup(model, pol) for name, pol in
+            ((CONTROL_FULL, FullCache()), (CONTROL_NONE, SlidingWindow(window=BUDGET + CHUNK)))}
+
+
 def report(path: Path, rollout_frames: int = 120) -> list[str]:
     """The printable lines for one weights file."""
     model = load_model(path, device="cpu", dtype=torch.float32)
@@ -77,6 +91,8 @@ def report(path: Path, rollout_frames: int = 120) -> list[str]:
                                               sampler=kw["sampler"])
     check = quality.check_rendering(video, demo[:8], teacher, world=demo)
     cont = continuation(model, kw)
+    hits = lookups(model)
+    gap = paired_gap(hits[CONTROL_FULL], hits[CONTROL_NONE])
     resid = np.stack([read_frames(v).residual for v in video]).mean(0)
     bins = resid[: len(resid) // BIN * BIN].reshape(-1, BIN).mean(1)
     return [
@@ -87,6 +103,9 @@ def report(path: Path, rollout_frames: int = 120) -> list[str]:
         f"residual {one.residual:.4f}",
         "  continuation (FullCache, sprites the world keeps in view): visibility drawn after "
         + ", ".join(f"{p} true frames {c:.2f}" for p, c in zip(PRIMES, cont)),
+        f"  lookup (64 returns forced at frame 150, estimate from noise): own detail drawn under "
+        f"FullCache {ci(hits[CONTROL_FULL])['mean']:.2f}, SlidingWindow(15) "
+        f"{ci(hits[CONTROL_NONE])['mean']:.2f} (chance 0.25); paired gap {gap['mean']:.2f} ± {gap['half']:.2f}",
         f"  rollout (first chunk true, FadeMem(12, 0.3), {rollout_frames} frames): residual per "
         f"{BIN} frames " + " ".join(f"{b:.3f}" for b in bins),
         *(f"    {line}" for line in check.lines()),

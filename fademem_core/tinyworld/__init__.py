@@ -11,6 +11,8 @@
   sprite's return :mod:`.returns`, the model's fixed spec :mod:`.spec`.
 * :mod:`.rollout`: ground-truth-primed rollouts (the benchmark protocol).
 * :mod:`.quality`: does a rollout render the world (the demo's check).
+* :mod:`.lookup`: does a model read a returning sprite's detail from its memory (returns
+  forced to one frame, one estimate from noise; ``bench/bench_tiny_weights.py``).
 * :mod:`.distill`: DMD in the small (a bidirectional window teacher, the generator's own
   rollout, the distribution-matching step); :mod:`.denoising`: where a window model draws the
   world and where it only cleans its input (``bench/bench_window_teacher.py``).

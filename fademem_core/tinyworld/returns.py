@@ -59,9 +59,17 @@ def return_window(rng: np.random.Generator, batch: int, frames: int, window: int
     clips, prompts = [], []
     for _ in range(batch):
         scene = world.sample_scene(rng)
-        # never empty: a sprite's lap (crossing + absence) is shorter than LAP, and it loops forever
-        entries = [t for _, t in return_entries(scene, at + LAP) if t >= at]
-        t = entries[int(rng.integers(len(entries)))]
-        clips.append(world.render(scene, t - at, start + window))
+        clips.append(clip_at_return(scene, rng, at, start + window)[0])
         prompts.append(world.scene_prompt(scene, text_dim))
     return torch.stack(clips), torch.cat(prompts), start, past_frames(rng, start, memory)
+
+
+def clip_at_return(scene: world.Scene, rng: np.random.Generator, at: int, frames: int) -> tuple[torch.Tensor, int]:
+    """``(clip [16, frames, 8, 8], slot)``: ``scene`` rendered from a frame chosen so that one of
+    its returns, drawn at random among those at or after ``at``, lands at frame ``at``; ``slot``
+    is the sprite that returns there.  Every return at ``at >= LOWEST_START`` has its previous
+    appearance inside the clip."""
+    # never empty: a sprite's lap (crossing + absence) is shorter than LAP, and it loops forever
+    entries = [e for e in return_entries(scene, at + LAP) if e[1] >= at]
+    slot, t = entries[int(rng.integers(len(entries)))]
+    return world.render(scene, t - at, frames), slot
