@@ -69,8 +69,7 @@ def continuation(model, kw: dict, videos: int = 32) -> list[float]:
 def lookups(model) -> dict[str, np.ndarray]:
     """:func:`~fademem_core.tinyworld.lookup.lookup` hits on 64 forced returns at frame 150,
     FullCache against SlidingWindow(15)."""
-    return {name: lookup.lookup(model, pol) for name, pol in
-            ((CONTROL_FULL, FullCache()), (CONTROL_NONE, SlidingWindow(window=BUDGET + CHUNK)))}
+    return lookup.lookup(model, {CONTROL_FULL: FullCache(), CONTROL_NONE: SlidingWindow(window=BUDGET + CHUNK)})
 
 
 def report(path: Path, rollout_frames: int = 120) -> list[str]:

@@ -22,6 +22,7 @@ import torch
 from ..model.causal_wan import VAE_SPATIAL
 from . import world
 from .returns import LOWEST_START, clip_at_return
+from .rollout import commit_true_past
 from .spec import CHUNK
 
 
@@ -51,11 +52,7 @@ def estimate_from_noise(model, text: torch.Tensor, policy, clips: torch.Tensor, 
     cache = policy.make_cache(model.geometry(b, h * VAE_SPATIAL, w * VAE_SPATIAL), CHUNK, max_frames=at + CHUNK)
     kv = model.encode_text(text.to(model.device))
     try:
-        for start in range(0, at, CHUNK):
-            positions = cache.begin_chunk(start, CHUNK)
-            model.forward_chunk(clips[:, :, start:start + CHUNK].to(model.device), 0.0, kv, cache, positions,
-                                write=True)
-            cache.commit()
+        commit_true_past(model, kv, cache, clips[:, :, :at])
         positions = cache.begin_chunk(at, CHUNK)
         x = torch.randn(b, c, CHUNK, h, w, generator=torch.Generator().manual_seed(seed)).to(model.device)
         v = model.forward_chunk(x, torch.full((b,), 1000.0, device=model.device), kv, cache, positions,
@@ -89,7 +86,10 @@ def lookup_hits(estimates: torch.Tensor, clips: torch.Tensor, slots: list[int], 
     return np.asarray(hits)
 
 
-def lookup(model, policy, videos: int = 64, at: int = 150, seed: int = 900) -> np.ndarray:
-    """:func:`lookup_hits` of ``model`` under ``policy`` on :func:`forced_returns` ``(videos, at, seed)``."""
+def lookup(model, policies: dict[str, object], videos: int = 64, at: int = 150,
+           seed: int = 900) -> dict[str, np.ndarray]:
+    """:func:`lookup_hits` of ``model`` under each of ``policies`` (by name), all on the same
+    :func:`forced_returns` ``(videos, at, seed)``: per-video hits, pairable across policies."""
     clips, text, slots = forced_returns(videos, at, seed, model.text_dim)
-    return lookup_hits(estimate_from_noise(model, text, policy, clips, at), clips, slots, at)
+    return {name: lookup_hits(estimate_from_noise(model, text, pol, clips, at), clips, slots, at)
+            for name, pol in policies.items()}

@@ -52,18 +52,27 @@ def primed_rollout(
     out[:, :, :p] = prefix
     kv = model.encode_text(text.to(model.device))
     try:
-        for start in range(0, num_frames, chunk):
+        commit_true_past(model, kv, cache, prefix, chunk)
+        for start in range(p, num_frames, chunk):
             n = min(chunk, num_frames - start)
             positions = cache.begin_chunk(start, n)
-            if start < p:
-                x0 = prefix[:, :, start:start + n].to(model.device)
-            else:
-                x = torch.randn(b, c, n, h, w, generator=gen).to(model.device)
-                x0 = denoise_chunk(model, x, kv, cache, positions, times, euler,
-                                   lambda: torch.randn(b, c, n, h, w, generator=gen).to(model.device))
-                out[:, :, start:start + n] = x0.float().cpu()
+            x = torch.randn(b, c, n, h, w, generator=gen).to(model.device)
+            x0 = denoise_chunk(model, x, kv, cache, positions, times, euler,
+                               lambda: torch.randn(b, c, n, h, w, generator=gen).to(model.device))
+            out[:, :, start:start + n] = x0.float().cpu()
             model.forward_chunk(x0, 0.0, kv, cache, positions, write=True)
             cache.commit()
     finally:
         cache.close()
     return out
+
+
+@torch.no_grad()
+def commit_true_past(model: CausalWan, kv, cache, frames: torch.Tensor, chunk: int = CHUNK) -> None:
+    """Commit ``frames [B, 16, P, h, w]`` (``P`` a multiple of ``chunk``) to ``cache`` from frame
+    0, chunk by chunk: one clean pass each, as the sampler's after a chunk's last step."""
+    for start in range(0, frames.shape[2], chunk):
+        positions = cache.begin_chunk(start, chunk)
+        model.forward_chunk(frames[:, :, start:start + chunk].to(model.device), 0.0, kv, cache, positions,
+                            write=True)
+        cache.commit()
