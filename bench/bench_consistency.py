@@ -3,12 +3,32 @@
     python bench/bench_consistency.py            # full run (<= 15 min on 2 cores)
     python bench/bench_consistency.py --quick    # smoke run (<= 2 min)
 
-Protocol (issue 11, point 4): every video is primed with the first ``--prefix`` latent frames
-of its ground truth (clean context passes through the engine, the cache policy deciding what
-stays), then the model continues to ``--frames`` with the sampler its weights record (a flow
-model: Euler with ``--steps``, default 6; a distilled generator: its few-step schedule); all policies get the
-same prefixes and the same noise.  Two weight files: TF (the base model, trained with the full
-memory) and FT (the base fine-tuned with FadeMem(12, 0.3, anchor) in the loop).
+Protocol (issue 11, point 4), revised in session 9: every video is a two-sprite scene
+rendered so that one of its sprites comes back at frame ``--prefix`` (default 150, as the
+lookup probe of ``bench/bench_tiny_weights.py``) after an
+absence of 40-120 frames (:func:`fademem_core.tinyworld.lookup.forced_returns`).  The first
+``--prefix`` ground-truth frames prime it (clean context passes through the engine, the cache
+policy deciding what stays).
+
+* **Recall at a forced return** (the recall every control and ranking uses): on ``--returns``
+  videos, ``--draws`` estimates of the returning chunk from pure noise; the share whose detail
+  under the returning sprite snaps to its own codebook entry (chance 1/4).  Why not the
+  rollouts' returns: session 8 measured that the models cannot time a return (nothing in the
+  past says when an absence ends), so a rollout draws about one spontaneous return per video
+  and its recall stays at chance whatever the memory.
+* **Fresh content ok** (where long memory should not help): on ``--entries`` other videos, a
+  sprite first comes into view at frame 48 (:func:`fademem_core.tinyworld.lookup.forced_entries`);
+  ``--draws`` estimates of that chunk from pure noise; the share whose newcomer's detail is not
+  the other sprite's (the world never repeats it): 3/4 for a blind draw, 0 for a policy whose
+  model copies the past, 1 at best.  Reported beside the FullCache - SlidingWindow gap on it.
+* **Rollouts**: the first ``--videos`` of them continue to ``--frames`` with the sampler their
+  weights record (a flow model: Euler with ``--steps``, default 4, fewer than the record's 12
+  to fit the time bar; a distilled generator: its few-step schedule): identity drift, layout,
+  motion, residual, and the rollout's own (spontaneous) recall, reported but not ranked on.
+
+All policies get the same videos, prefixes and noise.  Two weight files: TF (the base model,
+trained with the full memory) and FT (the base fine-tuned with FadeMem(12, 0.3, anchor) in the
+loop).
 
 Validity controls FIRST, per weight file: FullCache (memory of everything) must recall
 returning sprites' details better than SlidingWindow(15) (memory of nothing old) by at least 3x
@@ -37,8 +57,9 @@ sys.path.insert(0, str(ROOT))
 
 from fademem_core import FadeMem, FullCache, SinkWindow, SlidingWindow, load_model  # noqa: E402
 from fademem_core.memory.policies import DeepForcing, FadeMemRelease, InfinityRope, MemFlow, MemRope  # noqa: E402
-from fademem_core.tinyworld import WEIGHTS, WEIGHTS_FT, plots, world  # noqa: E402
+from fademem_core.tinyworld import WEIGHTS, WEIGHTS_FT, lookup, plots, world  # noqa: E402
 from fademem_core.tinyworld.probes import read_frames  # noqa: E402
+from fademem_core.tinyworld.returns import LOWEST_START  # noqa: E402
 from fademem_core.model.recorded import read_record, sampler_record  # noqa: E402
 from fademem_core.tinyworld.rollout import primed_rollout  # noqa: E402
 from fademem_core.tinyworld.scores import event_rate, memory_events, score_video, warnings_off  # noqa: E402
@@ -47,10 +68,14 @@ CHUNK = 3
 BUDGET = 12  # history entries of every bounded headline policy; visible = 15 with the chunk
 CONTROL_FULL, CONTROL_NONE = "FullCache", "SlidingWindow(15)"
 HEADLINE = "SinkWindow(3+12)"
+SCENES = 10_000  # the first scene of the default video set
+ENTRY_AT = 48  # fresh content: a sprite first comes into view here (first entries end at frame 100)
+RECALLS = ("lookup", "recall", "recall_nearest")  # ranked only where their own control is valid
 METRICS = (  # key, header, better
-    ("recall", "recall after return", "higher"),
-    ("recall_nearest", "nearest-entry recall", "higher"),
-    ("fresh", "fresh entry ok", "higher"),
+    ("lookup", "recall at a forced return", "higher"),
+    ("recall", "rollout recall after return", "higher"),
+    ("recall_nearest", "rollout nearest-entry recall", "higher"),
+    ("fresh", "fresh content ok", "higher"),
     ("identity", "identity err", "lower"),
     ("layout", "layout drift", "lower"),
     ("motion", "sprite speed / world", "near 1"),
@@ -94,7 +119,7 @@ def machine() -> str:
 
 def per_video(videos: torch.Tensor, scenes: list, prefix: int, world_speed: float, world_drift: float) -> dict[str, np.ndarray]:
     """Every metric per video ``[N]`` over the generated frames (NaN where undefined)."""
-    out = {k: [] for k, _, _ in METRICS}
+    out = {k: [] for k, _, _ in METRICS if k not in ("lookup", "fresh")}
     gen = slice(prefix, None)
     for z, s in zip(videos, scenes):
         r = read_frames(z)
@@ -103,7 +128,6 @@ def per_video(videos: torch.Tensor, scenes: list, prefix: int, world_speed: floa
         with warnings_off():
             out["recall"].append(event_rate(ev, "return"))
             out["recall_nearest"].append(event_rate(ev, "return", "nearest"))
-            out["fresh"].append(event_rate(ev, "first"))
             out["identity"].append(np.nanmean(sv.identity_error[gen]))
             out["layout"].append(np.nanmean(sv.layout_error[gen]))
             out["motion"].append(np.nanmean(sv.sprite_speed[gen]) / world_speed)
@@ -135,8 +159,10 @@ def validity(rows: dict[str, dict[str, np.ndarray]], metric: str = "recall") -> 
     gap = full["mean"] - none["mean"]
     half = max(full["half"], none["half"])
     valid = bool(np.isfinite(gap) and gap > 0 and gap >= 3 * half)
+    # the paired per-video gap's own CI, reported beside the verdict (which keeps the stricter rule)
+    paired = paired_gap(rows[CONTROL_FULL][metric], rows[CONTROL_NONE][metric])
     return {"full_recall": full, "sliding_recall": none, "gap": gap, "half_width": half,
-            "needed": 3 * half, "valid": valid}
+            "needed": 3 * half, "valid": valid, "paired_gap": paired}
 
 
 def sampler_of(path: Path, euler_steps: int) -> tuple[str, int]:
@@ -149,30 +175,63 @@ def sampler_of(path: Path, euler_steps: int) -> tuple[str, int]:
     return "euler", euler_steps
 
 
-def run_weights(label: str, path: Path, pols: dict, args, scenes, text, truth, stats) -> tuple[dict, dict, dict]:
+def recall_at_return(model, pol, args, text, clips, slots, rollout_probe: dict) -> np.ndarray:
+    """Per-video hit rates at the forced return: the rollout videos' estimates were drawn by
+    the rollout's probe (``rollout_probe["estimates"]``, same cache), the others here."""
+    v, at = args.videos, args.prefix
+    rest = lookup.estimates_of(model, text[v:], pol, clips[v:, :, :at], at, args.draws, seed=args.seed + 1)
+    est = torch.cat([rollout_probe.pop("estimates"), rest], dim=1)
+    return lookup.hit_rates(est, clips[:, :, :at + CHUNK], slots, at)
+
+
+def fresh_content(model, pol, args, entries) -> np.ndarray:
+    """Per-video share of the draws at a forced first entry that do not copy the other sprite's
+    detail (:func:`lookup.fresh_rates`): where the past holds nothing to recall."""
+    clips, text, slots, taken = entries
+    est = lookup.estimates_of(model, text, pol, clips, ENTRY_AT, args.draws, seed=args.seed + 2)
+    return lookup.fresh_rates(est, clips, slots, taken, ENTRY_AT)
+
+
+def run_weights(label: str, path: Path, pols: dict, args, clips, text, slots, stats, entries) -> tuple[dict, dict, dict]:
     """Every policy on one weight file (runs in a worker process)."""
     torch.set_num_threads(args.threads)
     model = load_model(path, device="cpu", dtype=torch.float32)
-    prefix = truth[:, :, :args.prefix]
+    v, at = args.videos, args.prefix
+    scenes = rollout_scenes(args)
     sampler, steps = sampler_of(path, args.steps)
     rows, strips, seconds = {}, {}, {}
     for name, pol in pols.items():
         t0 = time.process_time()
-        z = primed_rollout(model, text, pol, prefix, args.frames, steps=steps, seed=args.seed, sampler=sampler)
+        held: dict = {}
+
+        def probe(kv, cache, held=held):  # the forced return, read from the rollout's own memory
+            held["estimates"] = lookup.draw_estimates(model, kv, cache, at, (v, *clips.shape[-2:]),
+                                                      args.draws, seed=args.seed + 1)
+
+        z = primed_rollout(model, text[:v], pol, clips[:v, :, :at], args.frames, steps=steps, seed=args.seed,
+                           sampler=sampler, probe=probe)
+        rows[name] = per_video(z, scenes, at, *stats)
+        rows[name]["lookup"] = recall_at_return(model, pol, args, text, clips, slots, held)
+        rows[name]["fresh"] = fresh_content(model, pol, args, entries)
         seconds[name] = time.process_time() - t0
-        rows[name] = per_video(z, scenes, args.prefix, *stats)
         strips[name] = world.to_rgb(z[0][:, strip_frames(args)])
-        r = {k: ci(v)["mean"] for k, v in rows[name].items()}
-        print(f"[{label}] {name:28s} {seconds[name]:6.1f} s cpu  recall {r['recall']:.2f} "
-              f"(nearest {r['recall_nearest']:.2f})  fresh {r['fresh']:.2f}  "
+        r = {k: ci(x)["mean"] for k, x in rows[name].items()}
+        print(f"[{label}] {name:28s} {seconds[name]:6.1f} s cpu  recall at return {r['lookup']:.3f}  "
+              f"fresh {r['fresh']:.3f}  rollout recall {r['recall']:.2f} (nearest {r['recall_nearest']:.2f})  "
               f"id {r['identity']:.3f}  layout {r['layout']:.3f}  motion {r['motion']:.2f}  "
               f"resid {r['residual']:.4f}", flush=True)
         if name == CONTROL_NONE:  # both controls are in: say now whether ranking makes sense
-            v = validity(rows)
-            print(f"[{label}] validity: FullCache recall {v['full_recall']['mean']:.2f} vs SlidingWindow "
-                  f"{v['sliding_recall']['mean']:.2f}: gap {v['gap']:.2f}, needs >= {v['needed']:.2f} -> "
-                  f"{'valid' if v['valid'] else 'INVALID: nothing is ranked on these weights'}", flush=True)
+            c = validity(rows, "lookup")
+            print(f"[{label}] validity: FullCache recall at return {c['full_recall']['mean']:.3f} vs SlidingWindow "
+                  f"{c['sliding_recall']['mean']:.3f}: gap {c['gap']:.3f} (paired +-{c['paired_gap']['half']:.3f}), "
+                  f"needs >= {c['needed']:.3f} -> "
+                  f"{'valid' if c['valid'] else 'INVALID: nothing is ranked on these weights'}", flush=True)
     return rows, strips, seconds
+
+
+def rollout_scenes(args) -> list:
+    """The scenes of the rollout videos (those :func:`lookup.forced_returns` draws first)."""
+    return [world.sample_scene(args.scene_seed + i, num_sprites=2) for i in range(args.videos)]
 
 
 def strip_frames(args) -> np.ndarray:
@@ -186,19 +245,27 @@ def summarize(rows: dict, seconds: dict) -> dict:
         table[name] = {k: ci(v) for k, v in vals.items()}
         table[name]["cpu_seconds"] = round(seconds[name], 1)
         if name != HEADLINE and HEADLINE in rows:
-            for m in ("recall", "recall_nearest"):
+            for m in RECALLS:
                 table[name][f"{m}_minus_sinkwindow"] = paired_gap(vals[m], rows[HEADLINE][m])
     return table
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="8 videos, 150 frames, 4 policies, TF only")
-    ap.add_argument("--videos", type=int, default=None)
-    ap.add_argument("--frames", type=int, default=None)
-    ap.add_argument("--prefix", type=int, default=None, help="ground-truth latent frames that prime each video")
-    ap.add_argument("--steps", type=int, default=None, help="Euler steps per chunk (flow-model weights)")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--quick", action="store_true",
+                    help="32 returns, 16 entries, 8 rollouts of 180 frames, 4 policies, TF only")
+    ap.add_argument("--returns", type=int, default=None, help="videos with a forced return (recall at return)")
+    ap.add_argument("--entries", type=int, default=None,
+                    help=f"videos with a forced first entry at frame {ENTRY_AT} (fresh content)")
+    ap.add_argument("--videos", type=int, default=None, help="of those, how many are rolled out (the other metrics)")
+    ap.add_argument("--frames", type=int, default=None, help="rollout length in latent frames")
+    ap.add_argument("--prefix", type=int, default=150,
+                    help=f"ground-truth latent frames that prime each video; the forced return lands at the next "
+                         f"(a multiple of {CHUNK}, >= {LOWEST_START})")
+    ap.add_argument("--draws", type=int, default=8, help="noise draws per forced return")
+    ap.add_argument("--steps", type=int, default=4, help="Euler steps per chunk (flow-model weights)")
+    ap.add_argument("--seed", type=int, default=0, help="noise seed")
+    ap.add_argument("--scene-seed", type=int, default=SCENES, help="first scene of the video set")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per worker process")
     ap.add_argument("--workers", type=int, default=2, help="processes (one weight file each)")
     ap.add_argument("--out", type=Path, default=None, help="folder for the JSON and plots")
@@ -208,42 +275,49 @@ def main(argv: list[str] | None = None) -> int:
     scratch = Path(tempfile.gettempdir()) / "fademem_consistency_quick"
     args.out = args.out or (scratch if args.quick else ROOT / "docs" / "images")
     args.doc = args.doc or (scratch / "consistency.md" if args.quick else ROOT / "docs" / "sections" / "consistency.md")
-    args.frames = args.frames or (150 if args.quick else 240)
-    args.prefix = args.prefix if args.prefix is not None else (60 if args.quick else 96)
+    args.frames = args.frames or (180 if args.quick else 240)
     args.videos = args.videos or (8 if args.quick else 32)
-    args.steps = args.steps or 6
-    if args.frames % CHUNK or args.prefix % CHUNK or not 0 <= args.prefix < args.frames:
-        ap.error(f"--frames and --prefix must be multiples of {CHUNK} with prefix < frames")
-    if args.videos < 2:
-        ap.error(f"--videos must be >= 2, got {args.videos}")
+    args.returns = args.returns or (32 if args.quick else 224)
+    args.entries = args.entries or (16 if args.quick else 96)
+    if args.prefix % CHUNK or args.prefix < LOWEST_START or args.frames % CHUNK or args.frames < args.prefix + CHUNK:
+        ap.error(f"--prefix must be a multiple of {CHUNK} and >= {LOWEST_START}, --frames a multiple of {CHUNK} "
+                 f">= prefix + {CHUNK}; got prefix {args.prefix}, frames {args.frames}")
+    if not 2 <= args.videos <= args.returns:
+        ap.error(f"--videos must be >= 2 and <= --returns {args.returns}, got {args.videos}")
+    if args.draws < 1 or args.steps < 1 or args.entries < 2:
+        ap.error(f"--draws and --steps must be >= 1, --entries >= 2; got {args.draws}, {args.steps}, {args.entries}")
     weights = {"TF": WEIGHTS} if args.quick else {"TF": WEIGHTS, "FT": WEIGHTS_FT}
     for path in weights.values():
         if not path.is_file():
             raise FileNotFoundError(f"tiny world weights not found: {str(path)!r}")
-    scenes = [world.sample_scene(10_000 + i, num_sprites=2) for i in range(args.videos)]
-    text = torch.cat([world.scene_prompt(s) for s in scenes])
-    truth = torch.stack([world.render(s, 0, args.frames) for s in scenes])
+    clips, text, slots = lookup.forced_returns(args.returns, args.prefix, args.scene_seed, frames=args.frames)
+    # scenes past the return set's, so the two sets share no video
+    entries = lookup.forced_entries(args.entries, ENTRY_AT, args.scene_seed + args.returns)
+    truth, scenes = clips[:args.videos], rollout_scenes(args)
     truth_rows = per_video(truth, scenes, args.prefix, 1.0, 1.0)
     stats = (ci(truth_rows["motion"])["mean"], ci(truth_rows["drift"])["mean"])
     samplers = {label: sampler_of(path, args.steps) for label, path in weights.items()}
-    print(f"machine: {machine()}\n{args.videos} videos x {args.frames} latent frames, primed with "
-          f"{args.prefix}, seed {args.seed}; " + ", ".join(f"{k}: {s} {n} steps" for k, (s, n) in samplers.items()),
-          flush=True)
+    print(f"machine: {machine()}\n{args.returns} videos with a sprite returning at frame {args.prefix}, "
+          f"{args.entries} with one first coming into view at frame {ENTRY_AT} ({args.draws} draws each); {args.videos} of them rolled out to {args.frames} latent frames, "
+          f"seed {args.seed}; " + ", ".join(f"{k}: {s} {n} steps" for k, (s, n) in samplers.items()), flush=True)
     t0 = time.time()
     pols = policies(args.quick)
     results, strips = {}, {"world (truth)": world.to_rgb(truth[0][:, strip_frames(args)])}
     # one process per weight file (one torch thread each): on shared cores two single-threaded
     # processes finish far sooner than one process with two threads
     with ProcessPoolExecutor(max_workers=min(args.workers, len(weights))) as pool:
-        jobs = {label: pool.submit(run_weights, label, path, pols, args, scenes, text, truth, stats)
+        jobs = {label: pool.submit(run_weights, label, path, pols, args, clips, text, slots, stats, entries)
                 for label, path in weights.items()}
         for label, job in jobs.items():
             rows, st, secs = job.result()
-            results[label] = {"validity": validity(rows), "validity_nearest": validity(rows, "recall_nearest"),
+            # fresh content has nothing to recall: the same comparison is a check, not a control
+            results[label] = {"validity": {m: validity(rows, m) for m in RECALLS}, "fresh_check": validity(rows, "fresh"),
                               "rows": summarize(rows, secs), "per_video": rows}
             strips.update({f"{label} {k}": v for k, v in st.items()
                            if k in (CONTROL_FULL, CONTROL_NONE, HEADLINE, "FadeMem b=0.3")})
-    truth_ci = {k: ci(per_video(truth, scenes, args.prefix, *stats)[k]) for k, _, _ in METRICS}
+    e_clips, _, e_slots, e_taken = entries  # the world's own entry chunks never copy
+    truth_rows["fresh"] = lookup.fresh_rates(e_clips[None, :, :, ENTRY_AT:], e_clips, e_slots, e_taken, ENTRY_AT)
+    truth_ci = {k: ci(v) for k, v in truth_rows.items()}
     wall = time.time() - t0
     print(f"total wall {wall:.0f} s", flush=True)
     write_outputs(args, results, truth_ci, strips, wall, samplers)
@@ -256,12 +330,15 @@ def write_outputs(args, results: dict, truth_ci: dict, strips: dict, wall: float
 
     args.out.mkdir(parents=True, exist_ok=True)
     record = {
-        "machine": machine(), "videos": args.videos, "frames": args.frames, "prefix": args.prefix,
+        "machine": machine(), "returns": args.returns, "entries": args.entries, "entry_at": ENTRY_AT,
+        "draws": args.draws, "videos": args.videos,
+        "frames": args.frames, "prefix": args.prefix,
         "samplers": {k: {"name": s, "steps": n} for k, (s, n) in samplers.items()},
-        "seed": args.seed, "wall_seconds": round(wall, 1),
-        "command": "python bench/bench_consistency.py" + (" --quick" if args.quick else ""),
+        "seed": args.seed, "scene_seed": args.scene_seed, "wall_seconds": round(wall, 1),
+        "command": "python bench/bench_consistency.py" + (" --quick" if args.quick else "")
+                   + (f" --scene-seed {args.scene_seed}" if args.scene_seed != SCENES else ""),
         "world": truth_ci,
-        "weights": {k: {"validity": v["validity"], "validity_nearest": v["validity_nearest"], "rows": v["rows"]}
+        "weights": {k: {"validity": v["validity"], "fresh_check": v["fresh_check"], "rows": v["rows"]}
                     for k, v in results.items()},
     }
     path = args.out / "consistency_results.json"
@@ -273,7 +350,7 @@ def write_outputs(args, results: dict, truth_ci: dict, strips: dict, wall: float
         betas = [b for b in (0.1, 0.3, 0.5, 0.7, 0.9) if f"FadeMem b={b}" in res["rows"]]
         if len(betas) > 1:
             series = {m: (np.array(betas), np.array([res["rows"][f"FadeMem b={b}"][m]["mean"] for b in betas]))
-                      for m in ("recall", "fresh")}
+                      for m in ("lookup", "fresh")}
             charts[f"beta_{label}"] = plots.line_chart(series, f"{label}: FadeMem (M=12, anchor) vs beta", "beta",
                                                        "rate", args.out / f"consistency_beta_{label}.png")
     write_report(args.doc, record, charts)

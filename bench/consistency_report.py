@@ -8,9 +8,12 @@ import os
 from pathlib import Path
 
 FINDINGS_MARKER = "\n<!-- findings: hand-written below this line, kept when the benchmark rewrites the file -->\n"
-COLUMNS = (("recall", "recall after return ↑"), ("recall_nearest", "nearest-entry recall ↑"), ("fresh", "fresh entry ok ↑"), ("identity", "identity err ↓"),
-           ("layout", "layout drift ↓"), ("motion", "sprite speed / world"), ("drift", "bg drift / world"),
+COLUMNS = (("lookup", "recall at a forced return ↑"), ("fresh", "fresh content ok ↑"), ("recall", "rollout recall ↑"),
+           ("recall_nearest", "rollout nearest-entry recall ↑"), ("identity", "identity err ↓"), ("layout", "layout drift ↓"), ("motion", "sprite speed / world"), ("drift", "bg drift / world"),
            ("residual", "off-world residual ↓"))
+
+
+RECALL_LABELS = {"lookup": "recall at return", "recall": "rollout recall", "recall_nearest": "rollout nearest recall"}
 
 
 def _cell(m: dict) -> str:
@@ -23,11 +26,11 @@ def _cell(m: dict) -> str:
 def _table(rows: dict, valid: dict[str, bool]) -> str:
     """One row per policy; a paired gap to SinkWindow only for a recall whose control is valid."""
     head = (["policy", "cpu s"] + [h for _, h in COLUMNS]
-            + ["recall − SinkWindow (paired)", "nearest recall − SinkWindow (paired)"])
+            + [f"{label} − SinkWindow (paired)" for label in RECALL_LABELS.values()])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, r in rows.items():
         gaps = []
-        for m in ("recall", "recall_nearest"):
+        for m in RECALL_LABELS:
             gap = r.get(f"{m}_minus_sinkwindow")
             gaps.append("–" if gap is None else _cell(gap) if valid[m] else "not ranked")
         cells = [name, f"{r['cpu_seconds']:.0f}"] + [_cell(r[k]) for k, _ in COLUMNS] + gaps
@@ -35,11 +38,15 @@ def _table(rows: dict, valid: dict[str, bool]) -> str:
     return "\n".join(lines)
 
 
-def _validity(label: str, v: dict) -> str:
-    verdict = "**valid**" if v["valid"] else "**invalid**: nothing below is ranked"
-    return (f"- {label}: FullCache recall {v['full_recall']['mean']:.2f} ± {v['full_recall']['half']:.2f}, "
-            f"SlidingWindow(15) {v['sliding_recall']['mean']:.2f} ± {v['sliding_recall']['half']:.2f}; "
-            f"gap {v['gap']:.2f}, needed ≥ 3 × {v['half_width']:.2f} = {v['needed']:.2f} → {verdict}")
+def _gap(label: str, v: dict) -> str:
+    return (f"- {label}: FullCache {v['full_recall']['mean']:.3f} ± {v['full_recall']['half']:.3f}, "
+            f"SlidingWindow(15) {v['sliding_recall']['mean']:.3f} ± {v['sliding_recall']['half']:.3f}; "
+            f"gap {v['gap']:.3f} (paired per video ± {v['paired_gap']['half']:.3f})")
+
+
+def _validity(label: str, v: dict, what: str) -> str:
+    verdict = "**valid**" if v["valid"] else f"**invalid**: nothing is ranked on its {what}"
+    return f"{_gap(label, v)}, needed ≥ 3 × {v['half_width']:.3f} = {v['needed']:.3f} → {verdict}"
 
 
 def write_report(path: Path, record: dict, charts: dict) -> None:
@@ -49,36 +56,45 @@ def write_report(path: Path, record: dict, charts: dict) -> None:
         "## Long-horizon consistency on a tiny trained world",
         "",
         f"Regenerate: `{record['command']}` ({record['wall_seconds'] / 60:.1f} min wall here; `--quick` "
-        f"under 2). Machine: {record['machine']}. {record['videos']} videos x {record['frames']} latent "
-        f"frames, each primed with its first {record['prefix']} ground-truth frames, then "
+        f"under 2). Machine: {record['machine']}. {record['returns']} two-sprite videos, each rendered so "
+        f"that one sprite comes back at frame {record['prefix']} after an absence of 40-120 frames and "
+        f"primed with its first {record['prefix']} ground-truth frames; **recall at a forced return** "
+        f"from {record['draws']} noise draws each; **fresh content** on {record['entries']} other videos, "
+        f"each rendered so that a sprite first comes into view at frame {record['entry_at']}, from as many "
+        f"draws. The first {record['videos']} continue to "
+        f"{record['frames']} latent frames with "
         + ", ".join(f"{k}: {v['name']} {v['steps']} steps" for k, v in record["samplers"].items())
-        + " per chunk; same prefixes and noise for every policy. Every bounded "
+        + " per chunk (the other columns). Same videos, prefixes and noise for every policy. Every bounded "
         "policy sees 15 latent frames (12 history + the 3-frame chunk) unless its name says otherwise. "
-        "Cells: mean ± 95 % bootstrap half-width over videos (metrics over the generated frames only).",
+        "Cells: mean ± 95 % bootstrap half-width over videos (rollout metrics over the generated frames only).",
         "",
-        "**Validity controls** (memory of everything vs memory of nothing old; the gap on recall must be "
-        "at least 3x the larger CI half-width):",
+        "**Validity controls** (memory of everything vs memory of nothing old; the gap must be at least "
+        "3x the larger CI half-width), on the recall every ranking uses:",
         "",
     ]
-    parts += [_validity(label, w["validity"]) for label, w in record["weights"].items()]
-    parts += ["", "The same control on nearest-entry recall (which of the 4 codebook entries the drawn "
-                  "detail is closest to, however blurred), a metric added after a first look showed the "
-                  "model's details blurred towards the codebook's centre; a recall is ranked only where "
-                  "its own control is valid:", ""]
-    parts += [_validity(label, w["validity_nearest"]) for label, w in record["weights"].items()]
+    parts += [_validity(label, w["validity"]["lookup"], "recall") for label, w in record["weights"].items()]
+    parts += ["", "The same control on the rollouts' own recall, which scores the returns a rollout happens "
+                  "to draw (about one per video; the models cannot time a return), reported for comparison:", ""]
+    for m, what in (("recall", "rollout recall"), ("recall_nearest", "rollout nearest-entry recall")):
+        parts += [_validity(f"{label}, {what}", w["validity"][m], what) for label, w in record["weights"].items()]
+    parts += ["", "Fresh content, where there is nothing to recall (a check, not a control: a memory can at "
+                  "most rule out the other sprite's detail, and a model that copies the past scores 0):", ""]
+    parts += [_gap(label, w["fresh_check"]) for label, w in record["weights"].items()]
     world = record["world"]
-    parts += ["", f"The world itself: recall {world['recall']['mean']:.2f}, fresh entries "
-                  f"{world['fresh']['mean']:.2f}, residual {world['residual']['mean']:.1g}.", ""]
+    parts += ["", f"The world itself: fresh content ok {world['fresh']['mean']:.2f} (its entry chunks); its "
+                  f"rollout videos: recall {world['recall']['mean']:.2f}, residual {world['residual']['mean']:.1g}.", ""]
     for label, w in record["weights"].items():
         name = {"TF": "TF = base weights (trained with the full memory)",
                 "FT": "FT = FadeMem-FT weights (base fine-tuned with FadeMem(12, 0.3, anchor) in the loop)"}[label]
-        valid = {"recall": w["validity"]["valid"], "recall_nearest": w["validity_nearest"]["valid"]}
+        valid = {m: w["validity"][m]["valid"] for m in RECALL_LABELS}
         parts += [f"### {name}", "", _table(w["rows"], valid), ""]
     parts += [
-        "Columns: **recall after return**: a sprite that comes back after >= 30 unseen frames shows the "
+        "Columns: **recall at a forced return**: the share of estimates from pure noise of the returning "
+        "chunk whose detail under the returning sprite's true footprint is nearest to its own codebook entry "
+        "(chance 1/4; the detail is never in the prompt); **fresh content ok**: the share of estimates from pure noise of a sprite's first chunk in view "
+        "whose detail is not the other sprite's (the world never repeats it; 3/4 for a blind draw, 0 for a copy); **rollout recall**: a sprite that comes back after >= 30 unseen frames shows the "
         "same codebook detail (not in the prompt, within 0.4 of the entry) as in its last frames before the "
-        "absence (chance 1/4 at best); **nearest-entry recall**: the same without the 0.4 tolerance; **fresh entry ok**: a sprite's first appearance in the generated part has a valid "
-        "detail not already used by the other sprite (copying the past does not help); **identity err**: "
+        "absence (chance 1/4 at best); **rollout nearest-entry recall**: the same without the 0.4 tolerance; **identity err**: "
         "distance of a seen sprite's detail to its first sight; **layout drift**: background phases vs the "
         "first chunk (0 same, 0.5 random); **sprite speed / bg drift / world**: motion relative to the "
         "world (a frozen video scores 0); **off-world residual**: distance of a frame to its probe "

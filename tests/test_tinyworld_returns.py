@@ -21,6 +21,7 @@ def test_returns_are_where_the_motion_formula_puts_them() -> None:
     # the square is in view for t in (10, 30) + 60 k: entries at frames 11, 71, 131, 191; the
     # first is no return (never seen before)
     assert returns.return_entries(_one_sprite_scene(), 200) == [(0, 71), (0, 131), (0, 191)]
+    assert returns.first_entries(_one_sprite_scene(), 200) == [(0, 11)]
 
 
 @pytest.mark.parametrize("seed", range(4))

@@ -8,7 +8,7 @@ import torch
 from fademem_core import FadeMem, FullCache, generate
 from fademem_core.model.causal_wan import CausalWan
 from fademem_core.rollout.sampler import even_timesteps
-from fademem_core.tinyworld import quality, world
+from fademem_core.tinyworld import lookup, quality, world
 from fademem_core.tinyworld.reference import reference_rollout
 from fademem_core.tinyworld.rollout import primed_rollout
 
@@ -56,6 +56,23 @@ def test_the_prefix_conditions_the_generated_frames(model, scenes) -> None:
     a = primed_rollout(model, _text(scenes), FullCache(), truth[:, :, :12], 15, **kw)
     b = primed_rollout(model, _text(scenes), FullCache(), other[:, :, :12], 15, **kw)
     assert (a[:, :, 12:] - b[:, :, 12:]).abs().max() > 1e-3  # same noise, another memory
+
+
+@pytest.mark.parametrize("policy", [FullCache(), FadeMem(budget=4, beta=0.3)], ids=["full", "fademem"])
+def test_a_probe_reads_the_prefix_memory_and_leaves_the_rollout_unchanged(model, scenes, policy) -> None:
+    truth = torch.stack([world.render(s, 0, 15) for s in scenes])
+    held = {}
+
+    def probe(kv, cache):  # what the benchmark does: estimates of the next chunk, nothing written
+        held["est"] = lookup.draw_estimates(model, kv, cache, 9, (2, 8, 8), draws=2, seed=5)
+
+    kw = dict(steps=STEPS, seed=2)
+    probed = primed_rollout(model, _text(scenes), policy, truth[:, :, :9], 15, probe=probe, **kw)
+    plain = primed_rollout(model, _text(scenes), policy, truth[:, :, :9], 15, **kw)
+    assert torch.equal(probed, plain)
+    # the probe saw the memory a fresh commit of the same prefix builds
+    alone = lookup.estimates_of(model, _text(scenes), policy, truth, 9, draws=2, seed=5)
+    torch.testing.assert_close(held["est"], alone, atol=1e-5, rtol=1e-5)
 
 
 def test_primed_rollout_validates_before_compute(model, scenes) -> None:

@@ -35,12 +35,23 @@ def check_return_window(window: int, frames: int) -> None:
 def return_entries(scene: world.Scene, frames: int) -> list[tuple[int, int]]:
     """``(slot, frame)`` of every return in frames ``0 .. frames``: a frame where a sprite is
     in view again (any part) after having been in view before and out of it since."""
+    return [(s, t) for s, t, again in _entries(scene, frames) if again]
+
+
+def first_entries(scene: world.Scene, frames: int) -> list[tuple[int, int]]:
+    """``(slot, frame)`` of every first entry in frames ``1 .. frames``: a sprite in view (any
+    part) for the first time, out of view in every frame before."""
+    return [(s, t) for s, t, again in _entries(scene, frames) if not again]
+
+
+def _entries(scene: world.Scene, frames: int) -> list[tuple[int, int, bool]]:
+    """``(slot, frame, seen before)`` of every frame where a sprite comes into view, by frame."""
     vis = world.frame_params(scene, 0, frames).visibility > 0  # [F, S]
     out = []
     for s in range(vis.shape[1]):
         v = vis[:, s]
         starts = np.flatnonzero(v[1:] & ~v[:-1]) + 1
-        out += [(s, int(t)) for t in starts if v[:t].any()]
+        out += [(s, int(t), bool(v[:t].any())) for t in starts]
     return sorted(out, key=lambda e: e[1])
 
 

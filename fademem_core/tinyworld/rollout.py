@@ -8,6 +8,8 @@ between policies are differences of memory.  (The continuation issue's ``prefix=
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
 from ..checks import SAMPLERS, check_choice
@@ -28,13 +30,16 @@ def primed_rollout(
     seed: int = 0,
     chunk: int = CHUNK,
     sampler: str = "euler",
+    probe: Callable[[object, object], None] | None = None,
 ) -> torch.Tensor:
     """Latents ``[B, 16, num_frames, h, w]``: ``prefix [B, 16, P, h, w]`` then the model's frames.
 
     ``P`` must be a multiple of ``chunk`` (0 allowed: then this is ``generate(...,
     sampler=sampler, steps=even_timesteps(steps))``).  Noise: one CPU generator seeded with
     ``seed``, one draw ``[B, 16, n, h, w]`` per generated chunk (and, few-step, one more per
-    step after the first).
+    step after the first).  ``probe(kv, cache)``, when given, is called once the prefix is
+    committed, before the first generated chunk: it may read the memory with ``write=False``
+    passes (the benchmark's forced-return lookup) and must not commit.
     """
     if prefix.ndim != 5 or prefix.shape[1] != model.in_channels:
         raise ValueError(f"prefix must be [B, {model.in_channels}, P, h, w], got {tuple(prefix.shape)}")
@@ -53,6 +58,8 @@ def primed_rollout(
     kv = model.encode_text(text.to(model.device))
     try:
         commit_true_past(model, kv, cache, prefix, chunk)
+        if probe is not None:
+            probe(kv, cache)
         for start in range(p, num_frames, chunk):
             n = min(chunk, num_frames - start)
             positions = cache.begin_chunk(start, n)
