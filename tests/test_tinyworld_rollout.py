@@ -96,6 +96,9 @@ def test_the_world_passes_the_render_check_and_mush_fails_it() -> None:
     mush = truth.mean(dim=(0, 2), keepdim=True).expand_as(truth).clone()
     bad = quality.check_rendering(mush, scenes, teacher_residual=1e-3)
     assert not bad.verdicts["contrast"] and not bad.verdicts["class"] and not bad.passed
+    assert not np.isfinite(bad.speed) and not bad.verdicts["speed"]  # no sprite to time
+    assert "sprite speed - (no sprite fully in view two frames running)" in bad.lines()[2]
+    assert "nan" not in " ".join(bad.lines()[2:])
     # a frozen video keeps contrast and class but has no sprite motion
     frozen = truth[:, :, :1].expand_as(truth).clone()
     still = quality.check_rendering(frozen, scenes, teacher_residual=1e-3)

@@ -60,8 +60,9 @@ class RenderCheck:
             f"bar {RESIDUAL_FACTOR:g}x) {mark[v['residual']]}",
             f"prompted class over the first {CLASS_FRAMES} frames {self.class_acc:.2f} "
             f"(bar {CLASS_MIN}) {mark[v['class']]}",
-            f"sprite speed {self.speed:.3f} px/frame (world {self.world_speed:.3f}, "
-            f"+-{SPEED_TOL:.0%}) {mark[v['speed']]}",
+            (f"sprite speed {self.speed:.3f} px/frame" if np.isfinite(self.speed)
+             else "sprite speed - (no sprite fully in view two frames running)")
+            + f" (world {self.world_speed:.3f}, +-{SPEED_TOL:.0%}) {mark[v['speed']]}",
             f"contrast {self.contrast:.1f} (world {self.world_contrast:.1f}, +-{CONTRAST_TOL:.0%}) "
             f"{mark[v['contrast']]}",
         ]
