@@ -68,6 +68,7 @@ CHUNK = 3
 BUDGET = 12  # history entries of every bounded headline policy; visible = 15 with the chunk
 CONTROL_FULL, CONTROL_NONE = "FullCache", "SlidingWindow(15)"
 HEADLINE = "SinkWindow(3+12)"
+SHOWN = (CONTROL_FULL, CONTROL_NONE, HEADLINE, "FadeMem b=0.3")  # in the film strip and the curves
 SCENES = 10_000  # the first scene of the default video set
 ENTRY_AT = 48  # fresh content: a sprite first comes into view here (first entries end at frame 100)
 RECALLS = ("lookup", "recall", "recall_nearest")  # ranked only where their own control is valid
@@ -177,9 +178,11 @@ def sampler_of(path: Path, euler_steps: int) -> tuple[str, int]:
 
 def recall_at_return(model, pol, args, text, clips, slots, rollout_probe: dict) -> np.ndarray:
     """Per-video hit rates at the forced return: the rollout videos' estimates were drawn by
-    the rollout's probe (``rollout_probe["estimates"]``, same cache), the others here."""
+    the rollout's probe (``rollout_probe["estimates"]``, same cache, noise seed + 1), the others
+    here from a generator of their own (seed + 3: one shared seed would hand videos 32.. the
+    rollout videos' noises again)."""
     v, at = args.videos, args.prefix
-    rest = lookup.estimates_of(model, text[v:], pol, clips[v:, :, :at], at, args.draws, seed=args.seed + 1)
+    rest = lookup.estimates_of(model, text[v:], pol, clips[v:, :, :at], at, args.draws, seed=args.seed + 3)
     est = torch.cat([rollout_probe.pop("estimates"), rest], dim=1)
     return lookup.hit_rates(est, clips[:, :, :at + CHUNK], slots, at)
 
@@ -199,7 +202,7 @@ def run_weights(label: str, path: Path, pols: dict, args, clips, text, slots, st
     v, at = args.videos, args.prefix
     scenes = rollout_scenes(args)
     sampler, steps = sampler_of(path, args.steps)
-    rows, strips, seconds = {}, {}, {}
+    rows, shown, seconds = {}, {}, {}
     for name, pol in pols.items():
         t0 = time.process_time()
         held: dict = {}
@@ -214,7 +217,8 @@ def run_weights(label: str, path: Path, pols: dict, args, clips, text, slots, st
         rows[name]["lookup"] = recall_at_return(model, pol, args, text, clips, slots, held)
         rows[name]["fresh"] = fresh_content(model, pol, args, entries)
         seconds[name] = time.process_time() - t0
-        strips[name] = world.to_rgb(z[0][:, strip_frames(args)])
+        if name in SHOWN:
+            shown[name] = {"strip": world.to_rgb(z[0][:, strip_frames(args)]), "identity": identity_curve(z, scenes, at)}
         r = {k: ci(x)["mean"] for k, x in rows[name].items()}
         print(f"[{label}] {name:28s} {seconds[name]:6.1f} s cpu  recall at return {r['lookup']:.3f}  "
               f"fresh {r['fresh']:.3f}  rollout recall {r['recall']:.2f} (nearest {r['recall_nearest']:.2f})  "
@@ -226,7 +230,15 @@ def run_weights(label: str, path: Path, pols: dict, args, clips, text, slots, st
                   f"{c['sliding_recall']['mean']:.3f}: gap {c['gap']:.3f} (paired +-{c['paired_gap']['half']:.3f}), "
                   f"needs >= {c['needed']:.3f} -> "
                   f"{'valid' if c['valid'] else 'INVALID: nothing is ranked on these weights'}", flush=True)
-    return rows, strips, seconds
+    return rows, shown, seconds
+
+
+def identity_curve(videos: torch.Tensor, scenes: list, prefix: int) -> np.ndarray:
+    """Identity error per generated chunk (``videos [N, 16, F, 8, 8]`` from frame ``prefix``),
+    the mean over every video and frame of the chunk that shows a seen sprite (NaN where none)."""
+    err = np.stack([score_video(z, s.family, s.classes).identity_error[prefix:] for z, s in zip(videos, scenes)])
+    with warnings_off():
+        return np.nanmean(err.reshape(len(err), -1, CHUNK), axis=(0, 2))
 
 
 def rollout_scenes(args) -> list:
@@ -302,29 +314,29 @@ def main(argv: list[str] | None = None) -> int:
           f"seed {args.seed}; " + ", ".join(f"{k}: {s} {n} steps" for k, (s, n) in samplers.items()), flush=True)
     t0 = time.time()
     pols = policies(args.quick)
-    results, strips = {}, {"world (truth)": world.to_rgb(truth[0][:, strip_frames(args)])}
+    results, strips, curves = {}, {"world (truth)": world.to_rgb(truth[0][:, strip_frames(args)])}, {}
     # one process per weight file (one torch thread each): on shared cores two single-threaded
     # processes finish far sooner than one process with two threads
     with ProcessPoolExecutor(max_workers=min(args.workers, len(weights))) as pool:
         jobs = {label: pool.submit(run_weights, label, path, pols, args, clips, text, slots, stats, entries)
                 for label, path in weights.items()}
         for label, job in jobs.items():
-            rows, st, secs = job.result()
+            rows, shown, secs = job.result()
             # fresh content has nothing to recall: the same comparison is a check, not a control
             results[label] = {"validity": {m: validity(rows, m) for m in RECALLS}, "fresh_check": validity(rows, "fresh"),
                               "rows": summarize(rows, secs), "per_video": rows}
-            strips.update({f"{label} {k}": v for k, v in st.items()
-                           if k in (CONTROL_FULL, CONTROL_NONE, HEADLINE, "FadeMem b=0.3")})
+            strips.update({f"{label} {k}": v["strip"] for k, v in shown.items()})
+            curves[label] = {k: v["identity"] for k, v in shown.items()}
     e_clips, _, e_slots, e_taken = entries  # the world's own entry chunks never copy
     truth_rows["fresh"] = lookup.fresh_rates(e_clips[None, :, :, ENTRY_AT:], e_clips, e_slots, e_taken, ENTRY_AT)
     truth_ci = {k: ci(v) for k, v in truth_rows.items()}
     wall = time.time() - t0
     print(f"total wall {wall:.0f} s", flush=True)
-    write_outputs(args, results, truth_ci, strips, wall, samplers)
+    write_outputs(args, results, truth_ci, strips, curves, wall, samplers)
     return 0
 
 
-def write_outputs(args, results: dict, truth_ci: dict, strips: dict, wall: float,
+def write_outputs(args, results: dict, truth_ci: dict, strips: dict, curves: dict, wall: float,
                   samplers: dict[str, tuple[str, int]]) -> None:
     from consistency_report import write_report  # bench/ sibling: tables, plots, the doc section
 
@@ -338,7 +350,8 @@ def write_outputs(args, results: dict, truth_ci: dict, strips: dict, wall: float
         "command": "python bench/bench_consistency.py" + (" --quick" if args.quick else "")
                    + (f" --scene-seed {args.scene_seed}" if args.scene_seed != SCENES else ""),
         "world": truth_ci,
-        "weights": {k: {"validity": v["validity"], "fresh_check": v["fresh_check"], "rows": v["rows"]}
+        "weights": {k: {"validity": v["validity"], "fresh_check": v["fresh_check"], "rows": v["rows"],
+                        "identity_per_chunk": {n: [round(float(x), 4) for x in c] for n, c in curves[k].items()}}
                     for k, v in results.items()},
     }
     path = args.out / "consistency_results.json"
@@ -353,6 +366,11 @@ def write_outputs(args, results: dict, truth_ci: dict, strips: dict, wall: float
                       for m in ("lookup", "fresh")}
             charts[f"beta_{label}"] = plots.line_chart(series, f"{label}: FadeMem (M=12, anchor) vs beta", "beta",
                                                        "rate", args.out / f"consistency_beta_{label}.png")
+    for label, per_policy in curves.items():
+        series = {n: (args.prefix + CHUNK * np.arange(len(c)), c) for n, c in per_policy.items()}
+        charts[f"identity_{label}"] = plots.line_chart(
+            series, f"{label}: identity error of seen sprites, per generated chunk", "latent frame",
+            "identity err", args.out / f"consistency_identity_{label}.png")
     write_report(args.doc, record, charts)
     print(f"wrote {path} and {args.doc}")
 

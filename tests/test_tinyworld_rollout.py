@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from fademem_core import FadeMem, FullCache, generate
+from fademem_core import POLICIES, FadeMem, FullCache, generate
 from fademem_core.model.causal_wan import CausalWan
 from fademem_core.rollout.sampler import even_timesteps
 from fademem_core.tinyworld import lookup, quality, world
@@ -58,20 +58,25 @@ def test_the_prefix_conditions_the_generated_frames(model, scenes) -> None:
     assert (a[:, :, 12:] - b[:, :, 12:]).abs().max() > 1e-3  # same noise, another memory
 
 
-@pytest.mark.parametrize("policy", [FullCache(), FadeMem(budget=4, beta=0.3)], ids=["full", "fademem"])
+# every registered policy at its defaults, plus a FadeMem that merges within the prefix; the
+# prefix outgrows the default budgets, so evictions, merges and scoring happen before the probe
+PROBED = [cls() for cls in POLICIES.values()] + [FadeMem(budget=4, beta=0.3)]
+
+
+@pytest.mark.parametrize("policy", PROBED, ids=[repr(p) for p in PROBED])
 def test_a_probe_reads_the_prefix_memory_and_leaves_the_rollout_unchanged(model, scenes, policy) -> None:
-    truth = torch.stack([world.render(s, 0, 15) for s in scenes])
+    truth = torch.stack([world.render(s, 0, 30) for s in scenes])
     held = {}
 
     def probe(kv, cache):  # what the benchmark does: estimates of the next chunk, nothing written
-        held["est"] = lookup.draw_estimates(model, kv, cache, 9, (2, 8, 8), draws=2, seed=5)
+        held["est"] = lookup.draw_estimates(model, kv, cache, 27, (2, 8, 8), draws=2, seed=5)
 
     kw = dict(steps=STEPS, seed=2)
-    probed = primed_rollout(model, _text(scenes), policy, truth[:, :, :9], 15, probe=probe, **kw)
-    plain = primed_rollout(model, _text(scenes), policy, truth[:, :, :9], 15, **kw)
+    probed = primed_rollout(model, _text(scenes), policy, truth[:, :, :27], 30, probe=probe, **kw)
+    plain = primed_rollout(model, _text(scenes), policy, truth[:, :, :27], 30, **kw)
     assert torch.equal(probed, plain)
     # the probe saw the memory a fresh commit of the same prefix builds
-    alone = lookup.estimates_of(model, _text(scenes), policy, truth, 9, draws=2, seed=5)
+    alone = lookup.estimates_of(model, _text(scenes), policy, truth, 27, draws=2, seed=5)
     torch.testing.assert_close(held["est"], alone, atol=1e-5, rtol=1e-5)
 
 
