@@ -118,13 +118,21 @@ def machine() -> str:
             f"threads, torch {torch.__version__} CPU")
 
 
-def per_video(videos: torch.Tensor, scenes: list, prefix: int, world_speed: float, world_drift: float) -> dict[str, np.ndarray]:
-    """Every metric per video ``[N]`` over the generated frames (NaN where undefined)."""
-    out = {k: [] for k, _, _ in METRICS if k not in ("lookup", "fresh")}
-    gen = slice(prefix, None)
+def scored(videos: torch.Tensor, scenes: list) -> list[tuple]:
+    """``(probe reading, scores)`` of each video: read once, shared by every rollout metric."""
+    out = []
     for z, s in zip(videos, scenes):
         r = read_frames(z)
-        sv = score_video(z, s.family, s.classes, reading=r)
+        out.append((r, score_video(z, s.family, s.classes, reading=r)))
+    return out
+
+
+def per_video(scores: list[tuple], prefix: int, world_speed: float, world_drift: float) -> dict[str, np.ndarray]:
+    """Every rollout metric per video ``[N]`` (from :func:`scored`) over the generated frames
+    (NaN where undefined)."""
+    out = {k: [] for k, _, _ in METRICS if k not in ("lookup", "fresh")}
+    gen = slice(prefix, None)
+    for r, sv in scores:
         ev = memory_events(r, prefix)
         with warnings_off():
             out["recall"].append(event_rate(ev, "return"))
@@ -213,12 +221,13 @@ def run_weights(label: str, path: Path, pols: dict, args, clips, text, slots, st
 
         z = primed_rollout(model, text[:v], pol, clips[:v, :, :at], args.frames, steps=steps, seed=args.seed,
                            sampler=sampler, probe=probe)
-        rows[name] = per_video(z, scenes, at, *stats)
+        sc = scored(z, scenes)
+        rows[name] = per_video(sc, at, *stats)
         rows[name]["lookup"] = recall_at_return(model, pol, args, text, clips, slots, held)
         rows[name]["fresh"] = fresh_content(model, pol, args, entries)
         seconds[name] = time.process_time() - t0
         if name in SHOWN:
-            shown[name] = {"strip": world.to_rgb(z[0][:, strip_frames(args)]), "identity": identity_curve(z, scenes, at)}
+            shown[name] = {"strip": world.to_rgb(z[0][:, strip_frames(args)]), "identity": identity_curve(sc, at)}
         r = {k: ci(x)["mean"] for k, x in rows[name].items()}
         print(f"[{label}] {name:28s} {seconds[name]:6.1f} s cpu  recall at return {r['lookup']:.3f}  "
               f"fresh {r['fresh']:.3f}  rollout recall {r['recall']:.2f} (nearest {r['recall_nearest']:.2f})  "
@@ -233,10 +242,10 @@ def run_weights(label: str, path: Path, pols: dict, args, clips, text, slots, st
     return rows, shown, seconds
 
 
-def identity_curve(videos: torch.Tensor, scenes: list, prefix: int) -> np.ndarray:
-    """Identity error per generated chunk (``videos [N, 16, F, 8, 8]`` from frame ``prefix``),
+def identity_curve(scores: list[tuple], prefix: int) -> np.ndarray:
+    """Identity error per generated chunk (the videos of :func:`scored`, from frame ``prefix``),
     the mean over every video and frame of the chunk that shows a seen sprite (NaN where none)."""
-    err = np.stack([score_video(z, s.family, s.classes).identity_error[prefix:] for z, s in zip(videos, scenes)])
+    err = np.stack([sv.identity_error[prefix:] for _, sv in scores])
     with warnings_off():
         return np.nanmean(err.reshape(len(err), -1, CHUNK), axis=(0, 2))
 
@@ -306,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     # scenes past the return set's, so the two sets share no video
     entries = lookup.forced_entries(args.entries, ENTRY_AT, args.scene_seed + args.returns)
     truth, scenes = clips[:args.videos], rollout_scenes(args)
-    truth_rows = per_video(truth, scenes, args.prefix, 1.0, 1.0)
+    truth_rows = per_video(scored(truth, scenes), args.prefix, 1.0, 1.0)
     stats = (ci(truth_rows["motion"])["mean"], ci(truth_rows["drift"])["mean"])
     samplers = {label: sampler_of(path, args.steps) for label, path in weights.items()}
     print(f"machine: {machine()}\n{args.returns} videos with a sprite returning at frame {args.prefix}, "

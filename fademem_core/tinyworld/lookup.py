@@ -146,8 +146,13 @@ def snapped(chunks: torch.Tensor, clips: torch.Tensor, slots: list[int], at: int
 def lookup_hits(estimates: torch.Tensor, clips: torch.Tensor, slots: list[int], at: int) -> np.ndarray:
     """Per video, 1 when the detail ``estimates`` draw under the returning sprite's true footprint
     snaps to the codebook entry the true clip shows there, else 0."""
-    want = snapped(clips[:, :, at:at + CHUNK], clips, slots, at)
-    return np.asarray([float(g == w) for g, w in zip(snapped(estimates, clips, slots, at), want)])
+    return hit_rates(estimates[None], clips, slots, at)
+
+
+def hit_rates(estimates: torch.Tensor, clips: torch.Tensor, slots: list[int], at: int) -> np.ndarray:
+    """Per video, the share of the draws ``estimates [K, N, ...]`` that :func:`lookup_hits`."""
+    want = snapped(clips[:, :, at:at + CHUNK], clips, slots, at)  # the truth's entries, once for all draws
+    return _snaps_to(estimates, clips, slots, at, want).mean(axis=0)
 
 
 def fresh_rates(estimates: torch.Tensor, clips: torch.Tensor, slots: list[int], taken: list[int],
@@ -155,13 +160,13 @@ def fresh_rates(estimates: torch.Tensor, clips: torch.Tensor, slots: list[int], 
     """Per video, the share of the draws ``estimates [K, N, ...]`` whose detail under the
     newcomer's true footprint (:func:`forced_entries`) snaps to an entry other than ``taken``:
     1 for a model that knows the two never match, 3/4 for a blind draw, 0 for a copy."""
-    return np.mean([[float(g != t) for g, t in zip(snapped(e, clips, slots, at), taken)] for e in estimates],
-                   axis=0)
+    return (~_snaps_to(estimates, clips, slots, at, taken)).mean(axis=0)
 
 
-def hit_rates(estimates: torch.Tensor, clips: torch.Tensor, slots: list[int], at: int) -> np.ndarray:
-    """Per video, the share of the draws ``estimates [K, N, ...]`` that :func:`lookup_hits`."""
-    return np.mean([lookup_hits(e, clips, slots, at) for e in estimates], axis=0)
+def _snaps_to(estimates: torch.Tensor, clips: torch.Tensor, slots: list[int], at: int,
+              entries: list[int]) -> np.ndarray:
+    """``[K, N]``: whether draw k of video i snaps (:func:`snapped`) to ``entries[i]``."""
+    return np.array([[g == e for g, e in zip(snapped(est, clips, slots, at), entries)] for est in estimates])
 
 
 def lookup(model, policies: dict[str, object], videos: int = 64, at: int = 150,
