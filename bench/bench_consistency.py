@@ -4,9 +4,11 @@
     python bench/bench_consistency.py --quick    # smoke run (<= 2 min)
 
 Protocol (issue 11, point 4), revised in session 9: every video is a two-sprite scene
-rendered so that one of its sprites comes back at frame ``--prefix`` (default 150, as the
-lookup probe of ``bench/bench_tiny_weights.py``) after an
-absence of 40-120 frames (:func:`fademem_core.tinyworld.lookup.forced_returns`).  The first
+rendered so that one of its sprites comes back and shows its detail again at frame
+``--prefix`` (default 150, as the lookup probe of ``bench/bench_tiny_weights.py``) after an
+absence of 40-120 frames (:func:`fademem_core.tinyworld.lookup.forced_returns`); over the few
+frames before, it comes in with its detail veiled (``world.REVEAL``), so when the detail shows
+is known and only the memory can say which it is.  The first
 ``--prefix`` ground-truth frames prime it (clean context passes through the engine, the cache
 policy deciding what stays).
 
@@ -17,7 +19,7 @@ policy deciding what stays).
   past says when an absence ends), so a rollout draws about one spontaneous return per video
   and its recall stays at chance whatever the memory.
 * **Fresh content ok** (where long memory should not help): on ``--entries`` other videos, a
-  sprite first comes into view at frame 48 (:func:`fademem_core.tinyworld.lookup.forced_entries`);
+  sprite's detail first shows at frame 48 (:func:`fademem_core.tinyworld.lookup.forced_entries`);
   ``--draws`` estimates of that chunk from pure noise; the share whose newcomer's detail is not
   the other sprite's (the world never repeats it): 3/4 for a blind draw, 0 for a policy whose
   model copies the past, 1 at best.  Reported beside the FullCache - SlidingWindow gap on it.
@@ -70,7 +72,7 @@ CONTROL_FULL, CONTROL_NONE = "FullCache", "SlidingWindow(15)"
 HEADLINE = "SinkWindow(3+12)"
 SHOWN = (CONTROL_FULL, CONTROL_NONE, HEADLINE, "FadeMem b=0.3")  # in the film strip and the curves
 SCENES = 10_000  # the first scene of the default video set
-ENTRY_AT = 48  # fresh content: a sprite first comes into view here (first entries end at frame 100)
+ENTRY_AT = 48  # fresh content: a sprite's detail first shows here (first entries end near frame 100)
 RECALLS = ("lookup", "recall", "recall_nearest")  # ranked only where their own control is valid
 METRICS = (  # key, header, better
     ("lookup", "recall at a forced return", "higher"),
@@ -319,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     stats = (ci(truth_rows["motion"])["mean"], ci(truth_rows["drift"])["mean"])
     samplers = {label: sampler_of(path, args.steps) for label, path in weights.items()}
     print(f"machine: {machine()}\n{args.returns} videos with a sprite returning at frame {args.prefix}, "
-          f"{args.entries} with one first coming into view at frame {ENTRY_AT} ({args.draws} draws each); {args.videos} of them rolled out to {args.frames} latent frames, "
+          f"{args.entries} with a detail first shown at frame {ENTRY_AT} ({args.draws} draws each); {args.videos} of them rolled out to {args.frames} latent frames, "
           f"seed {args.seed}; " + ", ".join(f"{k}: {s} {n} steps" for k, (s, n) in samplers.items()), flush=True)
     t0 = time.time()
     pols = policies(args.quick)

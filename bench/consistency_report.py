@@ -57,10 +57,11 @@ def write_report(path: Path, record: dict, charts: dict) -> None:
         "",
         f"Regenerate: `{record['command']}` ({record['wall_seconds'] / 60:.1f} min wall here; `--quick` "
         f"under 2). Machine: {record['machine']}. {record['returns']} two-sprite videos, each rendered so "
-        f"that one sprite comes back at frame {record['prefix']} after an absence of 40-120 frames and "
+        f"that one sprite comes back (its detail, veiled while it comes in, shows again) at frame "
+        f"{record['prefix']} after an absence of 40-120 frames and "
         f"primed with its first {record['prefix']} ground-truth frames; **recall at a forced return** "
         f"from {record['draws']} noise draws each; **fresh content** on {record['entries']} other videos, "
-        f"each rendered so that a sprite first comes into view at frame {record['entry_at']}, from as many "
+        f"each rendered so that a sprite's detail first shows at frame {record['entry_at']}, from as many "
         f"draws. The first {record['videos']} continue to "
         f"{record['frames']} latent frames with "
         + ", ".join(f"{k}: {v['name']} {v['steps']} steps" for k, v in record["samplers"].items())
@@ -91,11 +92,11 @@ def write_report(path: Path, record: dict, charts: dict) -> None:
     parts += [
         "Columns: **recall at a forced return**: the share of estimates from pure noise of the returning "
         "chunk whose detail under the returning sprite's true footprint is nearest to its own codebook entry "
-        "(chance 1/4; the detail is never in the prompt); **fresh content ok**: the share of estimates from pure noise of a sprite's first chunk in view "
-        "whose detail is not the other sprite's (the world never repeats it; 3/4 for a blind draw, 0 for a copy); **rollout recall**: a sprite that comes back after >= 30 unseen frames shows the "
+        "(chance 1/4; the detail is never in the prompt); **fresh content ok**: the share of estimates from pure noise of the chunk where a sprite's detail first shows "
+        "whose detail is not the other sprite's (the world never repeats it; 3/4 for a blind draw, 0 for a copy); **rollout recall**: a sprite whose detail shows again after >= 30 frames hidden shows the "
         "same codebook detail (not in the prompt, within 0.4 of the entry) as in its last frames before the "
         "absence (chance 1/4 at best); **rollout nearest-entry recall**: the same without the 0.4 tolerance; **identity err**: "
-        "distance of a seen sprite's detail to its first sight; **layout drift**: background phases vs the "
+        "distance of a sprite's shown detail to its first showing; **layout drift**: background phases vs the "
         "first chunk (0 same, 0.5 random); **sprite speed / bg drift / world**: motion relative to the "
         "world (a frozen video scores 0); **off-world residual**: distance of a frame to its probe "
         "re-render; **recall − SinkWindow**: paired per-video difference.",

@@ -42,6 +42,12 @@ def test_weights_are_small_and_documented(shipped) -> None:
         assert any(s["clip_frames"] == 240 and "FullCache" in s["policy"] for s in chain)
     with safe_open(str(path), "pt") as f:
         assert json.loads(f.metadata()["fademem_config"]) == MODEL_CONFIG
+    # issue 11's bar: every stage the weights were made by, added up, within 60 minutes, and
+    # the reproduce list is that chain's commands in the order they ran
+    assert sum(s["seconds"] for s in chain) <= 60 * 60
+    assert rec["reproduce"][-1] == rec["command"]
+    if name == "base":
+        assert rec["reproduce"] == [r["command"] for r in reversed(_chain(path))]
 
 
 def _chain(path) -> list[dict]:

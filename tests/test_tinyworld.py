@@ -31,12 +31,36 @@ def test_probes_read_back_ground_truth_exactly(seed: int) -> None:
     assert np.allclose(r.visibility, vis, atol=TOL)
     seen = vis > 1e-5
     assert np.allclose(r.pos[seen], gt.pos[seen], atol=TOL)
-    assert np.allclose(r.params.code[seen], gt.code[seen], atol=TOL)
+    revealed = vis >= world.REVEAL
+    assert np.allclose(r.params.code[seen][:, :2], gt.code[seen][:, :2], atol=TOL)  # the class: never veiled
+    assert np.allclose(r.params.code[revealed][:, 2:], gt.code[revealed][:, 2:], atol=TOL)
+    assert np.array_equal(~np.isnan(r.detail[..., 0]), revealed)
+    assert np.allclose(r.detail[revealed], gt.code[revealed][:, 2:], atol=TOL)
     shown = vis >= probes.VISIBLE
     expected_cls = np.array([-1 if s is None else s.cls for s in scene.sprites])
     assert np.array_equal(r.cls[shown], np.broadcast_to(expected_cls, vis.shape)[shown])
     assert np.all(r.cls[~shown] == -1)
     assert r.residual.max() < 1e-10
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_detail_is_veiled_until_most_of_the_sprite_is_in_frame(seed: int) -> None:
+    # written out: the detail channels are footprint x detail where >= 0.9 of the square is in
+    # frame (its in-frame width over its side), 0 elsewhere; the class channels are never veiled
+    scene = world.sample_scene(seed, num_sprites=2)
+    gt = world.frame_params(scene, 0, 240)
+    z = world.render(scene, 0, 240).double().numpy()
+    for slot, sprite in enumerate(scene.sprites):
+        x = gt.pos[:, slot, 0]
+        inside = (np.clip(x + 1, 0, 8) - np.clip(x - 1, 0, 8)) / 2
+        m = z[world.MASK_CHANNELS[slot]] / world.MASK_GAIN
+        for i, ch in enumerate(world.CODE_CHANNELS[slot]):
+            want = m * sprite.code()[i] * ((inside >= 0.9)[:, None, None] if i >= 2 else 1.0)
+            assert np.allclose(z[ch], want, atol=1e-6)
+        partly = (inside > 0) & (inside < 0.9)
+        assert partly.any() and (inside >= 0.9).any()  # both cases occur in 240 frames
+        assert np.abs(z[list(world.CODE_CHANNELS[slot][2:])][:, partly]).max() == 0
+        assert np.abs(z[world.CODE_CHANNELS[slot][0]][partly]).max() > 0
 
 
 def test_probe_positions_against_a_direct_formula() -> None:
@@ -243,7 +267,7 @@ def test_scores_are_perfect_on_the_world_and_catch_a_swapped_identity() -> None:
 def _swap_after_return(scene, slot: int, frames: int = 240):
     """Frame params with ``slot``'s detail replaced by another entry from its first return on."""
     p = world.frame_params(scene, 0, frames)
-    seen = np.flatnonzero(p.visibility[:, slot] >= 0.5)
+    seen = np.flatnonzero(p.visibility[:, slot] >= world.REVEAL)  # where the detail shows
     back = seen[np.flatnonzero(np.diff(seen) > 30)[0] + 1]
     old = scene.sprites[slot].detail
     new = [d for d in world.DETAILS if d != old and d != scene.sprites[1 - slot].detail][0]

@@ -18,10 +18,11 @@ def _one_sprite_scene() -> world.Scene:
 
 def test_returns_are_where_the_motion_formula_puts_them() -> None:
     # written out: the centre is -1 + 0.5 (t - 10) on a loop of 8 + 2 + 0.5 * 40 = 30 pixels, so
-    # the square is in view for t in (10, 30) + 60 k: entries at frames 11, 71, 131, 191; the
-    # first is no return (never seen before)
-    assert returns.return_entries(_one_sprite_scene(), 200) == [(0, 71), (0, 131), (0, 191)]
-    assert returns.first_entries(_one_sprite_scene(), 200) == [(0, 11)]
+    # 0.9 of the square (1.8 px) is in view once its leading edge 0.5 (t - 10) >= 1.8 and until
+    # its trailing edge 0.5 (t - 10) - 2 passes 8 - 1.8: t in [13.6, 26.4] + 60 k.  The detail
+    # shows at frames 14, 74, 134, 194; the first is no return (never shown before)
+    assert returns.return_entries(_one_sprite_scene(), 200) == [(0, 74), (0, 134), (0, 194)]
+    assert returns.first_entries(_one_sprite_scene(), 200) == [(0, 14)]
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -33,9 +34,9 @@ def test_every_clip_of_a_return_window_has_a_return_in_its_second_chunk(seed: in
     assert past == sorted(set(past)) and len(past) == 10 and max(past) < start
     common = None
     for clip in clips:  # read back by the probes, independent of how the clip was placed
-        vis = read_frames(clip).visibility > 0
+        shown = read_frames(clip).revealed()  # the detail in view
         found = {a for a in range(start + 3, start + 6) for s in range(2)
-                 if vis[a, s] and not vis[a - world.MIN_ABSENCE:a, s].any() and vis[:start, s].any()}
+                 if shown[a, s] and not shown[a - world.MIN_ABSENCE:a, s].any() and shown[:start, s].any()}
         assert found, "no return in the window's second chunk after a seen, long absence"
         common = found if common is None else common & found
     assert common  # one frame for the whole batch (the chunk phase is drawn per batch)
@@ -58,11 +59,11 @@ def test_a_run_takes_return_windows_at_its_share(monkeypatch, share: float) -> N
         return real(*a)
 
     monkeypatch.setattr(loop, "return_window_step", spy)
-    r = Recipe(episodes=3, batch=2, policy="teacher_forcing", frames=132, window=6, memory_frames=4,
+    r = Recipe(episodes=3, batch=2, policy="teacher_forcing", frames=144, window=6, memory_frames=4,
                return_windows=share, ema_decay=0.9)
     run = loop.run_training(r)
     assert len(run.losses) == 3 and all(np.isfinite(run.losses))
     assert len(calls) == (3 if share else 0)
     if share:
         _, ema, _, rng, gen, batch, frames, lr, window, memory = calls[0][:10]
-        assert (batch, frames, window, memory) == (2, 132, 6, 4) and isinstance(gen, torch.Generator)
+        assert (batch, frames, window, memory) == (2, 144, 6, 4) and isinstance(gen, torch.Generator)

@@ -23,7 +23,7 @@ import torch
 
 from ..model.causal_wan import VAE_SPATIAL
 from . import world
-from .returns import LOWEST_START, clip_at_return, first_entries
+from .returns import LOWEST_START, VEILED, clip_at_return, first_entries
 from .rollout import commit_true_past
 from .spec import CHUNK
 
@@ -52,10 +52,10 @@ def forced_returns(videos: int, at: int = 150, seed: int = 900, text_dim: int = 
 def forced_entries(videos: int, at: int = 48, seed: int = 900, text_dim: int = 32,
                    ) -> tuple[torch.Tensor, torch.Tensor, list[int], list[int]]:
     """``(clips [N, 16, at + CHUNK, 8, 8], prompts, slots, taken)``: fresh content, where the
-    memory has nothing to recall.  The first ``videos`` two-sprite scenes from ``seed`` on in which a sprite
-    first comes into view at or after frame ``at``, each rendered from ``entry - at`` so that
-    sprite ``slots[i]`` comes into view for the first time at frame ``at`` (a chunk start):
-    nothing of its detail is in the past.  ``taken[i]`` is the codebook index of the other
+    memory has nothing to recall.  The first ``videos`` two-sprite scenes from ``seed`` on in
+    which a sprite's detail first shows (:func:`~.returns.first_entries`) at or after frame
+    ``at``, each rendered from ``entry - at`` so that sprite ``slots[i]``'s detail shows for the
+    first time at frame ``at`` (a chunk start): nothing of it is in the past.  ``taken[i]`` is the codebook index of the other
     sprite's detail, which the world never gives the newcomer too: copying it (in view in the
     past of about half the clips) is wrong, and a memory can at most rule that entry out."""
     latest = int(world.FIRST_ENTRY[1]) // CHUNK * CHUNK
@@ -63,7 +63,7 @@ def forced_entries(videos: int, at: int = 48, seed: int = 900, text_dim: int = 3
         raise ValueError(f"at must be a multiple of {CHUNK} in {CHUNK} .. {latest} (first entries end at "
                          f"frame {world.FIRST_ENTRY[1]:g}), got {at!r}")
     clips, prompts, slots, taken = [], [], [], []
-    horizon = int(world.FIRST_ENTRY[1]) + 2
+    horizon = int(world.FIRST_ENTRY[1]) + VEILED + 2  # the latest first entry, then its veil
     for i in range(videos * 50):  # about two scenes in three qualify at the default
         scene = world.sample_scene(seed + i, num_sprites=2)
         late = [(s, t) for s, t in first_entries(scene, horizon) if t >= at]

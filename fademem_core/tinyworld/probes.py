@@ -22,6 +22,7 @@ from .world import (
     MASK_GAIN,
     MAX_SPRITES,
     NUM_CLASSES,
+    REVEAL,
     SIZE,
     SPRITE_SIZE,
     FrameParams,
@@ -43,7 +44,7 @@ class Reading:
     params: FrameParams
     visibility: np.ndarray  # [F, S] area fraction inside the frame
     cls: np.ndarray  # [F, S] nearest class (-1 when not visible)
-    detail: np.ndarray  # [F, S, 2] (nan when not visible)
+    detail: np.ndarray  # [F, S, 2] (nan while veiled: less than world.REVEAL in frame)
     residual: np.ndarray  # [F] mean squared error to the re-rendered frame
 
     @property
@@ -56,6 +57,10 @@ class Reading:
 
     def visible(self) -> np.ndarray:
         return self.visibility >= VISIBLE
+
+    def revealed(self) -> np.ndarray:
+        """``[F, S]``: where a sprite's detail is unveiled (and read)."""
+        return self.visibility >= REVEAL
 
 
 def _as_frames(latents: torch.Tensor) -> np.ndarray:
@@ -126,6 +131,7 @@ def read_frames(latents: torch.Tensor) -> Reading:
             if visibility[i, slot] >= VISIBLE:
                 a = math.atan2(code[i, slot, 1], code[i, slot, 0])
                 cls[i, slot] = int(round(a / (2 * math.pi / NUM_CLASSES))) % NUM_CLASSES
+            if visibility[i, slot] >= REVEAL:
                 detail[i, slot] = code[i, slot, 2:]
     params = FrameParams(
         shift=shift, q=q, r4=r4, r5=r5, family=family, present=present,

@@ -1,8 +1,9 @@
 """Teacher-forcing windows placed where a sprite comes back: the moment memory is for.
 
-A sprite's return is the one frame of a video whose content (its per-video detail) only a
-memory of the far past can supply; in uniformly placed windows it is about one chunk in a
-hundred, too rare a part of the loss to teach the lookup (measured: models trained without
+A sprite's return (the frame its per-video detail shows again, :func:`return_entries`) is the
+one frame of a video whose content only a memory of the far past can supply; in uniformly
+placed windows it is about one chunk in a hundred, too rare a part of the loss to teach the
+lookup (measured: models trained without
 these windows drew the detail of a return at chance whatever their memory held; README).
 :func:`return_window` renders a batch of clips shifted in time so that each clip's chosen
 return lands at the same frame, the window covering the chunk before it and the return's own
@@ -11,6 +12,8 @@ holds the previous appearance (every absence is shorter than the past the window
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -18,11 +21,14 @@ from . import world
 from .losses import past_frames
 from .spec import CHUNK
 
-# longer than any sprite's lap: crossing at the slowest speed (0.3 px/frame, world.sample_sprite)
-# plus the longest absence
-LAP = int((world.SIZE + world.SPRITE_SIZE) / 0.3) + world.MAX_ABSENCE + 1
-# the earliest window start: past it, a return's previous appearance always lies in the frames seen
-LOWEST_START = world.MAX_ABSENCE + 2 * CHUNK
+SLOWEST = world.SPRITE_SPEED[0]
+# longer than any sprite's lap: crossing at the slowest speed plus the longest absence
+LAP = int((world.SIZE + world.SPRITE_SIZE) / SLOWEST) + world.MAX_ABSENCE + 1
+# the most frames a sprite's detail stays veiled on its way out (and again on its way in)
+VEILED = math.ceil(world.REVEAL * world.SPRITE_SIZE / SLOWEST)
+# the earliest window start: past it, a return's previous appearance always lies in the frames
+# seen (between two showings of a detail: the way out, the absence, the way in)
+LOWEST_START = -(-(world.MAX_ABSENCE + 2 * VEILED) // CHUNK) * CHUNK + 2 * CHUNK
 
 
 def check_return_window(window: int, frames: int) -> None:
@@ -33,20 +39,22 @@ def check_return_window(window: int, frames: int) -> None:
 
 
 def return_entries(scene: world.Scene, frames: int) -> list[tuple[int, int]]:
-    """``(slot, frame)`` of every return in frames ``0 .. frames``: a frame where a sprite is
-    in view again (any part) after having been in view before and out of it since."""
+    """``(slot, frame)`` of every return in frames ``0 .. frames``: a frame where a sprite's
+    detail shows again (``world.REVEAL`` of it in frame) after it showed before and the sprite
+    was out of view since (it came in over the frames just before, its detail veiled)."""
     return [(s, t) for s, t, again in _entries(scene, frames) if again]
 
 
 def first_entries(scene: world.Scene, frames: int) -> list[tuple[int, int]]:
-    """``(slot, frame)`` of every first entry in frames ``1 .. frames``: a sprite in view (any
-    part) for the first time, out of view in every frame before."""
+    """``(slot, frame)`` of every first entry in frames ``1 .. frames``: a sprite's detail
+    showing for the first time (``world.REVEAL`` of it in frame), veiled in every frame before."""
     return [(s, t) for s, t, again in _entries(scene, frames) if not again]
 
 
 def _entries(scene: world.Scene, frames: int) -> list[tuple[int, int, bool]]:
-    """``(slot, frame, seen before)`` of every frame where a sprite comes into view, by frame."""
-    vis = world.frame_params(scene, 0, frames).visibility > 0  # [F, S]
+    """``(slot, frame, shown before)`` of every frame where a sprite's detail comes into view,
+    by frame.  Its x motion is monotone within a lap, so each lap shows it in one run of frames."""
+    vis = world.frame_params(scene, 0, frames).visibility >= world.REVEAL  # [F, S]
     out = []
     for s in range(vis.shape[1]):
         v = vis[:, s]

@@ -26,7 +26,7 @@ DETAIL_TOL = 0.4  # a drawn detail is a codebook entry when this close (entries 
 class VideoScores:
     """Per-frame scores ``[F]`` (NaN where undefined) of one video."""
 
-    identity_error: np.ndarray  # mean over seen sprites of |detail - detail at first sight|
+    identity_error: np.ndarray  # mean over revealed sprites of |detail - detail at first sight|
     return_error: np.ndarray  # the same, only on the first frames after a return
     class_ok: np.ndarray  # fraction of seen sprites whose class is the prompted one
     phantom: np.ndarray  # 1 when a sprite is seen in a slot the prompt leaves empty
@@ -68,6 +68,7 @@ def score_video(
     f = z.shape[1]
     classes = tuple(classes) + (None,) * (MAX_SPRITES - len(classes))
     seen = r.visibility >= SHOWN  # [F, S]
+    shown = r.revealed()  # [F, S]: where the detail can be read (world.REVEAL)
     ident = np.full((f, MAX_SPRITES), np.nan)
     ret = np.full((f, MAX_SPRITES), np.nan)
     cls_ok = np.full((f, MAX_SPRITES), np.nan)
@@ -82,6 +83,7 @@ def score_video(
         presence[:, s] = seen[:, s]
         idx = np.flatnonzero(seen[:, s])
         cls_ok[idx, s] = r.cls[idx, s] == want
+        idx = np.flatnonzero(shown[:, s])
         if len(idx):
             # identity reference: the first appearance (up to 3 frames of it)
             first = idx[: RETURN_FRAMES]
@@ -133,7 +135,7 @@ class MemoryEvent:
     """One appearance of a sprite the model drew: a return (recall) or a first entry (fresh)."""
 
     slot: int
-    frame: int  # first frame it is seen again
+    frame: int  # first frame its detail shows again
     kind: str  # "return": came back after >= RETURN_GAP unseen frames; "first": never seen before
     ok: bool  # return: same codebook detail as before the absence; first: a valid, new detail
     nearest: bool = False  # return only: same nearest codebook entry, however far (blurred) it is
@@ -162,7 +164,7 @@ def memory_events(reading: Reading, start: int) -> list[MemoryEvent]:
     snaps to an entry (within ``DETAIL_TOL``) that the other sprite has not shown before it.
     """
     events = []
-    seen = reading.visibility >= SHOWN
+    seen = reading.revealed()  # an appearance is scored where its detail shows
     runs = [_appearances(seen[:, s]) for s in range(MAX_SPRITES)]
     for s in range(MAX_SPRITES):
         for j, run in enumerate(runs[s]):

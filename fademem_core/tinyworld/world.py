@@ -13,13 +13,18 @@ ch     content
        *family* (in the prompt), drifting with ``s`` and offset by ``q`` like channels 0-3
        (never tied to the frame's absolute rows, which a RoPE-only transformer cannot see)
 6, 7   sprite A / B footprint (box-filtered 2x2 square, times ``MASK_GAIN``)
-8-11   sprite A identity code times its footprint; 12-15 the same for sprite B
+8-11   sprite A identity code times its footprint; 12-15 the same for sprite B (the detail,
+       channels 10-11 / 14-15, is veiled to 0 until ``REVEAL`` of the sprite is in frame)
 ====== ===============================================================================
 
 A sprite's identity code has 4 numbers: ``CLASS_RADIUS * (cos, sin)(2*pi*class/6)`` (the class
 is named in the prompt) and a 2-number *detail* drawn per video from a 4-entry codebook (not
 in the prompt; the two sprites of a video never share one).  Only a model that remembers what
-it drew can keep the detail when a sprite comes back after a long absence:
+it drew can keep the detail when a sprite comes back after a long absence.  The detail is
+*veiled* while the sprite is coming in (less than ``REVEAL`` of it in frame): the recent frames
+then show a returning sprite's class, footprint and speed, so when its detail appears is known,
+and only a memory of the far past can say which one it is (a detail shown in the very first,
+barely visible frame of a return would ask for memory at the one moment no model can predict):
 
 * sprite A (slot 0) is on screen from the first frame (so the sink of a sink+window memory
   holds it), sprite B (slot 1) first enters between frames 20 and 100 (after any sink);
@@ -45,6 +50,8 @@ NUM_CLASSES = 6
 NUM_FAMILIES = 4
 MAX_SPRITES = 2
 SPRITE_SIZE = 2.0  # side of the square, latent pixels (integer: keeps centroids exact)
+REVEAL = 0.9  # a sprite's detail shows only while at least this share of it is in frame
+SPRITE_SPEED = (0.3, 0.5)  # latent pixels per frame, drawn per sprite
 MASK_GAIN = 2.0
 CLASS_RADIUS = 1.5
 TEXTURE_CHANNELS = (4, 5)
@@ -180,7 +187,7 @@ def sample_sprite(
 ) -> Sprite:
     """Draw one sprite for ``slot`` (0: upper band, on screen at frame 0; 1: lower band, enters
     between frames 20 and 100).  ``detail`` pins the codebook index."""
-    speed = float(rng.uniform(0.3, 0.5))
+    speed = float(rng.uniform(*SPRITE_SPEED))
     cross = (SIZE + SPRITE_SIZE) / speed
     if slot == 0:
         enter = -float(rng.uniform(0.1, 0.5)) * cross  # part-way across at frame 0
@@ -284,13 +291,15 @@ def render_params(p: FrameParams) -> torch.Tensor:
         kx = fam[:, k, 0][:, None, None]
         ky = fam[:, k, 1][:, None, None]
         out[ch] = np.cos(2 * math.pi * (kx * xs + ky * ys) / SIZE + r[:, None, None])
+    shown = p.visibility >= REVEAL  # [F, S]: where the detail is unveiled
     for slot in range(MAX_SPRITES):
         px = _box_profile(p.pos[:, slot, 0])  # [F, 8]
         py = _box_profile(p.pos[:, slot, 1])
         m = py[:, :, None] * px[:, None, :] * p.present[:, slot, None, None]  # [F, 8(y), 8(x)]
         out[MASK_CHANNELS[slot]] = MASK_GAIN * m
         for i, ch in enumerate(CODE_CHANNELS[slot]):
-            out[ch] = m * p.code[:, slot, i, None, None]
+            veil = shown[:, slot, None, None] if i >= 2 else True  # code numbers 2, 3: the detail
+            out[ch] = m * p.code[:, slot, i, None, None] * veil
     return torch.from_numpy(out).float()
 
 
