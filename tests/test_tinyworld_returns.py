@@ -67,3 +67,20 @@ def test_a_run_takes_return_windows_at_its_share(monkeypatch, share: float) -> N
     if share:
         _, ema, _, rng, gen, batch, frames, lr, window, memory = calls[0][:10]
         assert (batch, frames, window, memory) == (2, 144, 6, 4) and isinstance(gen, torch.Generator)
+
+
+def test_the_slowest_longest_lap_keeps_the_previous_showing_inside_the_earliest_window() -> None:
+    # written out: at 0.3 px/frame the detail is veiled for 1.8 / 0.3 = 6 frames on the way out
+    # and again on the way in, around an absence of 120 frames, so two showings are at most
+    # 6 + 120 + 6 + 2 (a whole frame at each end) = 134 frames apart; a return window's return lands at frame
+    # LOWEST_START + 3 or later, whose previous showing is then at frame >= 0 of the clip
+    sprite = world.Sprite(cls=0, detail=world.DETAILS[0], speed=world.SPRITE_SPEED[0], direction=1,
+                          enter=5.0, absence=world.MAX_ABSENCE, y_center=2.5, y_amp=0.0, y_period=40.0,
+                          y_phase=0.0)
+    scene = world.Scene(family=0, q=1.0, r4=0.3, r5=2.1, drift0=0.0, drift_speed=0.05, sprites=(sprite, None))
+    shown = world.frame_params(scene, 0, 600).visibility[:, 0] >= world.REVEAL
+    backs = returns.return_entries(scene, 600)
+    assert len(backs) >= 2
+    for _, t in backs:
+        before = np.flatnonzero(shown[:t])
+        assert t - before[-1] <= 134 < returns.LOWEST_START + 3

@@ -10,8 +10,9 @@ the answer is in its input).  The detail it puts under the returning sprite's tr
 1/4; a memory that holds the previous appearance can do better only if the model reads it.
 
 An estimate from pure noise is the mean over every chunk the model thinks possible: its
-footprint is faint (nothing in the past says when a sprite comes back), but the detail is read
-as a direction, which a mean keeps.  The consistency benchmark's recall at a forced return
+footprint may be faint where the past does not say when a sprite comes back (the world's veil
+announces it over the frames before: :data:`~.world.REVEAL`), and the detail is read as a
+direction, which a mean keeps.  The consistency benchmark's recall at a forced return
 (``bench/bench_consistency.py``) and the model-quality figure of ``bench/bench_tiny_weights.py``.
 :func:`forced_entries` asks the opposite question, of a sprite seen for the first time
 (:func:`fresh_rates`): there, copying the past is wrong.

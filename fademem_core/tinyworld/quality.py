@@ -17,14 +17,16 @@ import torch
 
 from .probes import circular_distance, read_frames
 from .scores import SHOWN, score_video, warnings_off
-from .world import SIZE, Scene, render, scene_prompt, to_rgb
+from .world import REVEAL, SIZE, Scene, render, scene_prompt, to_rgb
 
 RESIDUAL_FACTOR = 2.0
 CLASS_MIN = 0.9
 CLASS_FRAMES = 30
 SPEED_TOL = 0.25
 CONTRAST_TOL = 0.25
-FULL = 0.9  # a sprite this much in frame has an exact centre and detail on rendered frames
+# a sprite this much in frame has an exact centre and an unveiled detail on rendered frames (the
+# detail errors below are read only there: it is NaN where veiled)
+FULL = REVEAL
 
 
 @dataclass(frozen=True)

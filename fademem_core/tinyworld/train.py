@@ -92,6 +92,7 @@ def _record(out: Path, recipe: Recipe, run: Run) -> dict:
             "families": world.NUM_FAMILIES, "max_sprites": world.MAX_SPRITES,
             "absence_frames": [world.MIN_ABSENCE, world.MAX_ABSENCE],
             "first_entry": list(world.FIRST_ENTRY), "prompt_length": world.PROMPT_LENGTH,
+            "detail_reveal": world.REVEAL, "sprite_speed": list(world.SPRITE_SPEED),
         },
         "config": MODEL_CONFIG,
         "training": recipe.training(len(run.losses), float(np.mean(run.losses[-recent:])) if run.losses else None,

@@ -27,7 +27,9 @@ and only a memory of the far past can say which one it is (a detail shown in the
 barely visible frame of a return would ask for memory at the one moment no model can predict):
 
 * sprite A (slot 0) is on screen from the first frame (so the sink of a sink+window memory
-  holds it), sprite B (slot 1) first enters between frames 20 and 100 (after any sink);
+  holds it; in about 1 scene in 5 it is still coming in, its detail veiled at frame 0, and in
+  about 1 in 100 through all three sink frames), sprite B (slot 1) first enters between
+  frames 20 and 100 (after any sink; its detail first shows by frame 106);
 * after crossing the frame a sprite stays out of it for 40 to 120 latent frames, far longer
   than any recent window, and comes back with the same identity; sprite B's first return
   happens before frame 225, so a 240-frame video always asks for it;
