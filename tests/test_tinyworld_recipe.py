@@ -33,6 +33,7 @@ def _round_trip(recipe: Recipe, out: Path) -> tuple[Path, Recipe]:
     {"policy": "full", "frames": 12, "init": "INIT", "teacher": "TEACHER", "rollout": 36, "first_window": 1.0},
     {"policy": "fademem", "own": 0.5, "first_steps": 0.25, "texture_weight": 4.0},
     {"policy": "teacher_forcing", "window": 6, "memory_frames": 12, "return_windows": 0.3, "first_window": 0.5},
+    {"policy": "fademem", "own": 0.5, "return_windows": 0.5, "lr": 1e-4},
 ])
 def test_the_command_parses_back_to_the_same_recipe(tmp_path, kw) -> None:
     for key, name in (("init", "base.safetensors"), ("teacher", "teacher.safetensors")):
@@ -152,7 +153,9 @@ TF = {"policy": "teacher_forcing"}
     ({"first_steps": 1.5}, r"first steps must be in \[0, 1\] .* got 1.5"),
     ({"first_steps": 0.25, **TF}, r"first steps .*memory in the loop.* got 0.25 with policy 'teacher_forcing'"),
     ({"first_steps": 0.25, "teacher": "T", "rollout": 36, "init": "T"}, r"first steps .*no --teacher.* got 0.25"),
-    ({"return_windows": 0.3}, r"return windows must be in \[0, 1\] with --window .* got 0.3"),
+    ({"return_windows": 0.3, **TF}, r"return windows must be in \[0, 1\] with --window .* got 0.3"),
+    ({"return_windows": 0.3, "policy": "window", "frames": 12}, r"return windows .* got 0.3 with policy 'window'"),
+    ({"return_windows": 0.5, "policy": "fademem", "frames": 132}, r"--frames >= 138 \+ window, got window 6, frames 132"),
     ({"return_windows": -0.1, "window": 6, **TF}, r"return windows must be in \[0, 1\] .* got -0.1"),
     ({"return_windows": 0.3, "window": 6, "frames": 30, **TF}, r"return windows need .* got window 6, frames 30"),
     ({"init": Path("/nonexistent/base.safetensors")}, r"init weights not found: '/nonexistent/base.safetensors'"),

@@ -84,3 +84,43 @@ def test_the_slowest_longest_lap_keeps_the_previous_showing_inside_the_earliest_
     for _, t in backs:
         before = np.flatnonzero(shown[:t])
         assert t - before[-1] <= 134 < returns.LOWEST_START + 3
+
+
+def test_a_return_walk_commits_the_true_past_and_trains_only_the_two_chunks_at_the_return(monkeypatch) -> None:
+    from fademem_core import FadeMem
+
+    trained, committed = [], []
+    real_loss, real_commit = loop.chunk_loss, loop.commit_chunk
+
+    def spy_loss(model, part, text, cache, positions, gen, weight):
+        trained.append(part.clone())
+        return real_loss(model, part, text, cache, positions, gen, weight)
+
+    def spy_commit(model, part, *a):
+        committed.append(part.clone())
+        return real_commit(model, part, *a)
+
+    monkeypatch.setattr(loop, "chunk_loss", spy_loss)
+    monkeypatch.setattr(loop, "commit_chunk", spy_commit)
+    model = loop.start_model(None, 0)
+    ema = loop.Ema(model.transformer, 0.9)
+    opt = torch.optim.AdamW(model.transformer.parameters(), lr=1e-4)
+    rng, twin = np.random.default_rng(3), np.random.default_rng(3)
+    losses = loop.return_walk(model, ema, opt, rng, torch.Generator().manual_seed(0), 2, 150, FadeMem(budget=6),
+                              lambda j: 1e-4)
+    clips, _, start, _ = returns.return_window(twin, 2, 150, 6, 0, 32)  # the same draws, read independently
+    assert len(losses) == 2 and all(np.isfinite(losses))
+    # every chunk of the true past went into the memory, in order, then the two trained ones
+    assert len(committed) == start // 3 + 2
+    for i, part in enumerate(committed):
+        assert torch.equal(part, clips[:, :, 3 * i:3 * i + 3])
+    # the losses are taken on the chunk before the return and on the return's own chunk
+    assert [torch.equal(p, clips[:, :, s:s + 3]) for p, s in zip(trained, (start, start + 3))] == [True, True]
+    shown = read_frames(clips[0]).revealed()
+    assert shown[start + 3:start + 6].any()  # a detail shows again in the second trained chunk
+
+
+def test_a_loop_run_takes_return_walks_at_its_share() -> None:
+    r = Recipe(episodes=2, batch=2, policy="fademem", frames=144, return_windows=1.0, ema_decay=0.9)
+    run = loop.run_training(r)
+    assert len(run.losses) == 4 and run.per_episode == 2  # two chunks per return walk

@@ -52,7 +52,7 @@ def optimizer_step(opt: torch.optim.Optimizer, loss: torch.Tensor, params: list[
 
 def walk_episode(model, ema, opt, clips, text, policy, gen, lr_of, own: float = 0.0,
                  context_noise: float = CONTEXT_NOISE, weight: torch.Tensor = CHANNEL_WEIGHT,
-                 first: float = 0.0) -> list[float]:
+                 first: float = 0.0, train_from: int = 0) -> list[float]:
     """One episode: every chunk of ``clips`` trained against the memory, then committed to it.
 
     ``own``: the share of chunks committed as the model's own sample instead of the truth (the
@@ -64,6 +64,8 @@ def walk_episode(model, ema, opt, clips, text, policy, gen, lr_of, own: float = 
     ``first``: the chance, after each chunk, of one more step on the clips' first chunk alone
     (:func:`first_chunk_step`), at the same learning rate; only the chunks' losses are returned
     (the learning-rate schedule counts chunks).
+    ``train_from``: the chunks before this frame are committed (the truth) without a loss, so
+    the memory of a long true past costs forward passes only (:func:`return_walk`).
     """
     b, _, f, h, w = clips.shape
     cache = policy.make_cache(model.geometry(b, h * 8, w * 8), CHUNK, max_frames=f)
@@ -74,6 +76,9 @@ def walk_episode(model, ema, opt, clips, text, policy, gen, lr_of, own: float = 
             n = min(CHUNK, f - start)
             positions = cache.begin_chunk(start, n)
             part = clips[:, :, start:start + n]
+            if start < train_from:
+                commit_chunk(model, part, text, cache, positions, gen, context_noise)
+                continue
             loss = chunk_loss(model, part, text, cache, positions, gen, weight)
             # backward before the clean pass writes into the memory's buffers
             optimizer_step(opt, loss, params, lr_of(len(losses)))
@@ -88,6 +93,18 @@ def walk_episode(model, ema, opt, clips, text, policy, gen, lr_of, own: float = 
     finally:
         cache.close()
     return losses
+
+
+def return_walk(model, ema, opt, rng: np.random.Generator, gen: torch.Generator, batch: int, frames: int,
+                policy, lr_of, own: float = 0.0, context_noise: float = CONTEXT_NOISE,
+                weight: torch.Tensor = CHANNEL_WEIGHT, first: float = 0.0) -> list[float]:
+    """One walk to a sprite's return (:func:`~.returns.return_window`, a 2-chunk window): the true
+    past committed through ``policy`` without a loss, then the chunk before the return and the
+    return's own chunk trained against the memory it built (FadeMem-FT's light fine-tuning
+    aimed at the one chunk a uniform walk reaches about once in a hundred)."""
+    clips, text, start, _ = return_window(rng, batch, frames, 2 * CHUNK, 0, model.text_dim)
+    return walk_episode(model, ema, opt, clips, text, policy, gen, lr_of, own, context_noise, weight, first,
+                        train_from=start)
 
 
 def first_chunk_step(model, ema, opt, clips, text, gen, lr: float, context_noise: float = CONTEXT_NOISE,
@@ -262,7 +279,10 @@ def _episode(r: Recipe, model, ema, opt, dist: Distiller | None, pol, rng: np.ra
     if r.policy == "window":
         return [window_step(model, ema, opt, rng, gen, r.batch, r.frames, lr_of(0), weight)]
     # drawn only when asked for, so runs without return windows keep their random stream
-    if r.return_windows and rng.random() < r.return_windows:
+    if r.return_windows and pol is not None and dist is None and rng.random() < r.return_windows:
+        return return_walk(model, ema, opt, rng, gen, r.batch, r.frames, pol, lr_of, r.own, r.context_noise,
+                           weight, r.first_steps)
+    if r.return_windows and pol is None and rng.random() < r.return_windows:
         return [return_window_step(model, ema, opt, rng, gen, r.batch, r.frames, lr_of(0), r.window,
                                    r.memory_frames, r.corrupt, r.context_noise, weight)]
     clips, text = make_episode(rng, r.batch, r.frames, model.text_dim)
@@ -289,6 +309,8 @@ def run_training(recipe: Recipe) -> Run:
     rng = np.random.default_rng(r.seed)
     gen = torch.Generator().manual_seed(r.seed)
     per_episode = 1 if pol is None or dist is not None else r.frames // CHUNK
+    if pol is not None and dist is None and r.return_windows:  # a return walk takes 2 steps
+        per_episode = max(2, round((1 - r.return_windows) * per_episode + r.return_windows * 2))
     total = r.episodes
     t0 = time.time()
     losses: list[float] = []

@@ -66,6 +66,10 @@ class Recipe:
     return_windows:
         Teacher forcing on windows: the share of steps whose windows sit at a sprite's return
         (:func:`~.returns.return_window`, the same ``window`` and ``memory_frames``), in [0, 1].
+        Memory in the loop (``full``/``fademem``, no ``teacher``): the share of episodes that are
+        *return walks* (:func:`~.loop.return_walk`): the true past up to a return committed
+        through the policy without a loss, then the chunk before the return and the return's
+        own chunk trained against that memory.
     """
 
     episodes: int | None = None
@@ -134,10 +138,13 @@ class Recipe:
             raise ValueError(f"first steps must be in [0, 1] with a memory in the loop (--policy full/fademem, "
                              f"no --teacher), got {steps!r} with policy {self.policy!r}")
         share = self.return_windows
-        if not 0.0 <= share <= 1.0 or (share and self.window is None):
-            raise ValueError(f"return windows must be in [0, 1] with --window (teacher forcing), got {share!r}")
+        walks = self.policy in ("full", "fademem") and self.teacher is None
+        if not 0.0 <= share <= 1.0 or (share and self.window is None and not walks):
+            raise ValueError(f"return windows must be in [0, 1] with --window (teacher forcing) or a memory in "
+                             f"the loop (--policy full/fademem, no --teacher), got {share!r} with policy "
+                             f"{self.policy!r}")
         if share:
-            check_return_window(self.window, self.frames)
+            check_return_window(self.window or 2 * CHUNK, self.frames)
 
     def _check_distillation(self) -> None:
         teacher, rollout, frames = self.teacher, self.rollout, self.frames
