@@ -56,8 +56,8 @@ def forced_entries(videos: int, at: int = 48, seed: int = 900, text_dim: int = 3
     memory has nothing to recall.  The first ``videos`` two-sprite scenes from ``seed`` on in
     which a sprite's detail first shows (:func:`~.returns.first_entries`) at or after frame
     ``at``, each rendered from ``entry - at`` so that sprite ``slots[i]``'s detail shows for the
-    first time at frame ``at`` (a chunk start): nothing of it is in the past.  ``taken[i]`` is the codebook index of the other
-    sprite's detail, which the world never gives the newcomer too: copying it (in view in the
+    first time at frame ``at`` (a chunk start): nothing of it is in the past.  ``taken[i]`` is
+    the codebook index of the other sprite's detail, which the world never gives the newcomer too: copying it (in view in the
     past of about half the clips) is wrong, and a memory can at most rule that entry out."""
     latest = int(world.FIRST_ENTRY[1]) // CHUNK * CHUNK
     if at % CHUNK or not CHUNK <= at <= latest:

@@ -279,10 +279,10 @@ def _episode(r: Recipe, model, ema, opt, dist: Distiller | None, pol, rng: np.ra
     if r.policy == "window":
         return [window_step(model, ema, opt, rng, gen, r.batch, r.frames, lr_of(0), weight)]
     # drawn only when asked for, so runs without return windows keep their random stream
-    if r.return_windows and pol is not None and dist is None and rng.random() < r.return_windows:
-        return return_walk(model, ema, opt, rng, gen, r.batch, r.frames, pol, lr_of, r.own, r.context_noise,
-                           weight, r.first_steps)
-    if r.return_windows and pol is None and rng.random() < r.return_windows:
+    if r.return_windows and rng.random() < r.return_windows:
+        if r.walks:
+            return return_walk(model, ema, opt, rng, gen, r.batch, r.frames, pol, lr_of, r.own, r.context_noise,
+                               weight, r.first_steps)
         return [return_window_step(model, ema, opt, rng, gen, r.batch, r.frames, lr_of(0), r.window,
                                    r.memory_frames, r.corrupt, r.context_noise, weight)]
     clips, text = make_episode(rng, r.batch, r.frames, model.text_dim)
@@ -309,7 +309,7 @@ def run_training(recipe: Recipe) -> Run:
     rng = np.random.default_rng(r.seed)
     gen = torch.Generator().manual_seed(r.seed)
     per_episode = 1 if pol is None or dist is not None else r.frames // CHUNK
-    if pol is not None and dist is None and r.return_windows:  # a return walk takes 2 steps
+    if r.walks and r.return_windows:  # a return walk takes 2 steps
         per_episode = max(2, round((1 - r.return_windows) * per_episode + r.return_windows * 2))
     total = r.episodes
     t0 = time.time()

@@ -134,12 +134,11 @@ class Recipe:
             raise ValueError(f"first window must be in [0, 1] with --window (teacher forcing) or --teacher (DMD), "
                              f"got {first!r}")
         steps = self.first_steps
-        if not 0.0 <= steps <= 1.0 or (steps and (self.policy not in ("full", "fademem") or self.teacher is not None)):
+        if not 0.0 <= steps <= 1.0 or (steps and not self.walks):
             raise ValueError(f"first steps must be in [0, 1] with a memory in the loop (--policy full/fademem, "
                              f"no --teacher), got {steps!r} with policy {self.policy!r}")
         share = self.return_windows
-        walks = self.policy in ("full", "fademem") and self.teacher is None
-        if not 0.0 <= share <= 1.0 or (share and self.window is None and not walks):
+        if not 0.0 <= share <= 1.0 or (share and self.window is None and not self.walks):
             raise ValueError(f"return windows must be in [0, 1] with --window (teacher forcing) or a memory in "
                              f"the loop (--policy full/fademem, no --teacher), got {share!r} with policy "
                              f"{self.policy!r}")
@@ -174,6 +173,12 @@ class Recipe:
         if self.teacher is not None:
             return {"name": "few_step", "steps": GEN_STEPS, "shift": SHIFT}
         return {"name": SAMPLER, "steps": SAMPLER_STEPS, "shift": SHIFT}
+
+    @property
+    def walks(self) -> bool:
+        """Whether the episodes walk clips chunk by chunk with a memory in the loop
+        (:func:`~.loop.walk_episode`: ``full`` or ``fademem``, not distilling)."""
+        return self.policy in ("full", "fademem") and self.teacher is None
 
     def memory(self):
         """The memory in the training loop: ``full`` (base), ``fademem`` (FadeMem-FT: 12, 0.3,

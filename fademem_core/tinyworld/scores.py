@@ -83,7 +83,7 @@ def score_video(
         presence[:, s] = seen[:, s]
         idx = np.flatnonzero(seen[:, s])
         cls_ok[idx, s] = r.cls[idx, s] == want
-        idx = np.flatnonzero(shown[:, s])
+        idx = np.flatnonzero(shown[:, s])  # from here on: the frames its detail can be read in
         if len(idx):
             # identity reference: the first appearance (up to 3 frames of it)
             first = idx[: RETURN_FRAMES]

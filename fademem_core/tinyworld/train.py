@@ -115,7 +115,7 @@ def _what(recipe: Recipe) -> str:
         return ("tiny causal Wan (diffusers WanTransformer3DModel), a few-step generator distilled on "
                 f"fademem_core.tinyworld by DMD on its own rollouts with {pol!r} memory")
     walks = (f", {recipe.return_windows:g} of the episodes walks to a sprite's return (the true past "
-             "committed, the two chunks at the return trained)") if pol is not None and recipe.return_windows else ""
+             "committed, the two chunks at the return trained)") if recipe.walks and recipe.return_windows else ""
     return ("tiny causal Wan (diffusers WanTransformer3DModel), a base flow model trained on "
             "fademem_core.tinyworld " + ("by teacher forcing (masked full-sequence pass)" if pol is None
                                          else f"through the engine with {pol!r} memory in the loop" + walks))
