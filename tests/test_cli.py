@@ -146,6 +146,8 @@ def test_demo_says_what_the_default_model_is(capsys, tmp_path):
     first = out.splitlines()[0]
     if WEIGHTS.is_file():  # the shipped tiny-world weights
         assert "trained on" in first and "RANDOM" not in first
+        # the render check, and what its residual is made of (fademem_core.tinyworld.offworld)
+        assert "verdict:" in out and "off-world residual by part" in out and "background drift" in out
     else:
         assert "RANDOM weights" in first
 

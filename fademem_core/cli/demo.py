@@ -162,14 +162,16 @@ def _print_world_check(setup: TinySetup, label: str, result: Any) -> None:
 
 def world_check(setup: TinySetup, latents: torch.Tensor) -> list[str]:
     """Issue 11's point-1 check of a demo video, as printable lines."""
-    from ..tinyworld import quality, world
+    from ..tinyworld import offworld, quality, world
 
     scenes = [world.sample_scene(seed, **DEMO_PROMPT) for seed in range(32)]
     kw = setup.sample_kw
     teacher = quality.teacher_forced_residual(setup.model, scenes[:8], 30, len(kw["steps"]), kw["shift"],
                                               sampler=kw["sampler"])
     check = quality.check_rendering(latents, scenes[:1], teacher, world=scenes)
-    return check.lines() + [f"verdict: {'renders the world' if check.passed else 'FAILS the check'}"]
+    # which part of the picture leaves the world, and when: what a failing residual is made of
+    return (check.lines() + [f"verdict: {'renders the world' if check.passed else 'FAILS the check'}"]
+            + offworld.off_world_lines(latents[0], scenes))
 
 
 def _policy_label(policy: Any) -> str:
