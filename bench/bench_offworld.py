@@ -29,6 +29,7 @@ from fademem_core.model.recorded import embedded_weights  # noqa: E402
 from fademem_core.rollout.sampler import generate  # noqa: E402
 from fademem_core.rollout.timesteps import sampler_options  # noqa: E402
 from fademem_core.tinyworld import offworld, world  # noqa: E402
+from fademem_core.tinyworld.scores import binned  # noqa: E402
 from fademem_core.tinyworld.spec import CHUNK  # noqa: E402
 
 VIDEOS, FRAMES, BIN = 8, 240, 60
@@ -46,8 +47,9 @@ def rollouts(model, primed: bool) -> torch.Tensor:
                     include_prefix=True, **kw)
 
 
-def bins(values: np.ndarray, fmt: str) -> str:
-    return " ".join(format(v, fmt) for v in values.reshape(-1, BIN).mean(axis=1))
+def bins(per_video: list[np.ndarray], fmt: str) -> str:
+    """Mean over the videos and each BIN frames of ``per_video`` (one ``[FRAMES]`` array each)."""
+    return " ".join(format(v, fmt) for v in binned(np.stack(per_video), BIN))
 
 
 def report(path: Path) -> list[str]:
@@ -58,8 +60,8 @@ def report(path: Path) -> list[str]:
         reads = [offworld.off_world(z) for z in rollouts(model, primed)]
         lines.append(f"  {'primed with one true chunk' if primed else 'from the prompt (the demo)'}:")
         for name in offworld.PARTS:
-            lines.append(f"    {name:<16}{bins(np.mean([o.parts[name] for o in reads], axis=0), '.3f')}")
-        lines.append(f"    {'wave amplitude':<16}{bins(np.mean([o.amplitude for o in reads], axis=0), '.2f')}")
+            lines.append(f"    {name:<16}{bins([o.parts[name] for o in reads], '.3f')}")
+        lines.append(f"    {'wave amplitude':<16}{bins([o.amplitude for o in reads], '.2f')}")
         speeds = [o.drift_speed for o in reads]
         lines.append(f"    drift speed, median over videos {np.nanmedian(speeds):.3f} px/frame "
                      f"(read in {int(np.isfinite(speeds).sum())} of {VIDEOS}; the world draws 0.03-0.06)")

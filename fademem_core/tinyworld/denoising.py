@@ -20,9 +20,9 @@ import numpy as np
 import torch
 
 from .distill import window_velocity
-from .probes import read_frames
+from .probes import channel_errors, read_frames
 from .spec import warp
-from .world import CHANNELS, NUM_FAMILIES, Scene, render_params, scene_prompt
+from .world import CHANNELS, NUM_FAMILIES, Scene, scene_prompt
 
 
 @torch.no_grad()
@@ -66,5 +66,4 @@ def sample_windows(transformer: torch.nn.Module, text: torch.Tensor, frames: int
 def channel_residuals(latents: torch.Tensor) -> np.ndarray:
     """``[16]``: the probes' off-world residual of ``latents [16, F, 8, 8]`` per channel (their
     mean over channels is the mean of :func:`~.probes.read_frames`' per-frame residual)."""
-    recon = render_params(read_frames(latents).params).double().numpy()
-    return ((recon - latents.double().numpy()) ** 2).mean(axis=(1, 2, 3))
+    return channel_errors(latents, read_frames(latents)).mean(axis=1)

@@ -18,15 +18,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .probes import read_frames
-from .world import SIZE, Scene, render_params
+from .probes import channel_errors, read_frames
+from .world import CODE_CHANNELS, MASK_CHANNELS, SIZE, TEXTURE_CHANNELS, Scene
 
-# the picture's parts, by the channels of :mod:`.world` that draw them
+# the picture's parts, by the channels of :mod:`.world` that draw them (its table: 0-1 the
+# drifting wave, 2-3 the static one)
 PARTS: dict[str, tuple[int, ...]] = {
     "drifting wave": (0, 1),
     "static wave": (2, 3),
-    "texture": (4, 5),
-    "sprites": tuple(range(6, 16)),
+    "texture": TEXTURE_CHANNELS,
+    "sprites": tuple(sorted((*MASK_CHANNELS, *(c for code in CODE_CHANNELS for c in code)))),
 }
 # below this amplitude the drift read from the wave is the phase of a blur, not a drift
 MIN_AMPLITUDE = 0.5
@@ -49,15 +50,15 @@ def off_world(latents: torch.Tensor) -> OffWorld:
     """Take the probes' off-world residual of ``latents [16, F, 8, 8]`` apart by :data:`PARTS`."""
     if latents.ndim != 4 or latents.shape[0] != 16:
         raise ValueError(f"latents must be one video [16, F, 8, 8], got {tuple(latents.shape)}")
-    z = latents.double().cpu().numpy()
     reading = read_frames(latents)
-    err = (render_params(reading.params).double().numpy() - z) ** 2  # [16, F, 8, 8]
-    parts = {name: err[list(ch)].mean(axis=(0, 2, 3)) for name, ch in PARTS.items()}
+    err = channel_errors(latents, reading)  # [16, F]
+    parts = {name: err[list(ch)].mean(axis=0) for name, ch in PARTS.items()}
+    z = latents[:2].double().cpu().numpy()
     amplitude = np.hypot(z[0], z[1]).mean(axis=(1, 2))
     # signed step of the drift on the circle, wrapped to [-SIZE/2, SIZE/2)
     step = np.mod(np.diff(reading.shift) + SIZE / 2, SIZE) - SIZE / 2
     there = (amplitude[1:] >= MIN_AMPLITUDE) & (amplitude[:-1] >= MIN_AMPLITUDE)
-    speed = float(np.median(np.abs(step[there]))) if there.sum() >= 1 else float("nan")
+    speed = float(np.median(np.abs(step[there]))) if there.any() else float("nan")
     return OffWorld(parts=parts, amplitude=amplitude, drift_speed=speed)
 
 

@@ -142,6 +142,13 @@ def read_frames(latents: torch.Tensor) -> Reading:
     return Reading(params=params, visibility=visibility, cls=cls, detail=detail, residual=residual)
 
 
+def channel_errors(latents: torch.Tensor, reading: Reading) -> np.ndarray:
+    """``[16, F]``: squared error of ``latents [16, F, 8, 8]`` to the frames ``reading`` (its
+    :func:`read_frames`) re-renders, per channel and frame, mean over pixels.  Its mean over
+    channels is ``reading.residual``."""
+    return ((render_params(reading.params).double().numpy() - _as_frames(latents)) ** 2).mean(axis=(2, 3))
+
+
 def circular_distance(a: np.ndarray, b: np.ndarray, period: float) -> np.ndarray:
     """Smallest distance between ``a`` and ``b`` on a circle of length ``period``."""
     d = np.mod(np.asarray(a) - np.asarray(b), period)
